@@ -24,7 +24,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ConfigDict, Field
 
 from teleport_argocd.reconcile import Trigger
-from teleport_argocd.runtime import RELEVANT_EVENTS, open_runtime, record_metrics
+from teleport_argocd.runtime import open_runtime, record_metrics
+from teleport_argocd.triggers import REACTED_EVENTS
 
 logger = Logger()
 # The core logs through the standard library; give it the same JSON format and correlation id.
@@ -65,7 +66,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         logger.warning("dropping malformed audit event", extra={"problems": problems})
         metrics.add_metric("EventsDropped", "Count", 1)
         return {"status": "dropped", "reason": "malformed", "problems": problems}
-    if parsed.detail.event not in RELEVANT_EVENTS:
+    if parsed.detail.event not in REACTED_EVENTS:
         logger.info("dropping irrelevant audit event", extra={"event_type": parsed.detail.event})
         metrics.add_metric("EventsDropped", "Count", 1)
         return {"status": "dropped", "reason": f"irrelevant event type {parsed.detail.event}"}

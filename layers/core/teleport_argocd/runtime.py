@@ -22,29 +22,12 @@ from teleport_argocd.model import KubeCluster
 from teleport_argocd.reconcile import Connection, OutputReport, Reconciler, Trigger
 from teleport_argocd.selectors import matches
 from teleport_argocd.state import StateStore
+from teleport_argocd.triggers import KUBE_EVENTS
 
 if TYPE_CHECKING:
     from teleport_argocd import kube
 
 logger = logging.getLogger(__name__)
-
-# Audit events about one kube cluster; anything else relevant (roles, bots, tokens,
-# discovery configs) may change what every output sees.
-KUBE_EVENTS = frozenset({"kube.create", "kube.update", "kube.delete"})
-RELEVANT_EVENTS = KUBE_EVENTS | frozenset(
-    {
-        "role.created",
-        "role.updated",
-        "role.deleted",
-        "bot.create",
-        "bot.update",
-        "bot.delete",
-        "join_token.create",
-        "discovery_config.create",
-        "discovery_config.update",
-        "discovery_config.delete",
-    }
-)
 
 
 @dataclass(frozen=True)
