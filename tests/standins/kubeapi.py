@@ -26,6 +26,7 @@ import re
 import ssl
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -432,8 +433,12 @@ class KubeApiServer:
         *,
         namespaces: Iterable[str] = ("default", "kube-system", "argocd"),
         eks_cluster_name: str | None = None,
+        latency: float = 0.0,
     ) -> None:
         self.hostname = hostname
+        # Seconds each request waits before it is served, outside any lock, so concurrent requests
+        # overlap: loopback answers in ~1 ms and would hide the round trips a real API server costs.
+        self.latency = latency
         self.ca = trustme.CA()
         self.eks_cluster_name = eks_cluster_name
         self.sts = PresignedSts()
@@ -629,6 +634,8 @@ class KubeApiServer:
         body: bytes,
         peer_cert: dict[str, Any] | None,
     ) -> tuple[int, dict[str, Any]]:
+        if self.latency:
+            time.sleep(self.latency)
         url = urlsplit(target)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         verb, resource, namespace, name = _attributes(method, url.path, query)

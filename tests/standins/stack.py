@@ -62,6 +62,7 @@ class LocalStack:
     clusters: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: dict(DEMO_CLUSTERS))
     outputs: Sequence[Mapping[str, Any]] = field(default_factory=default_outputs)
     lease_seconds: int = 360
+    kube_latency: float = 0.0  # seconds per Kubernetes request, as a real API server's round trip
     aws: MotoServer = field(default_factory=MotoServer)
     sts: MotoServer = field(default_factory=lambda: MotoServer(signing=True))
     credentials: AwsCredentials | None = None
@@ -92,7 +93,7 @@ class LocalStack:
         )
         for name, labels in self.clusters.items():
             self.teleport.add_kube_cluster(name, labels=dict(labels))
-        self.kube = KubeApiServer().start()
+        self.kube = KubeApiServer(latency=self.kube_latency).start()
         self.kube.allow(
             user=WRITER, verbs=("get", "create", "update", "patch", "delete"), namespaces=(ARGOCD_NAMESPACE,)
         )
