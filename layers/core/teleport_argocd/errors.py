@@ -101,3 +101,14 @@ class NotManagedError(DestinationError):
 
 class StateError(TeleportArgoCDError):
     """Raised when the DynamoDB state table cannot be read or written."""
+
+
+# -- audit events --------------------------------------------------------------
+
+
+class MalformedEvent(TeleportArgoCDError):
+    """Raised for an audit event that can never be forwarded (not a JSON object, missing fields, too deep)."""
+
+
+class EventTooLarge(MalformedEvent):
+    """Raised for an audit event whose JSON would not fit in one EventBridge entry."""

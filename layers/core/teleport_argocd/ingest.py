@@ -1,0 +1,216 @@
+"""Teleport audit events onto the EventBridge bus: parse and bound one event, decide, put in batches.
+
+Two ways in share this module. The Event Handler plugin POSTs each event as its flat JSON body
+(`integrations/event-handler/fluentd_client.go`). Self-hosted Teleport on the DynamoDB audit backend
+writes one item per event (`lib/events/dynamoevents/dynamoevents.go`), which a table stream carries
+here. Either way the event becomes one PutEvents entry: `Source` the configured source, `DetailType`
+the event type, `Detail` the event JSON, `Time` the event time. No Lambda types here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer
+from botocore.exceptions import BotoCoreError, ClientError
+
+from teleport_argocd.errors import EventTooLarge, MalformedEvent
+from teleport_argocd.triggers import REACTED_EVENTS
+
+log = logging.getLogger(__name__)
+
+# Deeper than any Teleport event (DynamoDB itself stops at 32 levels); a deeper body is hostile.
+MAX_DEPTH = 32
+# EventBridge counts Source + DetailType + Detail in UTF-8 bytes, plus 14 when Time is set, against
+# 256 KB per entry (eb-putevent-size.html). Source is at most 256 characters and DetailType 128, so a
+# Detail under this bound always fits, whatever the configured source.
+MAX_ENTRY_BYTES = 256 * 1024
+MAX_DETAIL_BYTES = MAX_ENTRY_BYTES - 256 - 128 - 14
+# PutEvents takes at most 10 entries per request.
+PUT_BATCH_SIZE = 10
+REQUIRED_FIELDS = ("event", "uid", "time")
+
+_deserializer = TypeDeserializer()
+
+
+def parse_event(body: bytes | str) -> dict[str, Any]:
+    """Decode a posted body into an audit event; raises `MalformedEvent` if it can never be valid."""
+    raw = body.encode() if isinstance(body, str) else body
+    if len(raw) > MAX_DETAIL_BYTES:
+        raise EventTooLarge(f"body of {len(raw)} bytes exceeds {MAX_DETAIL_BYTES}")
+    try:
+        decoded = json.loads(raw)
+    except RecursionError:
+        # The C decoder recurses per nesting level; a deep enough body hits the interpreter's limit.
+        raise MalformedEvent(f"body nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise MalformedEvent(f"body is not JSON: {type(exc).__name__}") from None
+    return validate(decoded)
+
+
+def validate(obj: object) -> dict[str, Any]:
+    """Check a decoded event: a bounded JSON object with non-empty string `event`, `uid` and `time`."""
+    if not isinstance(obj, dict):
+        raise MalformedEvent(f"event is a JSON {type(obj).__name__}, not an object")
+    check_bounds(obj)
+    for key in REQUIRED_FIELDS:
+        value = obj.get(key)
+        if not isinstance(value, str) or not value:
+            raise MalformedEvent(f"field {key!r} must be a non-empty string")
+    return obj
+
+
+def check_bounds(obj: object) -> None:
+    """Raise `MalformedEvent` if `obj` nests deeper than `MAX_DEPTH` or its JSON exceeds `MAX_DETAIL_BYTES`.
+
+    Depth is walked with an explicit stack, so a hostile nesting cannot hit the recursion limit, and
+    it is checked before the JSON encoder (which recurses) sees the object.
+    """
+    stack: list[tuple[object, int]] = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > MAX_DEPTH:
+                    raise MalformedEvent(f"event nested deeper than {MAX_DEPTH} levels")
+                stack.append((child, depth + 1))
+    size = len(_to_json(obj).encode())
+    if size > MAX_DETAIL_BYTES:
+        raise EventTooLarge(f"event JSON of {size} bytes exceeds {MAX_DETAIL_BYTES}")
+
+
+def is_reacted(event: Mapping[str, Any]) -> bool:
+    """Whether the event can change what is registered; other events are acknowledged, not forwarded."""
+    return event.get("event") in REACTED_EVENTS
+
+
+def from_stream_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The audit event in a DynamoDB stream record (NEW_IMAGE) of Teleport's audit table.
+
+    Teleport writes `SessionID`, `EventIndex`, `EventType`, `CreatedAt`, `Expires`, `EventNamespace`,
+    `CreatedAtDate` and the event itself: `FieldsMap`, a native map, in current releases; `Fields`, a
+    JSON string, in older ones (`lib/events/dynamoevents/dynamoevents.go`, `event` struct).
+    """
+    image = (record.get("dynamodb") or {}).get("NewImage")
+    if not isinstance(image, dict):
+        raise MalformedEvent("stream record has no NewImage")
+    try:
+        if "FieldsMap" in image:
+            return validate(_plain(_deserializer.deserialize(image["FieldsMap"])))
+        if "Fields" in image:
+            fields = _deserializer.deserialize(image["Fields"])
+        else:
+            raise MalformedEvent("item has neither FieldsMap nor Fields")
+    except (TypeError, ValueError, AttributeError, ArithmeticError) as exc:
+        # boto3's deserializer reports a malformed attribute value with any of these.
+        raise MalformedEvent(f"item attribute is not a DynamoDB value: {type(exc).__name__}") from None
+    if not isinstance(fields, str):
+        raise MalformedEvent("item attribute Fields is not a string")
+    return parse_event(fields)
+
+
+@dataclass(frozen=True)
+class FailedEntry:
+    """One entry EventBridge did not take: its index in the `put` call, and EventBridge's reason."""
+
+    index: int
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class PutOutcome:
+    sent: int
+    failed: tuple[FailedEntry, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+@dataclass(frozen=True)
+class Forwarder:
+    """Puts audit events on one bus under one source through a boto3 `events` client."""
+
+    client: Any
+    bus_name: str
+    source: str
+
+    def entry(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """The PutEvents entry for an event already through `validate`."""
+        entry: dict[str, Any] = {
+            "Source": self.source,
+            "DetailType": event["event"],
+            "Detail": _to_json(event),
+            "EventBusName": self.bus_name,
+        }
+        time = _event_time(event["time"])
+        if time is not None:
+            entry["Time"] = time
+        return entry
+
+    def put(self, events: Sequence[Mapping[str, Any]]) -> PutOutcome:
+        """Put every event, 10 per request; a failed request fails each of its entries, not the rest."""
+        failed: list[FailedEntry] = []
+        for start in range(0, len(events), PUT_BATCH_SIZE):
+            batch = [self.entry(e) for e in events[start : start + PUT_BATCH_SIZE]]
+            try:
+                response = self.client.put_events(Entries=batch)
+            except ClientError as exc:
+                error = exc.response.get("Error", {})
+                code, message = error.get("Code", "ClientError"), error.get("Message", "")
+                failed += [FailedEntry(start + i, code, message) for i in range(len(batch))]
+                continue
+            except BotoCoreError as exc:
+                failed += [FailedEntry(start + i, type(exc).__name__, str(exc)) for i in range(len(batch))]
+                continue
+            for i, result in enumerate(response.get("Entries", [])):
+                if result.get("ErrorCode"):
+                    failed.append(FailedEntry(start + i, result["ErrorCode"], result.get("ErrorMessage", "")))
+        for f in failed:
+            log.warning(
+                "event not put on the bus",
+                extra={
+                    "event_type": events[f.index].get("event"),
+                    "uid": events[f.index].get("uid"),
+                    "error_code": f.code,
+                    "error_message": f.message,
+                },
+            )
+        return PutOutcome(sent=len(events) - len(failed), failed=tuple(failed))
+
+
+def _to_json(obj: object) -> str:
+    try:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:  # NaN/Infinity, or a value JSON cannot carry
+        raise MalformedEvent(f"event is not JSON-serialisable: {exc}") from None
+
+
+def _event_time(value: str) -> datetime | None:
+    """Teleport's `time` is RFC 3339 in UTC; an unparseable one leaves `Time` to EventBridge."""
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _plain(value: Any) -> Any:
+    """Turn the deserializer's Decimals into int or float so the event encodes as JSON numbers.
+
+    Recursion is bounded: DynamoDB stores at most 32 levels of nesting.
+    """
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
