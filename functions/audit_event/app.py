@@ -1,8 +1,11 @@
-"""Teleport audit events from EventBridge: reconcile the outputs an event can affect, at once.
+"""Teleport audit events from EventBridge: reconcile what an event concerns, at once.
 
-Duplicates (the Event Handler plugin delivers at least once) are dropped by Powertools
-idempotency keyed on the Teleport event `uid`; malformed or irrelevant events are logged
-and dropped without an error, so they are never retried.
+`kube.*` events run only the named cluster, in the outputs that can select it; role and bot
+events run everything, but only when they concern our bot. Duplicates (the Event Handler
+plugin delivers at least once) are dropped by Powertools idempotency keyed on the Teleport
+event `uid`; malformed or irrelevant events are logged and dropped without an error, so they
+are never retried. An event for a cluster Teleport does not list yet fails the invocation after
+waiting, so Lambda's asynchronous retries try again (the idempotency record is released on error).
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ConfigDict, Field
 
-from teleport_argocd.reconcile import Trigger
-from teleport_argocd.runtime import open_runtime, record_metrics
+from teleport_argocd.errors import ClusterNotListed
+from teleport_argocd.metrics import record_metrics
+from teleport_argocd.runtime import open_runtime
 from teleport_argocd.triggers import REACTED_EVENTS
 
 logger = Logger()
@@ -77,9 +81,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 @idempotent_function(data_keyword_argument="event", config=idempotency, persistence_store=persistence)
 def process(event: dict[str, Any]) -> dict[str, Any]:
     detail = AuditEnvelope.model_validate(event).detail
-    trigger = Trigger(kind="audit", reason=f"{detail.event} {detail.name} ({detail.uid})")
     with open_runtime(session=session) as runtime:
-        outputs = runtime.outputs_for_event(detail.event, detail.model_dump())
+        outputs, trigger = runtime.event_runs(detail.event, detail.model_dump())
         reports = runtime.reconcile(outputs, trigger)
         record_metrics(reports, metrics.add_metric, runtime.clock())
+    waiting = [e for r in reports if r.retriable for e in r.errors]
+    if waiting:
+        raise ClusterNotListed("; ".join(waiting))
     return {"status": "processed", "event": detail.event, "outputs": [r.to_dict() for r in reports]}

@@ -14,9 +14,11 @@ from aws_lambda_powertools.utilities.parser import BaseModel, ValidationError, p
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ConfigDict
 
-from teleport_argocd.errors import ConfigError
+from teleport_argocd.errors import ConfigError, NotConfigured, UnknownOutput
+from teleport_argocd.metrics import record_metrics
+from teleport_argocd.plan import Renewal, Scope
 from teleport_argocd.reconcile import Trigger
-from teleport_argocd.runtime import open_runtime, record_metrics
+from teleport_argocd.runtime import open_runtime
 
 logger = Logger()
 # The core logs through the standard library; give it the same JSON format and correlation id.
@@ -27,7 +29,8 @@ session = boto3.Session()  # reused across warm invocations
 
 
 class ReloadRequest(BaseModel):
-    """`outputs` empty means all; `force` ignores the renewal interval; `dry_run` writes nothing."""
+    """`outputs` empty means all; `force` rewrites every Secret (else only what is new, changed,
+    failed or due for renewal); `dry_run` writes nothing; `unchanged` lists unchanged clusters too."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -35,6 +38,7 @@ class ReloadRequest(BaseModel):
     force: bool = True
     dry_run: bool = False
     status_only: bool = False
+    unchanged: bool = False
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -48,18 +52,24 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return {"error": "invalid reload request", "problems": problems}
     try:
         runtime = open_runtime(session=session)
+    except NotConfigured as exc:
+        return {"error": str(exc)}
     except ConfigError as exc:  # the person invoking this wants every problem, with its path
         return {"error": "invalid configuration", "problems": [str(p) for p in exc.problems]}
     with runtime:
         try:
             outputs = runtime.outputs(request.outputs)
-        except ValueError as exc:
+        except UnknownOutput as exc:
             return {"error": str(exc)}
         reports = []
         if not request.status_only:
+            renew = Renewal.ALL if request.force else Renewal.DUE
             trigger = Trigger(
-                kind="reload", reason="manual reload", force=request.force, dry_run=request.dry_run
+                kind="reload", reason="manual reload", scope=Scope(renew=renew), dry_run=request.dry_run
             )
             reports = runtime.reconcile(outputs, trigger)
             record_metrics(reports, metrics.add_metric, runtime.clock())
-        return {"outputs": [r.to_dict() for r in reports], "status": runtime.status(outputs)}
+        return {
+            "outputs": [r.to_dict(unchanged=request.unchanged) for r in reports],
+            "status": runtime.status(outputs),
+        }

@@ -1,8 +1,9 @@
-"""Scheduled renewal: refresh every output's Secrets before their certificates expire."""
+"""Scheduled runs: renewal (rewrite what each certificate's expiry says is due) and discovery
+(frequent: write only new, changed or failed clusters; nothing at all when nothing changed)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -10,8 +11,11 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.utilities.parser import BaseModel, event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from teleport_argocd.errors import NotConfigured
+from teleport_argocd.metrics import record_metrics
+from teleport_argocd.plan import Renewal, Scope
 from teleport_argocd.reconcile import Trigger
-from teleport_argocd.runtime import open_runtime, record_metrics
+from teleport_argocd.runtime import open_runtime
 
 logger = Logger()
 # The core logs through the standard library; give it the same JSON format and correlation id.
@@ -21,10 +25,14 @@ metrics = Metrics()
 session = boto3.Session()  # reused across warm invocations
 
 
+# What each schedule's Input asks for (template.yaml).
+RENEWAL = {"schedule": Renewal.DUE, "discovery": Renewal.NONE}
+
+
 class ScheduleEvent(BaseModel):
     """The Input the EventBridge Scheduler target delivers (template.yaml)."""
 
-    trigger: str = "schedule"
+    trigger: Literal["schedule", "discovery"] = "schedule"
     schedule_arn: str = ""
     scheduled_time: str = ""
 
@@ -34,8 +42,18 @@ class ScheduleEvent(BaseModel):
 @metrics.log_metrics(capture_cold_start_metric=True)
 @event_parser(model=ScheduleEvent)
 def handler(event: ScheduleEvent, context: LambdaContext) -> dict[str, Any]:
-    trigger = Trigger(kind="schedule", reason=f"schedule at {event.scheduled_time or 'unknown time'}")
-    with open_runtime(session=session) as runtime:
+    when = event.scheduled_time or "unknown time"
+    trigger = Trigger(
+        kind=event.trigger,
+        reason=f"{event.trigger} at {when}",
+        scope=Scope(renew=RENEWAL[event.trigger]),
+    )
+    try:
+        runtime = open_runtime(session=session)
+    except NotConfigured as exc:  # a fresh deploy: quiet until the configuration exists
+        logger.info(str(exc))
+        return {"status": "not configured"}
+    with runtime:
         outputs = runtime.outputs()
         reports = runtime.reconcile(outputs, trigger)
         record_metrics(reports, metrics.add_metric, runtime.clock(), runtime.earliest_expiry(outputs))

@@ -15,7 +15,8 @@ import pytest
 
 from standins.aws import MotoServer
 from teleport_argocd.errors import StateError
-from teleport_argocd.state import Lease, RunRecord, StateStore
+from teleport_argocd.model import SecretVersion
+from teleport_argocd.state import Lease, Registration, RunRecord, StateStore
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=5)
@@ -75,18 +76,24 @@ def store(table: str, dynamodb: Any, clock: Clock) -> StateStore:
     return StateStore(table, client=dynamodb, clock=clock)
 
 
-def success(store: StateStore, kube_cluster: str = "prod", **overrides: Any) -> None:
-    args: dict[str, Any] = {
+def registration(kube_cluster: str = "prod", **overrides: Any) -> Registration:
+    fields: dict[str, Any] = {
+        "output": "main",
         "teleport_cluster": "example.teleport.sh",
         "kube_cluster": kube_cluster,
         "secret_namespace": "argocd",
         "secret_name": f"cluster-{kube_cluster}",
         "server": f"https://example.teleport.sh/v1/teleport/x/{kube_cluster}",
-        "cert_expires": CERT_EXPIRES,
         "labels": {"env": "prod"},
+        "fingerprint": "f" * 32,
+        "version": SecretVersion(f"uid-{kube_cluster}", "42"),
+        "first_written": T0,
+        "last_written": T0,
+        "last_attempt": T0,
+        "cert_expires": CERT_EXPIRES,
         **overrides,
     }
-    store.record_success("main", **args)
+    return Registration(**fields)
 
 
 # -- lease ---------------------------------------------------------------------------
@@ -141,6 +148,26 @@ def test_finish_with_pending_keeps_lease_then_releases(store: StateStore, clock:
     assert status["last_finished"] == "2026-11-21T10:04:00.000000+00:00"
     json.dumps(status)
     assert store.try_acquire("main", run_id="run-4", duration=LEASE, reason="schedule")
+
+
+def test_acquire_retried_after_its_answer_was_lost_still_holds_the_lease(
+    table: str, dynamodb: Any, clock: Clock
+) -> None:
+    """botocore retries a request whose answer was lost (a 5xx or a reset after DynamoDB committed
+    it); the retry of our own acquire must find the lease ours, not someone else's."""
+
+    class LostAnswer:
+        def update_item(self, **kwargs: Any) -> dict[str, Any]:
+            dynamodb.update_item(**kwargs)  # committed; the answer never arrives...
+            return dynamodb.update_item(**kwargs)  # type: ignore[no-any-return]  # ...so botocore sends it again
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(dynamodb, name)
+
+    store = StateStore(table, client=LostAnswer(), clock=clock)
+    lease = store.try_acquire("main", run_id="run-1", duration=LEASE, reason="schedule")
+    assert lease == Lease("main", "run-1", T0 + LEASE)
+    assert store.lease_status("main")["pending"] is False
 
 
 def test_outputs_have_separate_leases(store: StateStore) -> None:
@@ -319,100 +346,76 @@ def test_concurrent_triggers_are_never_lost(table: str, moto: MotoServer) -> Non
 # -- registrations --------------------------------------------------------------------
 
 
-def test_success_then_failure_keeps_what_was_written(store: StateStore, clock: Clock) -> None:
-    success(store)
-    first = clock.now
-    clock.advance(timedelta(minutes=20))
-    success(store, cert_expires=CERT_EXPIRES + timedelta(minutes=20))
-    last = clock.now
-    clock.advance(timedelta(minutes=20))
+def test_registrations_round_trip_every_field(store: StateStore) -> None:
+    written = [
+        registration("a"),
+        registration(
+            "b",
+            version=None,
+            last_error="403 Forbidden",
+            last_error_at=T0,
+            matches=False,
+            unmatched_since=T0 + timedelta(minutes=3),
+            deleted_at=T0 + timedelta(hours=2),
+            labels={},
+        ),
+    ]
+    store.put_registrations(written)
+    assert store.registrations("main") == written
 
-    store.record_failure(
-        "main", teleport_cluster="example.teleport.sh", kube_cluster="prod", error="403 Forbidden"
-    )
 
+def test_registrations_are_batched_25_to_a_request(store: StateStore) -> None:
+    store.put_registrations([registration(f"c{i:03d}") for i in range(60)])
+    assert store.writes == 3
+    assert len(store.registrations("main")) == 60
+
+
+def test_a_put_replaces_the_whole_registration(store: StateStore) -> None:
+    store.put_registrations([registration(last_error="old", last_error_at=T0)])
+    store.put_registrations([registration()])
     [reg] = store.registrations("main")
-    assert (reg.first_written, reg.last_written, reg.last_attempt) == (first, last, clock.now)
-    assert reg.last_error == "403 Forbidden"
-    assert reg.cert_expires == CERT_EXPIRES + timedelta(minutes=20)
-    assert (reg.secret_namespace, reg.secret_name) == ("argocd", "cluster-prod")
-    assert reg.server == "https://example.teleport.sh/v1/teleport/x/prod"
-    assert reg.matches is True
+    assert reg.last_error is None and reg.last_error_at is None
 
 
-def test_success_clears_error(store: StateStore, clock: Clock) -> None:
-    store.record_failure(
-        "main",
-        teleport_cluster="example.teleport.sh",
-        kube_cluster="prod",
-        error="connection refused",
-        secret_namespace="argocd",
-        secret_name="cluster-prod",
-    )
-    [reg] = store.registrations("main")
-    assert (reg.first_written, reg.last_written, reg.server) == (None, None, "")
-    assert (reg.secret_namespace, reg.secret_name, reg.matches) == ("argocd", "cluster-prod", True)
-    clock.advance(timedelta(minutes=1))
+def test_unprocessed_items_are_retried(table: str, dynamodb: Any, clock: Clock) -> None:
+    """BatchWriteItem may leave items unprocessed under throttling (DynamoDB API reference,
+    BatchWriteItem: "UnprocessedItems"); they are sent again until none is left."""
 
-    success(store)
+    class Throttling:
+        def __init__(self) -> None:
+            self.calls = 0
 
-    [reg] = store.registrations("main")
-    assert reg.last_error is None
-    assert reg.first_written == reg.last_written == reg.last_attempt == clock.now
+        def batch_write_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+            self.calls += 1
+            [(name, requests)] = RequestItems.items()
+            if self.calls == 1:  # the first answer processes only the first item
+                dynamodb.batch_write_item(RequestItems={name: requests[:1]})
+                return {"UnprocessedItems": {name: requests[1:]}}
+            return dynamodb.batch_write_item(RequestItems=RequestItems)  # type: ignore[no-any-return]
 
+        def __getattr__(self, name: str) -> Any:
+            return getattr(dynamodb, name)
 
-def test_success_is_one_write(store: StateStore) -> None:
-    for i in range(5):
-        success(store, kube_cluster=f"c{i}")
-    assert store.writes == 5
+    client = Throttling()
+    store = StateStore(table, client=client, clock=clock)
+    store.put_registrations([registration(f"c{i}") for i in range(5)])
+    assert client.calls == 2
+    assert len(store.registrations("main")) == 5
 
 
 def test_errors_are_truncated(store: StateStore) -> None:
-    store.record_failure("main", teleport_cluster="t", kube_cluster="k", error="x" * 5000)
-
+    store.put_registrations([registration(last_error="x" * 5000)])
     [reg] = store.registrations("main")
     assert reg.last_error is not None
     assert len(reg.last_error) == 1000
-
-
-def test_mark_unmatched(store: StateStore) -> None:
-    success(store)
-    store.mark_unmatched("main", teleport_cluster="example.teleport.sh", kube_cluster="prod")
-    store.mark_unmatched("main", teleport_cluster="example.teleport.sh", kube_cluster="unknown")
-
-    [reg] = store.registrations("main")
-    assert (reg.kube_cluster, reg.matches) == ("prod", False)
-    assert reg.last_written is not None
-
-    success(store)
-    assert store.registrations("main")[0].matches is True
-
-
-def test_delete_registration(store: StateStore) -> None:
-    success(store, kube_cluster="a")
-    success(store, kube_cluster="b")
-
-    store.delete_registration("main", teleport_cluster="example.teleport.sh", kube_cluster="a")
-
-    assert [r.kube_cluster for r in store.registrations("main")] == ["b"]
 
 
 def test_registrations_span_pages(store: StateStore, dynamodb: Any, table: str) -> None:
     # DynamoDB pages at 1 MB; fewer, larger items get there faster than 1,200 small ones under moto.
     count = 150
     labels = {f"label-{i}": "v" * 1000 for i in range(8)}  # ~8 KB an item
-    for i in range(count):
-        success(store, kube_cluster=f"c{i:04d}", labels=labels)
-    store.record_success(
-        "other",
-        teleport_cluster="t",
-        kube_cluster="k",
-        secret_namespace="argocd",
-        secret_name="s",
-        server="https://x",
-        cert_expires=CERT_EXPIRES,
-        labels={},
-    )
+    store.put_registrations([registration(f"c{i:04d}", labels=labels) for i in range(count)])
+    store.put_registrations([registration("k", output="other")])
     assert store.try_acquire("main", run_id="r", duration=LEASE, reason="schedule")
 
     first_page = dynamodb.query(
@@ -488,7 +491,7 @@ def test_dynamodb_errors_become_state_errors(dynamodb: Any, clock: Clock) -> Non
     with pytest.raises(StateError, match="no-such-table"):
         store.registrations("main")
     with pytest.raises(StateError):
-        success(store)
+        store.put_registrations([registration()])
     with pytest.raises(StateError):
         store.try_acquire("main", run_id="r", duration=LEASE, reason="schedule")
 

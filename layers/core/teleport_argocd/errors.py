@@ -1,6 +1,6 @@
 """The project's exception hierarchy.
 
-Library exceptions (grpc, kubernetes, botocore, httpx) are mapped into these at the
+Library exceptions (grpc, botocore, httpx, PyYAML) are mapped into these at the
 one boundary where they arise, so the reconcile and the handlers never import a
 transport library to catch an error. No message ever carries key or certificate
 material.
@@ -37,6 +37,14 @@ class ConfigError(TeleportArgoCDError):
         super().__init__("invalid configuration:\n" + "\n".join(f"  {p}" for p in self.problems))
 
 
+class NotConfigured(TeleportArgoCDError):
+    """Raised when the configuration parameter does not exist yet: a fresh deploy, not a failure."""
+
+
+class UnknownOutput(TeleportArgoCDError):
+    """Raised when a request names an output the configuration does not have."""
+
+
 # -- Teleport -----------------------------------------------------------------
 
 
@@ -59,6 +67,13 @@ class AuthCallError(TeleportError):
         self.method = method
         self.code = code
         super().__init__(f"{method} failed: {code + ': ' if code else ''}{message}")
+
+
+class ClusterNotListed(TeleportError):
+    """Raised when an audit event names a kube cluster Teleport still does not list after the wait.
+
+    Retriable: the agent heartbeats the cluster only after it picks the resource up.
+    """
 
 
 class SelectorError(TeleportError):
@@ -92,8 +107,23 @@ class DestinationRejected(DestinationError):
     """Raised when the destination rejects the object itself (422 invalid, 400 bad request)."""
 
 
+class KubeconfigError(DestinationUnreachable):
+    """Raised when a destination's kubeconfig cannot be used (missing parts, exec plugins, file paths)."""
+
+
 class NotManagedError(DestinationError):
-    """Raised when asked to delete a Secret that does not carry our managed-by label."""
+    """Raised when asked to delete a Secret we did not write (no ownership annotation, another uid)."""
+
+
+class ForeignSecretError(DestinationError):
+    """Raised when a Secret of the name we render exists and is neither ours nor tbot's for that cluster."""
+
+
+# -- rendering -----------------------------------------------------------------
+
+
+class RenderError(TeleportArgoCDError):
+    """Raised when a cluster Secret cannot be rendered (no CA, a value Kubernetes would refuse)."""
 
 
 # -- state ---------------------------------------------------------------------

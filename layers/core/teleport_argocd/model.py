@@ -6,11 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-# Label that marks a Secret as written by this project; deletion refuses anything without it.
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY_VALUE = "teleport-argocd"
 # Our own version annotation, in place of tbot's `teleport.dev/tbot-version`.
 VERSION_ANNOTATION = "teleport-argocd.dev/version"
+# The label and annotation keys we wrote, like kubectl's last-applied annotation: an update removes
+# ours that are no longer rendered and keeps everyone else's. It also marks a Secret as ours.
+MANAGED_KEYS_ANNOTATION = "teleport-argocd.dev/managed-keys"
+# The annotation only tbot writes; it marks a Secret we may take over from tbot.
+TBOT_VERSION_ANNOTATION = "teleport.dev/tbot-version"
 
 
 @dataclass(frozen=True)
@@ -40,3 +42,17 @@ class Identity:
     bot_name: str
     cluster_name: str
     roles: tuple[str, ...] = ()
+    # Bot and impersonated certificates carry the bot instance they belong to ("" when none).
+    bot_instance_id: str = ""
+
+
+@dataclass(frozen=True)
+class SecretVersion:
+    """What we stored at our last write of a Secret: the precondition for the next write or delete.
+
+    An empty `resource_version` means the Secret also carries labels or annotations someone else
+    added, so the next write must read it first rather than replace it.
+    """
+
+    uid: str
+    resource_version: str

@@ -1,34 +1,44 @@
-"""One reconcile run for one output: lease, join, certificate, discover, select, render, write, record.
+"""One run for one output: list, plan, then apply under the output's lease.
 
-Every trigger (schedule, audit event, manual reload) ends here. Runs for one output
-never overlap: the DynamoDB lease serialises them, and a trigger that finds the lease
-held marks the output pending so the running reconcile goes round once more. A
-failure for one cluster is recorded against that cluster and never stops the others;
-a failure before writing (join, listing) fails the run and touches no Secret.
+Every trigger (schedule, discovery, audit event, manual reload) ends here. A run lists and
+renders what the selectors pick, plans against the registry (`plan`), and when the plan
+has anything to do takes the output's lease and applies it: the Secrets to write go through
+a bounded pool, one request each, and the registry is written back in batches as results
+come in. Runs of one output never overlap; a trigger that finds the lease held marks the
+output pending and the holder goes round once more. A failure for one cluster is recorded
+against that cluster and never stops the others; a failure before writing (join, listing)
+fails the run and touches no Secret.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from teleport_argocd import __version__
 from teleport_argocd.argocd import RenderedSecret, render_secrets
 from teleport_argocd.config import Destination, OutputConfig
-from teleport_argocd.errors import TeleportArgoCDError
-from teleport_argocd.model import Identity, KubeCluster, KubeEndpoint
-from teleport_argocd.selectors import ClusterQuery, select
-from teleport_argocd.state import Lease, RunRecord, StateStore
+from teleport_argocd.errors import ClusterNotListed, TeleportArgoCDError
+from teleport_argocd.model import Identity, KubeCluster, KubeEndpoint, SecretVersion
+from teleport_argocd.plan import Action, Plan, Renewal, Scope, Step, plan
+from teleport_argocd.selectors import ClusterQuery, matches, select
+from teleport_argocd.state import Lease, Registration, RunRecord
 
 logger = logging.getLogger(__name__)
 
 # What a run may say about one cluster.
-CREATED, UPDATED, FAILED, UNMATCHED = "created", "updated", "failed", "unmatched"
-WOULD_CREATE, WOULD_UPDATE = "would-create", "would-update"
+CREATED, UPDATED, UNCHANGED, FAILED, UNMATCHED = "created", "updated", "unchanged", "failed", "unmatched"
+WOULD_CREATE, WOULD_UPDATE, WOULD_UNMATCH = "would-create", "would-update", "would-unmatch"
+_DRY = {Action.CREATE: WOULD_CREATE, Action.UPDATE: WOULD_UPDATE, Action.UNMATCHED: WOULD_UNMATCH}
+# Registrations are written back in batches of this many as results arrive, so a run killed
+# half-way keeps what it did.
+FLUSH_EVERY = 25
 
 
 class TeleportSessionLike(Protocol):
@@ -44,12 +54,34 @@ class TeleportSessionLike(Protocol):
     ) -> list[KubeCluster]: ...
 
 
+class WriteResultLike(Protocol):
+    @property
+    def action(self) -> str: ...
+
+    @property
+    def version(self) -> SecretVersion: ...
+
+
 class SecretStoreLike(Protocol):
-    """What a run needs from a destination (teleport_argocd.kube.SecretStore)."""
+    """What a run needs from a destination (teleport_argocd.kube.SecretStore); thread-safe."""
 
-    def apply(self, manifest: dict[str, Any]) -> Any: ...
+    def write(self, manifest: dict[str, Any], known: SecretVersion | None) -> WriteResultLike: ...
 
-    def get(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+class StateLike(Protocol):
+    """What a run needs from the state table (teleport_argocd.state.StateStore)."""
+
+    def try_acquire(self, output: str, *, run_id: str, duration: timedelta, reason: str) -> Lease | None: ...
+
+    def extend(self, lease: Lease, duration: timedelta) -> Lease: ...
+
+    def finish(self, lease: Lease) -> bool: ...
+
+    def registrations(self, output: str) -> list[Registration]: ...
+
+    def put_registrations(self, registrations: Sequence[Registration]) -> None: ...
+
+    def put_run(self, record: RunRecord) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -63,12 +95,17 @@ class Connection:
 
 @dataclass(frozen=True)
 class Trigger:
-    """Why a run happens; `force` ignores the renewal interval, `dry_run` writes nothing."""
+    """Why a run happens and how much it covers; `dry_run` plans and writes nothing.
+
+    `wait_for_listing`: for a targeted run, how long to wait for Teleport to list a cluster an
+    event announced (the agent heartbeats only after it picks the resource up).
+    """
 
     kind: str
     reason: str
-    force: bool = False
+    scope: Scope = field(default_factory=Scope)
     dry_run: bool = False
+    wait_for_listing: timedelta = timedelta(0)
 
 
 @dataclass(frozen=True)
@@ -77,6 +114,7 @@ class ClusterResult:
 
     kube_cluster: str
     action: str
+    reason: str = ""
     secret_namespace: str = ""
     secret_name: str = ""
     server: str = ""
@@ -85,7 +123,12 @@ class ClusterResult:
 
 @dataclass
 class OutputReport:
-    """The outcome of reconciling one output; `status` is completed, failed, queued or skipped."""
+    """The outcome of one output's run.
+
+    `status` is completed, failed, queued (another run holds the lease and will go round once
+    more), or idle (nothing to do: nothing written, not even the lease). `retriable` says a
+    later attempt may succeed where this one could not (a cluster not listed yet).
+    """
 
     output: str
     status: str
@@ -96,6 +139,7 @@ class OutputReport:
     started: datetime | None = None
     finished: datetime | None = None
     cert_expires: datetime | None = None
+    retriable: bool = False
     clusters: list[ClusterResult] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -105,15 +149,17 @@ class OutputReport:
     @property
     def counts(self) -> dict[str, int]:
         return {
-            "selected": self.count(CREATED, UPDATED, FAILED, WOULD_CREATE, WOULD_UPDATE),
+            "selected": self.count(CREATED, UPDATED, UNCHANGED, FAILED, WOULD_CREATE, WOULD_UPDATE),
             "written": self.count(CREATED, UPDATED),
             "created": self.count(CREATED),
             "updated": self.count(UPDATED),
+            "unchanged": self.count(UNCHANGED),
             "failed": self.count(FAILED),
-            "unmatched": self.count(UNMATCHED),
+            "unmatched": self.count(UNMATCHED, WOULD_UNMATCH),
         }
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, unchanged: bool = False) -> dict[str, Any]:
+        """JSON-ready; unchanged clusters are counted but listed only when asked."""
         return {
             "output": self.output,
             "status": self.status,
@@ -125,85 +171,323 @@ class OutputReport:
             "finished": _iso(self.finished),
             "cert_expires": _iso(self.cert_expires),
             "counts": self.counts,
-            "clusters": [c.__dict__ for c in self.clusters],
+            "clusters": [c.__dict__ for c in self.clusters if unchanged or c.action != UNCHANGED],
             "errors": self.errors,
         }
+
+
+@dataclass(frozen=True)
+class _Listing:
+    """What Teleport said this run: the identity minted for it and the rendered Secrets."""
+
+    identity: Identity
+    rendered: list[RenderedSecret]
+    failures: list[tuple[KubeCluster, str]]
+    errors: list[str]
 
 
 @dataclass
 class Reconciler:
     """Runs outputs against one Teleport connection, one state table and the destinations they name."""
 
-    state: StateStore
+    state: StateLike
     connect_teleport: Callable[[], Connection]
     connect_destination: Callable[[Destination], SecretStoreLike]
     lease_duration: timedelta = timedelta(minutes=6)
+    concurrency: int = 16
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    sleep: Callable[[float], None] = time.sleep
     _connection: Connection | None = None
 
     def run(self, output: OutputConfig, trigger: Trigger) -> OutputReport:
-        """Reconcile one output, or mark it pending when another run holds its lease."""
+        """Reconcile one output as far as `trigger` asks, or mark it pending if another run holds it."""
+        report = OutputReport(output=output.name, status="completed", trigger=trigger.kind)
+        report.dry_run = trigger.dry_run
+        report.started = self.clock()
+        try:
+            listing = self._list(output, trigger)
+            decided = self._plan(output, trigger.scope, listing)
+        except TeleportArgoCDError as exc:
+            self._fail(report, exc)
+            if not trigger.dry_run:
+                self._record_run(output, report)  # a run that could not even list is news
+            return report
         if trigger.dry_run:
-            return self._plan(output, trigger)
-        if not trigger.force and trigger.kind == "schedule" and self._recently_renewed(output):
-            return OutputReport(output=output.name, status="skipped", trigger=trigger.kind)
+            self._report_plan(report, decided, listing)
+            report.finished = self.clock()
+            return report
+        if decided.idle and not listing.errors:
+            report.status = "idle"
+            self._report_plan(report, decided, listing)
+            report.finished = self.clock()
+            return report
+        return self._apply_under_lease(output, trigger, report, listing)
+
+    def close(self) -> None:
+        """Drop the Teleport connection (the caller owns closing the session itself)."""
+        self._connection = None
+
+    # -- listing and planning ---------------------------------------------------------
+
+    def _list(self, output: OutputConfig, trigger: Trigger) -> _Listing:
+        """Mint the output's certificate, list what the selectors (or the event) name, render."""
+        conn = self._teleport()
+        identity = conn.session.impersonate(output.credential_ttl)
+        scope = trigger.scope
+        if scope.removed:
+            clusters: tuple[KubeCluster, ...] = ()
+            errors: list[str] = []
+        elif scope.clusters is not None:
+            clusters = self._list_named(output, conn, identity, scope.clusters, trigger.wait_for_listing)
+            errors = []
+        else:
+
+            def fetch(query: ClusterQuery) -> list[KubeCluster]:
+                return conn.session.list_kube_clusters(identity, name=query.name, labels=query.labels)
+
+            selection = select(output.selectors, fetch)
+            clusters, errors = selection.clusters, [str(e) for e in selection.errors]
+        rendered, failures = render_secrets(
+            output,
+            clusters,
+            teleport_cluster=conn.teleport_cluster,
+            endpoint=conn.endpoint,
+            identity=identity,
+            ca_pems=conn.session.host_ca_pems,
+            now=self.clock(),
+            version=__version__,
+        )
+        return _Listing(identity, rendered, failures, errors)
+
+    def _list_named(
+        self,
+        output: OutputConfig,
+        conn: Connection,
+        identity: Identity,
+        names: frozenset[str],
+        wait_for: timedelta,
+    ) -> tuple[KubeCluster, ...]:
+        """The named clusters the output's selectors pick, waiting with backoff for Teleport to list
+        them; raises ClusterNotListed when one is still missing after `wait_for` (and `wait_for` > 0)."""
+        deadline = self.clock() + wait_for
+        delay = 1.0
+        while True:
+            found = {
+                c.name: c
+                for name in sorted(names)
+                for c in conn.session.list_kube_clusters(identity, name=name)
+                if c.name == name
+            }
+            missing = names - found.keys()
+            if not missing or wait_for <= timedelta(0):
+                break
+            left = (deadline - self.clock()).total_seconds()
+            if left <= 0:
+                raise ClusterNotListed(
+                    f"Teleport does not list kube cluster(s) {', '.join(sorted(missing))} "
+                    f"{wait_for.total_seconds():.0f} s after the event; will retry"
+                )
+            self.sleep(min(delay, left))
+            delay = min(delay * 2, 15.0)
+        return tuple(c for c in found.values() if any(matches(s, c) for s in output.selectors))
+
+    def _plan(self, output: OutputConfig, scope: Scope, listing: _Listing) -> Plan:
+        return plan(
+            output,
+            teleport_cluster=self._teleport().teleport_cluster,
+            rendered=listing.rendered,
+            failures=listing.failures,
+            registrations=self.state.registrations(output.name),
+            now=self.clock(),
+            scope=scope,
+        )
+
+    # -- applying -------------------------------------------------------------------------
+
+    def _apply_under_lease(
+        self, output: OutputConfig, trigger: Trigger, report: OutputReport, listing: _Listing
+    ) -> OutputReport:
         run_id = uuid.uuid4().hex
+        report.run_id = run_id
         lease = self.state.try_acquire(
             output.name, run_id=run_id, duration=self.lease_duration, reason=trigger.reason
         )
         if lease is None:
             logger.info("output %s is being reconciled by another run; marked pending", output.name)
-            return OutputReport(output=output.name, status="queued", trigger=trigger.kind)
-        report = OutputReport(output=output.name, status="completed", trigger=trigger.kind, run_id=run_id)
+            report.status = "queued"
+            return report
+        scope = trigger.scope
         try:
             while True:
                 report.passes += 1
-                self._one_pass(output, report, lease)
+                try:
+                    if report.passes > 1:
+                        # Triggers arrived meanwhile: go round once more over the whole output.
+                        scope = Scope(renew=Renewal.DUE)
+                        report.started = self.clock()
+                        listing = self._list(output, replace(trigger, scope=scope))
+                    lease = self._one_pass(output, report, lease, scope, listing)
+                except TeleportArgoCDError as exc:
+                    self._fail(report, exc)
+                    self._record_run(output, report)
                 if not self.state.finish(lease):
                     break
                 logger.info("output %s: triggers arrived during the run; running once more", output.name)
+        except TeleportArgoCDError as exc:  # the state table itself failed: the lease will expire
+            self._fail(report, exc)
         except Exception:
             # Leave the lease to expire rather than guess at the state; the next run redoes the work.
             logger.exception("output %s: run crashed; its lease will expire", output.name)
             raise
         return report
 
-    def close(self) -> None:
-        """Drop the Teleport connection (the caller owns closing the session itself)."""
-        self._connection = None
-
-    # -- one pass ---------------------------------------------------------------
-
-    def _one_pass(self, output: OutputConfig, report: OutputReport, lease: Lease) -> None:
-        report.started = self.clock()
+    def _one_pass(
+        self, output: OutputConfig, report: OutputReport, lease: Lease, scope: Scope, listing: _Listing
+    ) -> Lease:
         report.clusters.clear()
-        report.errors.clear()
+        report.errors[:] = listing.errors
         report.status = "completed"
-        try:
-            rendered, identity = self._render(output, report)
-            for failed in report.clusters:
-                self.state.record_failure(
-                    output.name,
-                    teleport_cluster=self._teleport().teleport_cluster,
-                    kube_cluster=failed.kube_cluster,
-                    error=failed.error or "not rendered",
-                )
+        report.cert_expires = listing.identity.expires
+        decided = self._plan(output, scope, listing)  # the registry as of now, under the lease
+        now = self.clock()
+        records: list[Registration] = []
+        for step in decided.steps:
+            if step.action is Action.UNCHANGED:
+                report.clusters.append(_result(step, UNCHANGED))
+            elif step.action is Action.CANNOT_RENDER:
+                report.clusters.append(_result(step, FAILED))
+                records.append(self._failed(output, step, step.error or "not rendered", now))
+            elif step.action is Action.UNMATCHED:
+                report.clusters.append(_result(step, UNMATCHED))
+                assert step.registration is not None
+                records.append(replace(step.registration, matches=False, unmatched_since=now))
+        self.state.put_registrations(records)
+        writes = sorted(decided.writes, key=_oldest_first)
+        if writes:
             store = self.connect_destination(output.destination)
-            self.state.extend(lease, self.lease_duration)
-            for secret in rendered:
-                self._write(output, store, secret, identity, report)
-            self._mark_unmatched(output, report)
-        except (TeleportArgoCDError, ValueError) as exc:  # ValueError: nothing renderable (no CA)
+            lease = self._write_all(output, store, writes, listing.identity, report, lease)
+        if report.count(FAILED) or report.errors:
             report.status = "failed"
-            report.errors.append(str(exc))
-            logger.error("output %s: run failed: %s", output.name, exc)
-        if report.count(FAILED) or report.errors:  # e.g. a name selector that matched nothing
+        self._record_run(output, report)
+        return lease
+
+    def _write_all(
+        self,
+        output: OutputConfig,
+        store: SecretStoreLike,
+        writes: list[Step],
+        identity: Identity,
+        report: OutputReport,
+        lease: Lease,
+    ) -> Lease:
+        """Write through a bounded pool; record results in batches; keep the lease alive meanwhile."""
+        extend_every = self.lease_duration.total_seconds() / 3
+        renewed_at = time.monotonic()
+        buffer: list[Registration] = []
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(writes))) as pool:
+            futures: dict[Future[WriteResultLike], Step] = {
+                pool.submit(_write, store, step): step for step in writes
+            }
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=extend_every, return_when=FIRST_COMPLETED)
+                for future in done:
+                    buffer.append(self._outcome(output, futures[future], future, identity, report))
+                if len(buffer) >= FLUSH_EVERY or not pending:
+                    self.state.put_registrations(buffer)
+                    buffer = []
+                if time.monotonic() - renewed_at >= extend_every:
+                    lease = self.state.extend(lease, self.lease_duration)
+                    renewed_at = time.monotonic()
+        return lease
+
+    def _outcome(
+        self,
+        output: OutputConfig,
+        step: Step,
+        future: Future[WriteResultLike],
+        identity: Identity,
+        report: OutputReport,
+    ) -> Registration:
+        now = self.clock()
+        try:
+            result = future.result()
+        except Exception as exc:  # one cluster's failure never stops the others
+            message = _describe(exc)
+            if not isinstance(exc, TeleportArgoCDError):
+                logger.error(
+                    "output %s: cluster %s: unexpected error", output.name, step.kube_cluster, exc_info=exc
+                )
+            logger.warning("output %s: cluster %s not written: %s", output.name, step.kube_cluster, message)
+            report.clusters.append(_result(step, FAILED, error=message))
+            return self._failed(output, step, message, now)
+        assert step.secret is not None
+        report.clusters.append(_result(step, CREATED if result.action == "created" else UPDATED))
+        reg = step.registration
+        return Registration(
+            output=output.name,
+            teleport_cluster=self._teleport().teleport_cluster,
+            kube_cluster=step.kube_cluster,
+            secret_namespace=step.secret.namespace,
+            secret_name=step.secret.name,
+            server=step.secret.server,
+            labels=step.labels,
+            fingerprint=step.fingerprint,
+            version=result.version,
+            matches=True,
+            first_written=reg.first_written if reg and reg.first_written and reg.deleted_at is None else now,
+            last_written=now,
+            last_attempt=now,
+            cert_expires=identity.expires,
+        )
+
+    def _failed(self, output: OutputConfig, step: Step, message: str, now: datetime) -> Registration:
+        """A failed attempt: what was written before stays as it was, the error is added."""
+        base = step.registration or Registration(
+            output=output.name,
+            teleport_cluster=self._teleport().teleport_cluster,
+            kube_cluster=step.kube_cluster,
+        )
+        if step.secret is not None:
+            base = replace(base, secret_namespace=step.secret.namespace, secret_name=step.secret.name)
+        return replace(
+            base,
+            labels=step.labels or base.labels,
+            matches=True,
+            unmatched_since=None,
+            last_error=message,
+            last_error_at=now,
+            last_attempt=now,
+        )
+
+    # -- reporting ------------------------------------------------------------------------
+
+    def _report_plan(self, report: OutputReport, decided: Plan, listing: _Listing) -> None:
+        """A plan as a report, without doing it: for dry runs and idle runs."""
+        report.errors.extend(listing.errors)
+        report.cert_expires = None if not report.dry_run else listing.identity.expires
+        for step in decided.steps:
+            if step.action is Action.CANNOT_RENDER:
+                report.clusters.append(_result(step, FAILED, error=step.error))
+            else:
+                report.clusters.append(_result(step, _DRY.get(step.action, UNCHANGED)))
+        if report.count(FAILED) or report.errors:
             report.status = "failed"
+
+    def _fail(self, report: OutputReport, exc: TeleportArgoCDError) -> None:
+        report.status = "failed"
+        report.retriable = isinstance(exc, ClusterNotListed)
+        report.errors.append(str(exc))
         report.finished = self.clock()
+        logger.error("output %s: run failed: %s", report.output, exc)
+
+    def _record_run(self, output: OutputConfig, report: OutputReport) -> None:
+        report.finished = self.clock()
+        assert report.started is not None
         self.state.put_run(
             RunRecord(
                 output=output.name,
-                run_id=report.run_id,
+                run_id=report.run_id or uuid.uuid4().hex,
                 trigger=report.trigger,
                 started=report.started,
                 finished=report.finished,
@@ -213,149 +497,39 @@ class Reconciler:
             )
         )
 
-    def _render(self, output: OutputConfig, report: OutputReport) -> tuple[list[RenderedSecret], Identity]:
-        """Join (once per invocation), mint the output's certificate, select and render.
-
-        Clusters that cannot be rendered are added to the report as failed; recording
-        them is the caller's business (a dry run records nothing).
-        """
-        conn = self._teleport()
-        identity = conn.session.impersonate(output.credential_ttl)
-        report.cert_expires = identity.expires
-
-        def fetch(query: ClusterQuery) -> list[KubeCluster]:
-            return conn.session.list_kube_clusters(identity, name=query.name, labels=query.labels)
-
-        selection = select(output.selectors, fetch)
-        report.errors.extend(str(e) for e in selection.errors)
-        rendered, failures = render_secrets(
-            output,
-            selection.clusters,
-            teleport_cluster=conn.teleport_cluster,
-            endpoint=conn.endpoint,
-            identity=identity,
-            ca_pems=conn.session.host_ca_pems,
-            now=self.clock(),
-            version=__version__,
-        )
-        report.clusters.extend(
-            ClusterResult(cluster.name, FAILED, error=message) for cluster, message in failures
-        )
-        return rendered, identity
-
-    def _write(
-        self,
-        output: OutputConfig,
-        store: SecretStoreLike,
-        secret: RenderedSecret,
-        identity: Identity,
-        report: OutputReport,
-    ) -> None:
-        teleport_cluster = self._teleport().teleport_cluster
-        where = {"secret_namespace": secret.namespace, "secret_name": secret.name}
-        try:
-            result = store.apply(secret.manifest)
-        except Exception as exc:  # one cluster's failure never stops the others
-            message = _describe(exc)
-            logger.warning("output %s: cluster %s not written: %s", output.name, secret.cluster.name, message)
-            report.clusters.append(
-                ClusterResult(secret.cluster.name, FAILED, server=secret.server, error=message, **where)
-            )
-            self.state.record_failure(
-                output.name,
-                teleport_cluster=teleport_cluster,
-                kube_cluster=secret.cluster.name,
-                error=message,
-                **where,
-            )
-            return
-        report.clusters.append(
-            ClusterResult(secret.cluster.name, result.action, server=secret.server, **where)
-        )
-        self.state.record_success(
-            output.name,
-            teleport_cluster=teleport_cluster,
-            kube_cluster=secret.cluster.name,
-            server=secret.server,
-            cert_expires=identity.expires,
-            labels=dict(secret.cluster.labels),
-            **where,
-        )
-
-    def _mark_unmatched(self, output: OutputConfig, report: OutputReport) -> None:
-        """Record clusters registered earlier that the selectors no longer pick; pruning decides later."""
-        for result in self._unmatched(output, report):
-            self.state.mark_unmatched(
-                output.name,
-                teleport_cluster=self._teleport().teleport_cluster,
-                kube_cluster=result.kube_cluster,
-            )
-            report.clusters.append(result)
-
-    def _unmatched(self, output: OutputConfig, report: OutputReport) -> list[ClusterResult]:
-        """Registrations of this Teleport cluster still marked matching that this run did not select."""
-        teleport_cluster = self._teleport().teleport_cluster
-        selected = {c.kube_cluster for c in report.clusters}
-        return [
-            ClusterResult(
-                reg.kube_cluster,
-                UNMATCHED,
-                secret_namespace=reg.secret_namespace,
-                secret_name=reg.secret_name,
-                server=reg.server,
-            )
-            for reg in self.state.registrations(output.name)
-            if reg.teleport_cluster == teleport_cluster and reg.kube_cluster not in selected and reg.matches
-        ]
-
-    # -- dry run ----------------------------------------------------------------
-
-    def _plan(self, output: OutputConfig, trigger: Trigger) -> OutputReport:
-        """What a run would change, from reads only: no lease, no Secret, no state written."""
-        report = OutputReport(output=output.name, status="completed", trigger=trigger.kind, dry_run=True)
-        report.started = self.clock()
-        try:
-            rendered, _ = self._render(output, report)
-            store = self.connect_destination(output.destination)
-            for secret in rendered:
-                try:
-                    exists = store.get(secret.namespace, secret.name) is not None
-                except Exception as exc:
-                    report.clusters.append(ClusterResult(secret.cluster.name, FAILED, error=_describe(exc)))
-                    continue
-                report.clusters.append(
-                    ClusterResult(
-                        secret.cluster.name,
-                        WOULD_UPDATE if exists else WOULD_CREATE,
-                        secret_namespace=secret.namespace,
-                        secret_name=secret.name,
-                        server=secret.server,
-                    )
-                )
-            report.clusters.extend(self._unmatched(output, report))
-        except (TeleportArgoCDError, ValueError) as exc:  # ValueError: nothing renderable (no CA)
-            report.status = "failed"
-            report.errors.append(str(exc))
-        report.finished = self.clock()
-        return report
-
-    # -- helpers ----------------------------------------------------------------
-
     def _teleport(self) -> Connection:
         if self._connection is None:
             self._connection = self.connect_teleport()
         return self._connection
 
-    def _recently_renewed(self, output: OutputConfig) -> bool:
-        """A scheduled run is skipped while the last clean run is younger than the renewal interval."""
-        runs = self.state.runs(output.name, limit=1)
-        if not runs or runs[0].errors or runs[0].counts.get("failed"):
-            return False
-        # A minute of slack so a schedule equal to the renewal interval never skips a beat.
-        return self.clock() - runs[0].started < output.renewal_interval - timedelta(minutes=1)
+
+def _write(store: SecretStoreLike, step: Step) -> WriteResultLike:
+    assert step.secret is not None
+    return store.write(step.secret.manifest, step.known)
 
 
-def _describe(exc: Exception) -> str:
+def _oldest_first(step: Step) -> datetime:
+    """Failed and never-written clusters first, then the oldest writes, so none waits behind the rest."""
+    reg = step.registration
+    if reg is None or reg.last_error is not None or reg.last_written is None:
+        return datetime.min.replace(tzinfo=UTC)
+    return reg.last_written
+
+
+def _result(step: Step, action: str, *, error: str | None = None) -> ClusterResult:
+    secret, reg = step.secret, step.registration
+    return ClusterResult(
+        step.kube_cluster,
+        action,
+        reason=step.reason,
+        secret_namespace=secret.namespace if secret else (reg.secret_namespace if reg else ""),
+        secret_name=secret.name if secret else (reg.secret_name if reg else ""),
+        server=secret.server if secret else (reg.server if reg else ""),
+        error=error,
+    )
+
+
+def _describe(exc: BaseException) -> str:
     """A short, key-free description of a per-cluster failure."""
     if isinstance(exc, TeleportArgoCDError):
         return str(exc)[:1000]

@@ -18,11 +18,12 @@ from aws_lambda_powertools.utilities import parameters
 
 from teleport_argocd import teleport
 from teleport_argocd.config import Config, Destination, OutputConfig, load_config
-from teleport_argocd.model import KubeCluster
+from teleport_argocd.errors import ConfigError, ConfigProblem, JoinError, NotConfigured, UnknownOutput
+from teleport_argocd.plan import Renewal, Scope
 from teleport_argocd.reconcile import Connection, OutputReport, Reconciler, Trigger
-from teleport_argocd.selectors import matches
 from teleport_argocd.state import StateStore
-from teleport_argocd.triggers import KUBE_EVENTS
+from teleport_argocd.status import status_report
+from teleport_argocd.triggers import KUBE_EVENTS, concerns_bot, kube_event_outputs
 
 if TYPE_CHECKING:
     from teleport_argocd import kube
@@ -38,18 +39,25 @@ class Settings:
     state_table: str
     region: str
     lease_seconds: int = 360
+    concurrency: int = 16
+    wait_for_listing: timedelta = timedelta(seconds=60)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
         missing = [k for k in ("CONFIG_PARAMETER", "STATE_TABLE") if not env.get(k)]
         if missing:
-            raise RuntimeError(f"missing environment variables: {', '.join(missing)}")
-        return cls(
-            config_parameter=env["CONFIG_PARAMETER"],
-            state_table=env["STATE_TABLE"],
-            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
-            lease_seconds=int(env.get("LEASE_SECONDS", "360")),
-        )
+            raise ConfigError([ConfigProblem(k, "environment variable not set") for k in missing])
+        try:
+            return cls(
+                config_parameter=env["CONFIG_PARAMETER"],
+                state_table=env["STATE_TABLE"],
+                region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+                lease_seconds=int(env.get("LEASE_SECONDS", "360")),
+                concurrency=max(1, int(env.get("WRITE_CONCURRENCY", "16"))),
+                wait_for_listing=timedelta(seconds=float(env.get("EVENT_LISTING_WAIT_SECONDS", "60"))),
+            )
+        except ValueError as exc:
+            raise ConfigError([ConfigProblem("environment", str(exc))]) from None
 
 
 def load_config_from_ssm(name: str, session: boto3.Session, env: Mapping[str, str] = os.environ) -> Config:
@@ -58,8 +66,14 @@ def load_config_from_ssm(name: str, session: boto3.Session, env: Mapping[str, st
     Read once per invocation through this invocation's session: a change takes effect on
     the next trigger, with no cache to wait out.
     """
-    provider = parameters.SSMProvider(boto3_client=session.client("ssm"))
-    text = provider.get(name, decrypt=True, max_age=0)
+    client = session.client("ssm")
+    provider = parameters.SSMProvider(boto3_client=client)
+    try:
+        text = provider.get(name, decrypt=True, max_age=0)
+    except parameters.exceptions.GetParameterError as exc:
+        if isinstance(exc.__cause__, client.exceptions.ParameterNotFound):
+            raise NotConfigured(f"configuration parameter {name} does not exist yet") from None
+        raise
     return load_config(str(text), env=env)
 
 
@@ -80,12 +94,14 @@ class Runtime:
         self.clock = clock
         self.state = StateStore(settings.state_table, client=self.session.client("dynamodb"), clock=clock)
         self._teleport: teleport.TeleportSession | None = None
+        self._connection: Connection | None = None
         self._stores: dict[Destination, kube.SecretStore] = {}
         self.reconciler = Reconciler(
             state=self.state,
-            connect_teleport=self._connect_teleport,
+            connect_teleport=self.connection,
             connect_destination=self._connect_destination,
             lease_duration=timedelta(seconds=settings.lease_seconds),
+            concurrency=settings.concurrency,
             clock=clock,
         )
 
@@ -101,6 +117,7 @@ class Runtime:
         if self._teleport is not None:
             self._teleport.close()
             self._teleport = None
+        self._connection = None
         for store in self._stores.values():
             store.close()
         self._stores.clear()
@@ -112,7 +129,7 @@ class Runtime:
         known = {o.name: o for o in self.config.outputs}
         unknown = [n for n in names if n not in known]
         if unknown:
-            raise ValueError(f"unknown output(s): {', '.join(unknown)}; configured: {', '.join(known)}")
+            raise UnknownOutput(f"unknown output(s): {', '.join(unknown)}; configured: {', '.join(known)}")
         return [known[n] for n in names]
 
     def reconcile(self, outputs: Sequence[OutputConfig], trigger: Trigger) -> list[OutputReport]:
@@ -129,20 +146,30 @@ class Runtime:
             reports.append(report)
         return reports
 
-    def outputs_for_event(self, event_type: str, detail: Mapping[str, Any]) -> list[OutputConfig]:
-        """Outputs an audit event can affect: for kube.* only those whose selectors match the
-        cluster or that have it registered; for role/bot/token/discovery changes, all."""
-        if event_type not in KUBE_EVENTS:
-            return list(self.config.outputs)
-        name = str(detail.get("name", ""))
-        labels = detail.get("kube_labels") or {}
-        cluster = KubeCluster(name=name, labels={str(k): str(v) for k, v in dict(labels).items()})
-        return [
-            output
-            for output in self.config.outputs
-            if (event_type != "kube.delete" and any(matches(s, cluster) for s in output.selectors))
-            or any(r.kube_cluster == name and r.matches for r in self.state.registrations(output.name))
-        ]
+    def event_runs(self, event_type: str, detail: Mapping[str, Any]) -> tuple[list[OutputConfig], Trigger]:
+        """The runs an audit event asks for: a targeted run of the named cluster in every output
+        it concerns (`kube.*`), a full run of every output when our bot, its role or a role it
+        impersonates changed, and no run otherwise."""
+        reason = f"{event_type} {detail.get('name', '')} ({detail.get('uid', '')})"
+        if event_type in KUBE_EVENTS:
+            name = str(detail.get("name", ""))
+            registered_names = {
+                o.name: {r.kube_cluster for r in self.state.registrations(o.name) if r.matches}
+                for o in self.config.outputs
+            }
+            scope = Scope(renew=Renewal.ALL, clusters=frozenset({name}), removed=event_type == "kube.delete")
+            outputs = kube_event_outputs(
+                self.config.outputs, event_type, detail, lambda o, c: c in registered_names[o.name]
+            )
+            trigger = Trigger("audit", reason, scope, wait_for_listing=self.settings.wait_for_listing)
+            return outputs, trigger
+        self.connection()
+        assert self._teleport is not None
+        bot = self._teleport.bot.bot_name
+        trigger = Trigger("audit", reason, Scope(renew=Renewal.ALL))
+        if concerns_bot(event_type, detail, bot, self._teleport.impersonated_roles()):
+            return list(self.config.outputs), trigger
+        return [], trigger
 
     def earliest_expiry(self, outputs: Sequence[OutputConfig]) -> datetime | None:
         """The soonest certificate expiry among clusters still registered and matching."""
@@ -150,31 +177,27 @@ class Runtime:
             r.cert_expires
             for output in outputs
             for r in self.state.registrations(output.name)
-            if r.matches and r.cert_expires
+            if r.matches and r.cert_expires and r.deleted_at is None
         ]
         return min(expiries, default=None)
 
-    def status(self, outputs: Sequence[OutputConfig]) -> list[dict[str, Any]]:
+    def status(self, outputs: Sequence[OutputConfig]) -> dict[str, Any]:
         """Every registration, the lease and the last runs of each output, for an operator."""
-        report = []
-        for output in outputs:
-            report.append(
-                {
-                    "output": output.name,
-                    "lease": self.state.lease_status(output.name),
-                    "registrations": [_jsonable(r) for r in self.state.registrations(output.name)],
-                    "runs": [_jsonable(r, drop="output") for r in self.state.runs(output.name, limit=5)],
-                }
-            )
-        return report
+        return status_report(self.state, outputs, teleport={})
 
     # -- seams for the reconciler --------------------------------------------------
+
+    def connection(self) -> Connection:
+        """The Teleport connection of this invocation, joined on first use."""
+        if self._connection is None:
+            self._connection = self._connect_teleport()
+        return self._connection
 
     def _connect_teleport(self) -> Connection:
         cfg = self.config.teleport
         credentials = self.session.get_credentials()
         if credentials is None:
-            raise RuntimeError("no AWS credentials available for the IAM join")
+            raise JoinError("no AWS credentials available for the IAM join")
         self._teleport = teleport.join(
             cfg.proxy_addr,
             cfg.join_token,
@@ -194,37 +217,6 @@ class Runtime:
         if destination not in self._stores:
             self._stores[destination] = kube.connect(destination, session=self.session)
         return self._stores[destination]
-
-
-def record_metrics(
-    reports: Sequence[OutputReport],
-    add_metric: Callable[[str, str, float], None],
-    now: datetime,
-    earliest_expiry: datetime | None = None,
-) -> None:
-    """Publish a run's numbers: registered clusters, Secrets written, failures, time to earliest expiry.
-
-    The expiry comes from the state table when given, so a run skipped by the renewal
-    interval still reports it (the alarm treats missing data as breaching).
-    """
-    ran = [r for r in reports if r.status in ("completed", "failed") and not r.dry_run]
-    if ran:
-        written = sum(r.count("created", "updated") for r in ran)
-        # Every selected cluster whose Secret is fresh counts as registered; a run writes each once.
-        add_metric("ClustersRegistered", "Count", written)
-        add_metric("SecretsWritten", "Count", written)
-        add_metric("Failures", "Count", sum(r.count("failed") + len(r.errors) for r in ran))
-        add_metric("RunsFailed", "Count", sum(1 for r in ran if r.status == "failed"))
-    expiries = [e for e in [earliest_expiry, *(r.cert_expires for r in ran)] if e]
-    if expiries:
-        add_metric("CertificateExpirySeconds", "Seconds", max(0.0, (min(expiries) - now).total_seconds()))
-
-
-def _jsonable(record: Any, drop: str = "") -> dict[str, Any]:
-    """A state record's fields for a JSON response, times as ISO 8601."""
-    return {
-        k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in record.__dict__.items() if k != drop
-    }
 
 
 def open_runtime(env: Mapping[str, str] = os.environ, session: boto3.Session | None = None) -> Runtime:

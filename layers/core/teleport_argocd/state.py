@@ -19,13 +19,18 @@ during a run, so none is lost:
     last_finished    S     when it did
 
 ``sk = "reg#<teleport cluster>#<kube cluster>"`` is what we wrote for one cluster (the
-names are attributes too; they are never parsed back out of the key):
+names are attributes too; they are never parsed back out of the key). A run reads all of an
+output's registrations once and writes back only those that changed, whole, in batches:
 
     teleport_cluster, kube_cluster, secret_namespace, secret_name, server         S
+    labels           M     the cluster's labels when last planned
+    fingerprint      S     digest of what was rendered, certificate left out: a change means a rewrite
+    secret_uid, resource_version  S  the Secret as we last wrote it: the next write's precondition
     first_written, last_written, last_attempt, cert_expires, last_error_at        S
+    unmatched_since  S     when the selectors stopped picking the cluster
+    deleted_at       S     tombstone: when its Secret was pruned
     last_error       S     at most 1,000 characters; absent after a success
     matches          BOOL  the cluster still matches the output's selectors
-    labels           M     the cluster's labels at the last success
 
 ``sk = "run#<start>#<run id>"`` summarizes one run; the start time sorts, so newest
 first is a reverse Query:
@@ -41,8 +46,10 @@ Numbers appear only where a condition or TTL needs them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import islice
@@ -51,6 +58,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from teleport_argocd.errors import StateError
+from teleport_argocd.model import SecretVersion
 
 _LEASE = "lease"
 _MAX_ERROR = 1000
@@ -59,6 +67,19 @@ _MAX_REASONS = 10
 _MAX_RUN_ERRORS = 50
 # Each retry means the lease changed hands between two of our writes; more is a fault.
 _ACQUIRE_ATTEMPTS = 10
+# BatchWriteItem takes at most 25 items; unprocessed ones are retried with jittered backoff.
+_BATCH = 25
+_BATCH_ATTEMPTS = 8
+_BATCH_BACKOFF = 0.05
+_REG_TIMES = (
+    "first_written",
+    "last_written",
+    "last_attempt",
+    "cert_expires",
+    "last_error_at",
+    "unmatched_since",
+    "deleted_at",
+)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TRUE = {"BOOL": True}
 _FALSE = {"BOOL": False}
@@ -84,15 +105,21 @@ class Registration:
     output: str
     teleport_cluster: str
     kube_cluster: str
-    secret_namespace: str
-    secret_name: str
-    server: str
-    first_written: datetime | None
-    last_written: datetime | None
-    cert_expires: datetime | None
-    last_error: str | None
-    last_attempt: datetime | None
-    matches: bool
+    secret_namespace: str = ""
+    secret_name: str = ""
+    server: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    fingerprint: str = ""
+    version: SecretVersion | None = None
+    matches: bool = True
+    last_error: str | None = None
+    first_written: datetime | None = None
+    last_written: datetime | None = None
+    last_attempt: datetime | None = None
+    cert_expires: datetime | None = None
+    last_error_at: datetime | None = None
+    unmatched_since: datetime | None = None
+    deleted_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -127,7 +154,9 @@ class StateStore:
     def try_acquire(self, output: str, *, run_id: str, duration: timedelta, reason: str) -> Lease | None:
         """Take the lease if it is free or expired; otherwise flag a rerun for the holder and return None.
 
-        Taking the lease clears `pending`: the run starting now covers earlier triggers.
+        Taking the lease clears `pending`: the run starting now covers earlier triggers. A
+        lease this run already holds counts as taken, so botocore's retry of an acquire whose
+        answer was lost after it committed does not find the run locked out by itself.
         """
         reason = _truncate(reason or "unspecified", _MAX_REASON)
         for _ in range(_ACQUIRE_ATTEMPTS):
@@ -141,7 +170,7 @@ class StateStore:
                     " acquired = :at, reason = :reason, pending = :false"
                     " REMOVE pending_reasons, pending_since"
                 ),
-                ConditionExpression="attribute_not_exists(holder) OR lease_expires < :now",
+                ConditionExpression="attribute_not_exists(holder) OR lease_expires < :now OR holder = :run",
                 ExpressionAttributeValues={
                     ":run": _s(run_id),
                     ":expires": _n(_epoch(expires)),
@@ -266,117 +295,36 @@ class StateStore:
 
     # -- registrations -----------------------------------------------------------
 
-    def record_success(
-        self,
-        output: str,
-        *,
-        teleport_cluster: str,
-        kube_cluster: str,
-        secret_namespace: str,
-        secret_name: str,
-        server: str,
-        cert_expires: datetime,
-        labels: Mapping[str, str],
-    ) -> None:
-        """Record a successful write of the cluster's Secret (one request)."""
-        self._write(
-            "update_item",
-            Key=_key(output, _reg(teleport_cluster, kube_cluster)),
-            UpdateExpression=(
-                "SET teleport_cluster = :tc, kube_cluster = :kc, secret_namespace = :ns,"
-                " secret_name = :name, server = :server, cert_expires = :cert, labels = :labels,"
-                " matches = :true, first_written = if_not_exists(first_written, :at),"
-                " last_written = :at, last_attempt = :at"
-                " REMOVE last_error, last_error_at"
-            ),
-            ExpressionAttributeValues={
-                ":tc": _s(teleport_cluster),
-                ":kc": _s(kube_cluster),
-                ":ns": _s(secret_namespace),
-                ":name": _s(secret_name),
-                ":server": _s(server),
-                ":cert": _s(_iso(cert_expires)),
-                ":labels": {"M": {k: _s(v) for k, v in labels.items()}},
-                ":true": _TRUE,
-                ":at": _s(_iso(self._clock())),
-            },
-        )
-
-    def record_failure(
-        self,
-        output: str,
-        *,
-        teleport_cluster: str,
-        kube_cluster: str,
-        error: str,
-        secret_namespace: str | None = None,
-        secret_name: str | None = None,
-    ) -> None:
-        """Record a failed attempt (one request); what was written before stays as it was.
-
-        A new registration starts out matching (failures are recorded for selected
-        clusters); an existing one keeps its `matches`.
-        """
-        now = _s(_iso(self._clock()))
-        sets = [
-            "teleport_cluster = :tc",
-            "kube_cluster = :kc",
-            "last_error = :error",
-            "last_error_at = :at",
-            "last_attempt = :at",
-            "matches = if_not_exists(matches, :true)",
-        ]
-        values = {
-            ":tc": _s(teleport_cluster),
-            ":kc": _s(kube_cluster),
-            ":error": _s(_truncate(error, _MAX_ERROR)),
-            ":at": now,
-            ":true": _TRUE,
-        }
-        if secret_namespace is not None:
-            sets.append("secret_namespace = :ns")
-            values[":ns"] = _s(secret_namespace)
-        if secret_name is not None:
-            sets.append("secret_name = :name")
-            values[":name"] = _s(secret_name)
-        self._write(
-            "update_item",
-            Key=_key(output, _reg(teleport_cluster, kube_cluster)),
-            UpdateExpression="SET " + ", ".join(sets),
-            ExpressionAttributeValues=values,
-        )
-
-    def mark_unmatched(self, output: str, *, teleport_cluster: str, kube_cluster: str) -> None:
-        """Note that the cluster no longer matches the selectors; a no-op for an unknown cluster."""
-        self._write(
-            "update_item",
-            Key=_key(output, _reg(teleport_cluster, kube_cluster)),
-            UpdateExpression="SET matches = :false",
-            ConditionExpression="attribute_exists(sk)",
-            ExpressionAttributeValues={":false": _FALSE},
-        )
-
-    def delete_registration(self, output: str, *, teleport_cluster: str, kube_cluster: str) -> None:
-        self._write("delete_item", Key=_key(output, _reg(teleport_cluster, kube_cluster)))
-
     def registrations(self, output: str) -> list[Registration]:
-        return [
-            Registration(
-                output=output,
-                teleport_cluster=item["teleport_cluster"]["S"],
-                kube_cluster=item["kube_cluster"]["S"],
-                secret_namespace=_str(item, "secret_namespace") or "",
-                secret_name=_str(item, "secret_name") or "",
-                server=_str(item, "server") or "",
-                first_written=_time(item, "first_written"),
-                last_written=_time(item, "last_written"),
-                cert_expires=_time(item, "cert_expires"),
-                last_error=_str(item, "last_error"),
-                last_attempt=_time(item, "last_attempt"),
-                matches=item["matches"]["BOOL"],
-            )
-            for item in self._query(output, "reg#")
-        ]
+        """Every registration of `output` (one Query, paged): a run reads them once."""
+        return [_registration(output, item) for item in self._query(output, "reg#")]
+
+    def put_registrations(self, registrations: Sequence[Registration]) -> None:
+        """Store whole registrations, 25 to a `BatchWriteItem`, retrying what DynamoDB leaves unprocessed.
+
+        Whole items rather than updates: the lease makes this run the only writer of its
+        output's items, and the run read them at its start, so nothing is lost by replacing them.
+        """
+        for start in range(0, len(registrations), _BATCH):
+            requests = [{"PutRequest": {"Item": _reg_item(r)}} for r in registrations[start : start + _BATCH]]
+            self._batch_write(requests)
+
+    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        for attempt in range(_BATCH_ATTEMPTS):
+            if attempt:
+                time.sleep(min(_BATCH_BACKOFF * 2**attempt, 2.0) * random.uniform(0.5, 1.0))
+            self.writes += 1
+            try:
+                response = self._client.batch_write_item(RequestItems={self._table: requests})
+            except (ClientError, BotoCoreError) as exc:
+                raise self._error("batch_write_item", exc) from exc
+            requests = response.get("UnprocessedItems", {}).get(self._table, [])
+            if not requests:
+                return
+        raise StateError(
+            f"DynamoDB batch_write_item on table {self._table}: {len(requests)} items still unprocessed "
+            f"after {_BATCH_ATTEMPTS} attempts"
+        )
 
     # -- runs ------------------------------------------------------------------------
 
@@ -470,6 +418,48 @@ class StateStore:
 
 
 # -- encoding ------------------------------------------------------------------------
+
+
+def _reg_item(reg: Registration) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        **_key(reg.output, _reg(reg.teleport_cluster, reg.kube_cluster)),
+        "teleport_cluster": _s(reg.teleport_cluster),
+        "kube_cluster": _s(reg.kube_cluster),
+        "secret_namespace": _s(reg.secret_namespace),
+        "secret_name": _s(reg.secret_name),
+        "server": _s(reg.server),
+        "labels": {"M": {k: _s(v) for k, v in reg.labels.items()}},
+        "fingerprint": _s(reg.fingerprint),
+        "matches": {"BOOL": reg.matches},
+    }
+    if reg.version is not None:
+        item["secret_uid"] = _s(reg.version.uid)
+        item["resource_version"] = _s(reg.version.resource_version)
+    if reg.last_error is not None:
+        item["last_error"] = _s(_truncate(reg.last_error, _MAX_ERROR))
+    for name in _REG_TIMES:
+        moment = getattr(reg, name)
+        if moment is not None:
+            item[name] = _s(_iso(moment))
+    return item
+
+
+def _registration(output: str, item: Mapping[str, Any]) -> Registration:
+    uid, resource_version = _str(item, "secret_uid"), _str(item, "resource_version")
+    return Registration(
+        output=output,
+        teleport_cluster=item["teleport_cluster"]["S"],
+        kube_cluster=item["kube_cluster"]["S"],
+        secret_namespace=_str(item, "secret_namespace") or "",
+        secret_name=_str(item, "secret_name") or "",
+        server=_str(item, "server") or "",
+        labels={k: v["S"] for k, v in item.get("labels", {}).get("M", {}).items()},
+        fingerprint=_str(item, "fingerprint") or "",
+        version=SecretVersion(uid, resource_version) if uid and resource_version else None,
+        matches=item["matches"]["BOOL"],
+        last_error=_str(item, "last_error"),
+        **{name: _time(item, name) for name in _REG_TIMES},
+    )
 
 
 def _pk(output: str) -> str:

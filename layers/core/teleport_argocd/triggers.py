@@ -7,8 +7,12 @@ it) cannot disagree; a test checks the template against `REACTED_EVENTS`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+from teleport_argocd.config import OutputConfig
+from teleport_argocd.model import KubeCluster
+from teleport_argocd.selectors import matches
 
 # Events about one dynamic `kube_cluster` resource (T3010I/T3011I/T3012I): a targeted run.
 KUBE_EVENTS = frozenset({"kube.create", "kube.update", "kube.delete"})
@@ -27,3 +31,23 @@ def concerns_bot(event_type: str, detail: Mapping[str, Any], bot_name: str, role
     if event_type in ROLE_EVENTS:
         return name == f"bot-{bot_name}" or name in set(roles)
     return False
+
+
+def kube_event_outputs(
+    outputs: Iterable[OutputConfig],
+    event_type: str,
+    detail: Mapping[str, Any],
+    registered: Callable[[OutputConfig, str], bool],
+) -> list[OutputConfig]:
+    """The outputs a `kube.*` event concerns: those whose selectors could pick the cluster (by
+    name, or by the static labels the event carries; the listing has the final word), and those
+    that have it registered, which must hear that it changed or went away."""
+    name = str(detail.get("name", ""))
+    labels = detail.get("kube_labels") or {}
+    cluster = KubeCluster(name=name, labels={str(k): str(v) for k, v in dict(labels).items()})
+    return [
+        output
+        for output in outputs
+        if (event_type != "kube.delete" and any(matches(s, cluster) for s in output.selectors))
+        or registered(output, name)
+    ]

@@ -1,0 +1,203 @@
+"""What one run must do for each cluster of one output, decided from reads alone.
+
+Pure: the listing (already selected and rendered), the registry read at the start of the
+run, the output's configuration and the trigger's scope go in; one step per cluster comes
+out. Apply carries the steps out; a dry run shows them. Both use this one function, so what
+a dry run promises is what a run does.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from teleport_argocd.argocd import UPDATED_ANNOTATION, RenderedSecret
+from teleport_argocd.config import OutputConfig
+from teleport_argocd.model import KubeCluster, SecretVersion
+from teleport_argocd.state import Registration
+
+# A schedule fires late by up to a minute; renew that much early so a tick is never missed.
+SCHEDULE_SLACK = timedelta(minutes=1)
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    UNCHANGED = "unchanged"
+    UNMATCHED = "unmatched"
+    CANNOT_RENDER = "cannot-render"
+
+
+class Renewal(StrEnum):
+    """Which unchanged, healthy registrations a run rewrites with a fresh certificate."""
+
+    ALL = "all"  # a forced reload
+    DUE = "due"  # a scheduled renewal: those whose certificate is due (see `renewal_due`)
+    NONE = "none"  # discovery: only what is new, changed or failed
+
+
+@dataclass(frozen=True)
+class Scope:
+    """How much of an output a trigger concerns.
+
+    `clusters` None is the whole output; otherwise only those kube clusters (an audit event),
+    and `removed` says Teleport deleted them, so they are unmatched without being looked up.
+    """
+
+    renew: Renewal = Renewal.DUE
+    clusters: frozenset[str] | None = None
+    removed: bool = False
+
+
+@dataclass(frozen=True)
+class Step:
+    """One cluster's part of a run: what to do, why, and what to do it with."""
+
+    kube_cluster: str
+    action: Action
+    reason: str
+    secret: RenderedSecret | None = None
+    registration: Registration | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    fingerprint: str = ""
+    error: str | None = None
+
+    @property
+    def writes(self) -> bool:
+        return self.action in (Action.CREATE, Action.UPDATE)
+
+    @property
+    def known(self) -> SecretVersion | None:
+        """The precondition for the write: our last write of this same Secret, if there is one."""
+        reg, secret = self.registration, self.secret
+        if reg is None or secret is None or reg.deleted_at is not None:
+            return None
+        if (reg.secret_namespace, reg.secret_name) != (secret.namespace, secret.name):
+            return None
+        return reg.version
+
+
+@dataclass(frozen=True)
+class Plan:
+    steps: tuple[Step, ...]
+
+    @property
+    def writes(self) -> list[Step]:
+        return [s for s in self.steps if s.writes]
+
+    @property
+    def idle(self) -> bool:
+        """Nothing to write to Kubernetes and nothing to record."""
+        return all(s.action is Action.UNCHANGED for s in self.steps)
+
+
+def plan(
+    output: OutputConfig,
+    *,
+    teleport_cluster: str,
+    rendered: Sequence[RenderedSecret],
+    failures: Sequence[tuple[KubeCluster, str]],
+    registrations: Sequence[Registration],
+    now: datetime,
+    scope: Scope,
+) -> Plan:
+    """One step per selected cluster, per cluster that failed to render, and per registration
+    of this Teleport cluster that the selectors no longer pick (within the scope)."""
+    known = {r.kube_cluster: r for r in registrations if r.teleport_cluster == teleport_cluster}
+    in_scope = (lambda name: True) if scope.clusters is None else scope.clusters.__contains__
+    steps: list[Step] = []
+    seen: set[str] = set()
+    if not scope.removed:
+        for secret in rendered:
+            name = secret.cluster.name
+            seen.add(name)
+            if in_scope(name):
+                steps.append(_write_step(output, secret, known.get(name), now, scope.renew))
+        for cluster, message in failures:
+            seen.add(cluster.name)
+            if in_scope(cluster.name):
+                steps.append(
+                    Step(
+                        cluster.name,
+                        Action.CANNOT_RENDER,
+                        "cannot render",
+                        registration=known.get(cluster.name),
+                        labels=dict(cluster.labels),
+                        error=message,
+                    )
+                )
+    for name, reg in sorted(known.items()):
+        if name not in seen and in_scope(name) and reg.matches and reg.deleted_at is None:
+            reason = "deleted in Teleport" if scope.removed else "no longer selected"
+            steps.append(Step(name, Action.UNMATCHED, reason, registration=reg, labels=dict(reg.labels)))
+    return Plan(tuple(steps))
+
+
+def renewal_due(output: OutputConfig, cert_expires: datetime | None, now: datetime) -> bool:
+    """Whether a scheduled run should rewrite a Secret whose certificate expires at `cert_expires`.
+
+    Due once the certificate is `renewal_interval` old (tbot's rhythm), and in any case when
+    it would not outlive the next scheduled run. Judged per registration, from what was really
+    written, so no event-driven run between two ticks can postpone a renewal.
+    """
+    if cert_expires is None:
+        return True
+    remaining = cert_expires - now
+    threshold = max(output.credential_ttl - output.renewal_interval, output.renewal_interval)
+    return remaining <= threshold + SCHEDULE_SLACK
+
+
+def fingerprint(secret: RenderedSecret) -> str:
+    """A digest of everything rendered except what changes on every write (the time stamp and
+    the client certificate and key), so a change of labels, names, CA or settings shows."""
+    manifest = secret.manifest
+    meta = manifest["metadata"]
+    data = dict(manifest.get("data") or {})
+    if "config" in data:
+        config = json.loads(base64.b64decode(data["config"]))
+        tls = dict(config.get("tlsClientConfig") or {})
+        tls.pop("certData", None)
+        tls.pop("keyData", None)
+        data["config"] = {**config, "tlsClientConfig": tls}
+    stable = {
+        "name": meta["name"],
+        "namespace": meta["namespace"],
+        "labels": meta.get("labels") or {},
+        "annotations": {k: v for k, v in (meta.get("annotations") or {}).items() if k != UPDATED_ANNOTATION},
+        "type": manifest.get("type"),
+        "data": data,
+    }
+    return hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _write_step(
+    output: OutputConfig,
+    secret: RenderedSecret,
+    reg: Registration | None,
+    now: datetime,
+    renew: Renewal,
+) -> Step:
+    digest = fingerprint(secret)
+    labels = dict(secret.cluster.labels)
+
+    def step(action: Action, reason: str) -> Step:
+        return Step(secret.cluster.name, action, reason, secret, reg, labels, digest)
+
+    if reg is None or reg.version is None or reg.deleted_at is not None:
+        return step(Action.CREATE, "new")
+    if reg.last_error is not None:
+        return step(Action.UPDATE, "failed last time")
+    if not reg.matches:
+        return step(Action.UPDATE, "selected again")
+    if reg.fingerprint != digest:
+        return step(Action.UPDATE, "changed")
+    if renew is Renewal.ALL:
+        return step(Action.UPDATE, "forced")
+    if renew is Renewal.DUE and renewal_due(output, reg.cert_expires, now):
+        return step(Action.UPDATE, "renewal due")
+    return step(Action.UNCHANGED, "up to date")

@@ -1,0 +1,171 @@
+"""In-memory stand-ins for the reconcile's seams (state, destination, Teleport session), for fast
+tests of its decisions. Each keeps the contract of the real one it replaces: conditional lease,
+whole-item registrations, preconditioned writes. The real ones are tested against moto and the
+Kubernetes stand-in in tests/integration."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from teleport_argocd.config import OutputConfig, load_config
+from teleport_argocd.errors import DestinationUnreachable
+from teleport_argocd.model import Identity, KubeCluster, KubeEndpoint, SecretVersion
+from teleport_argocd.reconcile import Connection, Reconciler
+from teleport_argocd.state import Lease, Registration, RunRecord
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+HOST_CA = b"-----BEGIN CERTIFICATE-----\nHOSTCA\n-----END CERTIFICATE-----\n"
+
+
+class Clock:
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
+
+
+@dataclass
+class FakeState:
+    """The state table's contract: one lease holder, pending reruns, whole registrations, run records."""
+
+    holder: str | None = None
+    pending: int = 0
+    regs: dict[tuple[str, str, str], Registration] = field(default_factory=dict)
+    runs: list[RunRecord] = field(default_factory=list)
+    writes: int = 0
+
+    def try_acquire(self, output: str, *, run_id: str, duration: timedelta, reason: str) -> Lease | None:
+        self.writes += 1
+        if self.holder not in (None, run_id):
+            self.pending += 1
+            return None
+        self.holder = run_id
+        return Lease(output, run_id, T0 + duration)
+
+    def extend(self, lease: Lease, duration: timedelta) -> Lease:
+        self.writes += 1
+        return lease
+
+    def finish(self, lease: Lease) -> bool:
+        self.writes += 1
+        if self.pending:
+            self.pending = 0
+            return True
+        self.holder = None
+        return False
+
+    def registrations(self, output: str) -> list[Registration]:
+        return [r for (o, _, _), r in sorted(self.regs.items()) if o == output]
+
+    def put_registrations(self, registrations: Sequence[Registration]) -> None:
+        if registrations:
+            self.writes += (len(registrations) + 24) // 25
+        for r in registrations:
+            self.regs[r.output, r.teleport_cluster, r.kube_cluster] = r
+
+    def put_run(self, record: RunRecord) -> None:
+        self.writes += 1
+        self.runs.append(record)
+
+
+@dataclass(frozen=True)
+class Written:
+    action: str
+    version: SecretVersion
+
+
+class FakeStore:
+    """Secrets by name; a write with a stale version is refused, as a preconditioned PUT would be."""
+
+    def __init__(self) -> None:
+        self.secrets: dict[str, dict[str, Any]] = {}
+        self.versions: dict[str, SecretVersion] = {}
+        self.failing: set[str] = set()
+        self.writes: list[str] = []
+        self._lock = threading.Lock()
+
+    def write(self, manifest: Mapping[str, Any], known: SecretVersion | None) -> Written:
+        name = manifest["metadata"]["name"]
+        cluster = manifest["metadata"]["annotations"]["teleport.dev/kubernetes-cluster-name"]
+        with self._lock:
+            self.writes.append(cluster)
+            if cluster in self.failing:
+                raise DestinationUnreachable(f"write secret {name}: 503 unavailable")
+            current = self.versions.get(name)
+            action = "created" if current is None else "updated"
+            version = SecretVersion(f"uid-{name}", str(len(self.writes)))
+            self.secrets[name] = dict(manifest)
+            self.versions[name] = (
+                version if current is None else SecretVersion(current.uid, version.resource_version)
+            )
+            return Written(action, self.versions[name])
+
+
+class FakeSession:
+    """What Teleport lists, and the certificates it mints (one hour, from the clock)."""
+
+    def __init__(self, clusters: Mapping[str, Mapping[str, str]], clock: Clock) -> None:
+        self.clusters = {name: KubeCluster(name, dict(labels)) for name, labels in clusters.items()}
+        self.clock = clock
+        self.listings = 0
+
+    @property
+    def host_ca_pems(self) -> list[bytes]:
+        return [HOST_CA]
+
+    def impersonate(self, ttl: timedelta) -> Identity:
+        return Identity(b"CERT", b"KEY", self.clock() + ttl, "bot-argocd", "argocd", "example.teleport.sh")
+
+    def list_kube_clusters(
+        self, identity: Identity, *, name: str | None = None, labels: Any = None
+    ) -> list[KubeCluster]:
+        self.listings += 1
+        found = list(self.clusters.values())
+        if name is not None:
+            found = [c for c in found if c.name == name]
+        if labels:
+            found = [c for c in found if all(c.labels.get(k) == v for k, v in labels.items())]
+        return found
+
+
+def output(**settings: Any) -> OutputConfig:
+    document = {
+        "teleport": {"proxy_addr": "teleport.example.com", "join_token": "t"},
+        "destination": {"eks": {"cluster_name": "argocd", "region": "eu-west-1"}},
+        "outputs": [
+            {
+                "type": "kubernetes/argo-cd",
+                "name": "main",
+                "selectors": [{"labels": {"env": "prod"}}],
+                "secret_namespace": "argocd",
+                **settings,
+            }
+        ],
+    }
+    [out] = load_config(document, env={}).outputs
+    return out
+
+
+def reconciler(
+    clusters: Mapping[str, Mapping[str, str]],
+    clock: Clock | None = None,
+) -> tuple[Reconciler, FakeState, FakeStore, FakeSession]:
+    clock = clock or Clock()
+    state, store, session = FakeState(), FakeStore(), FakeSession(clusters, clock)
+    connection = Connection(session, "example.teleport.sh", KubeEndpoint("https://teleport.example.com:443"))
+    rec = Reconciler(
+        state=state,
+        connect_teleport=lambda: connection,
+        connect_destination=lambda destination: store,
+        clock=clock,
+        sleep=lambda seconds: clock.advance(timedelta(seconds=seconds)),
+    )
+    return rec, state, store, session

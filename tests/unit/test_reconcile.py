@@ -1,0 +1,230 @@
+"""The reconcile's decisions, on in-memory seams (tests/unit/fakes.py): what each trigger writes,
+to Kubernetes and to the state table, and what it leaves alone."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from teleport_argocd.plan import Renewal, Scope
+from teleport_argocd.reconcile import Trigger
+
+from .fakes import Clock, output, reconciler
+
+PROD = {"a": {"env": "prod"}, "b": {"env": "prod"}, "c": {"env": "prod"}, "d": {"env": "dev"}}
+RENEWAL = Trigger("schedule", "tick", Scope(renew=Renewal.DUE))
+DISCOVERY = Trigger("discovery", "tick", Scope(renew=Renewal.NONE))
+FORCED = Trigger("reload", "manual", Scope(renew=Renewal.ALL))
+
+
+def event(name: str, *, removed: bool = False, wait: int = 0) -> Trigger:
+    scope = Scope(renew=Renewal.ALL, clusters=frozenset({name}), removed=removed)
+    return Trigger("audit", f"kube event {name}", scope, wait_for_listing=timedelta(seconds=wait))
+
+
+def test_first_run_creates_every_selected_cluster_and_batches_state_writes() -> None:
+    rec, state, store, _ = reconciler(PROD)
+    report = rec.run(output(), RENEWAL)
+    assert report.status == "completed"
+    assert report.counts["created"] == 3 and report.counts["selected"] == 3
+    assert sorted(store.writes) == ["a", "b", "c"]
+    # lease, one batch of registrations, run record, release
+    assert state.writes == 4
+    assert {r.kube_cluster for r in state.regs.values()} == {"a", "b", "c"}
+    assert all(r.version is not None and r.last_error is None for r in state.regs.values())
+
+
+def test_nothing_due_writes_nothing_anywhere() -> None:
+    rec, state, store, _ = reconciler(PROD)
+    rec.run(output(), RENEWAL)
+    writes, kube = state.writes, len(store.writes)
+    for trigger in (RENEWAL, DISCOVERY):
+        report = rec.run(output(), trigger)
+        assert report.status == "idle"
+        assert report.counts["unchanged"] == 3
+    assert state.writes == writes and len(store.writes) == kube
+
+
+def test_renewal_follows_each_certificate_expiry_with_the_stored_version() -> None:
+    clock = Clock()
+    rec, state, store, _ = reconciler(PROD, clock)
+    rec.run(output(), RENEWAL)
+    first = {r.kube_cluster: r.version for r in state.regs.values()}
+    clock.advance(timedelta(minutes=19) - timedelta(seconds=1) - timedelta(minutes=1))
+    assert rec.run(output(), RENEWAL).status == "idle"
+    clock.advance(timedelta(minutes=1) + timedelta(seconds=2))
+    report = rec.run(output(), RENEWAL)
+    assert report.counts["updated"] == 3
+    assert {c.reason for c in report.clusters} == {"renewal due"}
+    renewed = {r.kube_cluster: r for r in state.regs.values()}
+    assert all(
+        renewed[n].version != first[n] and renewed[n].cert_expires == clock() + timedelta(hours=1)
+        for n in first
+    )
+
+
+def test_an_event_run_never_postpones_the_renewal_of_other_clusters() -> None:
+    clock = Clock()
+    rec, state, store, session = reconciler(PROD, clock)
+    rec.run(output(), RENEWAL)
+    clock.advance(timedelta(minutes=15))
+    session.clusters["e"] = session.clusters["a"].__class__("e", {"env": "prod"})
+    assert rec.run(output(), event("e")).counts["created"] == 1
+    clock.advance(timedelta(minutes=5))
+    report = rec.run(output(), RENEWAL)
+    assert {c.kube_cluster for c in report.clusters if c.action == "updated"} == {"a", "b", "c"}
+    assert [c.kube_cluster for c in report.clusters if c.action == "unchanged"] == ["e"]
+
+
+def test_discovery_writes_only_the_new_cluster() -> None:
+    rec, state, store, session = reconciler(PROD)
+    rec.run(output(), RENEWAL)
+    session.clusters["e"] = session.clusters["a"].__class__("e", {"env": "prod"})
+    before = len(store.writes)
+    report = rec.run(output(), DISCOVERY)
+    assert store.writes[before:] == ["e"]
+    assert report.counts == {**report.counts, "created": 1, "updated": 0, "unchanged": 3}
+
+
+def test_a_label_change_rewrites_that_cluster_only() -> None:
+    rec, state, store, session = reconciler(PROD)
+    out = output(secret_labels={"team": '{{ index .Labels "team" }}'})
+    rec.run(out, RENEWAL)
+    session.clusters["b"] = session.clusters["b"].__class__("b", {"env": "prod", "team": "payments"})
+    report = rec.run(out, DISCOVERY)
+    assert [(c.kube_cluster, c.action, c.reason) for c in report.clusters if c.action != "unchanged"] == [
+        ("b", "updated", "changed")
+    ]
+
+
+def test_a_deselected_cluster_is_marked_unmatched_and_its_secret_kept() -> None:
+    clock = Clock()
+    rec, state, store, session = reconciler(PROD, clock)
+    rec.run(output(), RENEWAL)
+    session.clusters["c"] = session.clusters["c"].__class__("c", {"env": "dev"})
+    report = rec.run(output(), DISCOVERY)
+    assert [(c.kube_cluster, c.action) for c in report.clusters if c.action != "unchanged"] == [
+        ("c", "unmatched")
+    ]
+    reg = next(r for r in state.regs.values() if r.kube_cluster == "c")
+    assert reg.matches is False and reg.unmatched_since == clock()
+    assert len(store.secrets) == 3
+    # Marked once: the next discovery run has nothing to do.
+    assert rec.run(output(), DISCOVERY).status == "idle"
+
+
+def test_one_failing_cluster_never_stops_the_others_and_is_retried_next_time() -> None:
+    rec, state, store, _ = reconciler(PROD)
+    store.failing.add("b")
+    report = rec.run(output(), RENEWAL)
+    assert report.status == "failed"
+    assert {c.kube_cluster: c.action for c in report.clusters} == {
+        "a": "created",
+        "b": "failed",
+        "c": "created",
+    }
+    failed = next(r for r in state.regs.values() if r.kube_cluster == "b")
+    assert failed.version is None and "503" in (failed.last_error or "")
+    store.failing.clear()
+    retry = rec.run(output(), DISCOVERY)
+    assert [(c.kube_cluster, c.action) for c in retry.clusters if c.action != "unchanged"] == [
+        ("b", "created")
+    ]
+    assert retry.status == "completed"
+
+
+def test_failed_and_oldest_clusters_are_written_first() -> None:
+    rec, state, store, _ = reconciler(PROD)
+    store.failing.add("c")
+    rec.run(output(), RENEWAL)
+    store.failing.clear()
+    store.writes.clear()
+    rec.concurrency = 1
+    rec.run(output(), FORCED)
+    assert store.writes[0] == "c"
+
+
+def test_dry_run_plans_without_writing() -> None:
+    rec, state, store, session = reconciler(PROD)
+    rec.run(output(), RENEWAL)
+    session.clusters["e"] = session.clusters["a"].__class__("e", {"env": "prod"})
+    session.clusters["a"] = session.clusters["a"].__class__("a", {"env": "dev"})
+    writes, kube = state.writes, len(store.writes)
+    report = rec.run(output(), Trigger("reload", "preview", Scope(renew=Renewal.DUE), dry_run=True))
+    assert {c.kube_cluster: c.action for c in report.clusters} == {
+        "b": "unchanged",
+        "c": "unchanged",
+        "e": "would-create",
+        "a": "would-unmatch",
+    }
+    assert state.writes == writes and len(store.writes) == kube
+
+
+def test_targeted_event_writes_one_secret_and_one_state_batch() -> None:
+    rec, state, store, session = reconciler(PROD)
+    rec.run(output(), RENEWAL)
+    writes, kube = state.writes, len(store.writes)
+    report = rec.run(output(), event("b"))
+    assert [(c.kube_cluster, c.action) for c in report.clusters] == [("b", "updated")]
+    assert store.writes[kube:] == ["b"]
+    assert state.writes - writes == 4  # lease, one registration, run record, release
+
+
+def test_event_for_a_cluster_no_selector_picks_writes_nothing() -> None:
+    rec, state, store, _ = reconciler(PROD)
+    report = rec.run(output(), event("d"))
+    assert report.status == "idle" and store.writes == [] and state.writes == 0
+
+
+def test_event_before_the_cluster_is_listed_waits_then_writes_it() -> None:
+    clock = Clock()
+    rec, state, store, session = reconciler(PROD, clock)
+    calls = 0
+    real_list = session.list_kube_clusters
+
+    def appears_on_third_look(identity, *, name=None, labels=None):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            session.clusters["late"] = session.clusters["a"].__class__("late", {"env": "prod"})
+        return real_list(identity, name=name, labels=labels)
+
+    session.list_kube_clusters = appears_on_third_look  # type: ignore[method-assign]
+    start = clock()
+    report = rec.run(output(), event("late", wait=60))
+    assert [(c.kube_cluster, c.action) for c in report.clusters] == [("late", "created")]
+    assert calls == 3 and clock() - start == timedelta(seconds=1 + 2)  # backed off 1 s, then 2 s
+
+
+def test_event_for_a_cluster_never_listed_fails_retriably_after_the_bounded_wait() -> None:
+    clock = Clock()
+    start = clock()
+    rec, state, store, _ = reconciler(PROD, clock)
+    report = rec.run(output(), event("ghost", wait=60))
+    assert report.status == "failed" and report.retriable
+    assert "ghost" in report.errors[0]
+    assert timedelta(seconds=60) <= clock() - start <= timedelta(seconds=75)
+    assert store.writes == [] and state.runs[-1].errors == tuple(report.errors)
+
+
+def test_kube_delete_marks_only_that_cluster_unmatched() -> None:
+    rec, state, store, session = reconciler(PROD)
+    rec.run(output(), RENEWAL)
+    listings = session.listings
+    report = rec.run(output(), event("a", removed=True))
+    assert [(c.kube_cluster, c.action) for c in report.clusters] == [("a", "unmatched")]
+    assert session.listings == listings  # a deleted cluster is not looked up
+    assert {r.kube_cluster: r.matches for r in state.regs.values()} == {"a": False, "b": True, "c": True}
+
+
+def test_triggers_during_a_run_make_it_go_round_once_more() -> None:
+    rec, state, store, _ = reconciler(PROD)
+    state.pending = 1  # as if a trigger had arrived while the lease was held
+    report = rec.run(output(), RENEWAL)
+    assert report.passes == 2 and state.holder is None
+
+
+def test_a_trigger_that_finds_the_lease_held_is_queued() -> None:
+    rec, state, store, _ = reconciler(PROD)
+    state.holder = "another-run"
+    report = rec.run(output(), RENEWAL)
+    assert report.status == "queued" and state.pending == 1 and store.writes == []
