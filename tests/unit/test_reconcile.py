@@ -46,7 +46,7 @@ def test_nothing_due_writes_nothing_anywhere() -> None:
 
 def test_renewal_follows_each_certificate_expiry_with_the_stored_version() -> None:
     clock = Clock()
-    rec, state, store, _ = reconciler(PROD, clock)
+    rec, state, _store, _ = reconciler(PROD, clock)
     rec.run(output(), RENEWAL)
     first = {r.kube_cluster: r.version for r in state.regs.values()}
     clock.advance(timedelta(minutes=19) - timedelta(seconds=1) - timedelta(minutes=1))
@@ -64,7 +64,7 @@ def test_renewal_follows_each_certificate_expiry_with_the_stored_version() -> No
 
 def test_an_event_run_never_postpones_the_renewal_of_other_clusters() -> None:
     clock = Clock()
-    rec, state, store, session = reconciler(PROD, clock)
+    rec, _state, _store, session = reconciler(PROD, clock)
     rec.run(output(), RENEWAL)
     clock.advance(timedelta(minutes=15))
     session.clusters["e"] = session.clusters["a"].__class__("e", {"env": "prod"})
@@ -76,7 +76,7 @@ def test_an_event_run_never_postpones_the_renewal_of_other_clusters() -> None:
 
 
 def test_discovery_writes_only_the_new_cluster() -> None:
-    rec, state, store, session = reconciler(PROD)
+    rec, _state, store, session = reconciler(PROD)
     rec.run(output(), RENEWAL)
     session.clusters["e"] = session.clusters["a"].__class__("e", {"env": "prod"})
     before = len(store.writes)
@@ -86,7 +86,7 @@ def test_discovery_writes_only_the_new_cluster() -> None:
 
 
 def test_a_label_change_rewrites_that_cluster_only() -> None:
-    rec, state, store, session = reconciler(PROD)
+    rec, _state, _store, session = reconciler(PROD)
     out = output(secret_labels={"team": '{{ index .Labels "team" }}'})
     rec.run(out, RENEWAL)
     session.clusters["b"] = session.clusters["b"].__class__("b", {"env": "prod", "team": "payments"})
@@ -133,7 +133,7 @@ def test_one_failing_cluster_never_stops_the_others_and_is_retried_next_time() -
 
 
 def test_failed_and_oldest_clusters_are_written_first() -> None:
-    rec, state, store, _ = reconciler(PROD)
+    rec, _state, store, _ = reconciler(PROD)
     store.failing.add("c")
     rec.run(output(), RENEWAL)
     store.failing.clear()
@@ -160,7 +160,7 @@ def test_dry_run_plans_without_writing() -> None:
 
 
 def test_targeted_event_writes_one_secret_and_one_state_batch() -> None:
-    rec, state, store, session = reconciler(PROD)
+    rec, state, store, _session = reconciler(PROD)
     rec.run(output(), RENEWAL)
     writes, kube = state.writes, len(store.writes)
     report = rec.run(output(), event("b"))
@@ -177,7 +177,7 @@ def test_event_for_a_cluster_no_selector_picks_writes_nothing() -> None:
 
 def test_event_before_the_cluster_is_listed_waits_then_writes_it() -> None:
     clock = Clock()
-    rec, state, store, session = reconciler(PROD, clock)
+    rec, _state, _store, session = reconciler(PROD, clock)
     calls = 0
     real_list = session.list_kube_clusters
 
@@ -207,7 +207,7 @@ def test_event_for_a_cluster_never_listed_fails_retriably_after_the_bounded_wait
 
 
 def test_kube_delete_marks_only_that_cluster_unmatched() -> None:
-    rec, state, store, session = reconciler(PROD)
+    rec, state, _store, session = reconciler(PROD)
     rec.run(output(), RENEWAL)
     listings = session.listings
     report = rec.run(output(), event("a", removed=True))
@@ -217,7 +217,7 @@ def test_kube_delete_marks_only_that_cluster_unmatched() -> None:
 
 
 def test_triggers_during_a_run_make_it_go_round_once_more() -> None:
-    rec, state, store, _ = reconciler(PROD)
+    rec, state, _store, _ = reconciler(PROD)
     state.pending = 1  # as if a trigger had arrived while the lease was held
     report = rec.run(output(), RENEWAL)
     assert report.passes == 2 and state.holder is None
