@@ -158,9 +158,10 @@ def test_legacy_fields_string_record_becomes_the_event() -> None:
     ],
 )
 def test_malformed_stream_records(image: dict[str, Any] | None, reason: str) -> None:
-    record = {"eventName": "INSERT", "dynamodb": {"SequenceNumber": "1"}}
+    dynamodb: dict[str, Any] = {"SequenceNumber": "1"}
     if image is not None:
-        record["dynamodb"]["NewImage"] = image
+        dynamodb["NewImage"] = image
+    record = {"eventName": "INSERT", "dynamodb": dynamodb}
     with pytest.raises(MalformedEvent, match=reason):
         from_stream_record(record)
 
