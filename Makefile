@@ -37,7 +37,8 @@ sam-check: venv
 test: lint typecheck proto-check unit sam-check
 
 bench: venv
-	$(PY) bench/reconcile_bench.py
+	$(PY) bench/renewal_bench.py --sizes 10,100,1000
+	$(PY) bench/import_time.py
 
 clean:
 	rm -rf $(VENV) .aws-sam

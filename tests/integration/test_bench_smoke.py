@@ -1,0 +1,45 @@
+"""The renewal benchmark's reference patterns make exactly the requests they claim (no timings)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from bench.kube_patterns import Target, floor, precreate, secret_names, tbot_pattern
+from standins.kubeapi import KubeApiServer
+
+WRITER = "bench-writer"
+
+
+@pytest.fixture
+def kube() -> Iterator[KubeApiServer]:
+    with KubeApiServer(latency=0.001) as server:
+        server.allow(user=WRITER, verbs=("get", "create", "update"), namespaces=("argocd",))
+        yield server
+
+
+def test_floor_is_one_put_per_secret(kube: KubeApiServer) -> None:
+    target = Target.of(kube, WRITER, "argocd")
+    names = secret_names("bench-floor", 10)
+    precreate(kube, target, names)
+
+    outcome = floor(kube, target, names, workers=4)
+
+    assert outcome.requests == Counter({"PUT": 10})
+    assert {r.name for r in kube.requests} == set(names)
+
+
+def test_tbot_pattern_reads_then_writes_each_secret(kube: KubeApiServer) -> None:
+    target = Target.of(kube, WRITER, "argocd")
+    names = secret_names("bench-tbot", 10)
+    precreate(kube, target, names[:5])
+    kube.edit_secret("argocd", names[0], lambda s: s["metadata"]["annotations"].update({"by": "argocd"}))
+
+    outcome = tbot_pattern(kube, target, names)
+
+    assert outcome.requests == Counter({"GET": 10, "PUT": 5, "POST": 5})
+    assert [r.method for r in kube.requests[:2]] == ["GET", "PUT"]  # one Secret at a time
+    merged = kube.secret("argocd", names[0])
+    assert merged is not None and merged["metadata"]["annotations"]["by"] == "argocd"
