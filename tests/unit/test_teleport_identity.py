@@ -48,6 +48,9 @@ def test_identity_from_teleport_attributes() -> None:
             x509.NameAttribute(NameOID.COMMON_NAME, "bot-argo-bot"),
             x509.NameAttribute(x509.ObjectIdentifier("1.3.9999.1.7"), "root.example.com"),
             x509.NameAttribute(x509.ObjectIdentifier("1.3.9999.2.18"), "argo bot"),
+            x509.NameAttribute(
+                x509.ObjectIdentifier("1.3.9999.2.20"), "7f9c2ba4-e88f-4c0e-9d5c-0d3a2c1b5e6f"
+            ),
         ],
         issuer_cn="issuer-differs",
     )
@@ -56,6 +59,7 @@ def test_identity_from_teleport_attributes() -> None:
     assert identity.bot_name == "argo bot"  # the OID wins over the CN
     assert identity.cluster_name == "root.example.com"  # the OID wins over the issuer
     assert identity.roles == ("kube-reader", "kube-admin")
+    assert identity.bot_instance_id == "7f9c2ba4-e88f-4c0e-9d5c-0d3a2c1b5e6f"
     assert identity.expires == NOT_AFTER
     assert identity.key_pem == b"KEY"
 
@@ -64,6 +68,7 @@ def test_identity_falls_back_to_cn_and_issuer() -> None:
     cert = _certificate([x509.NameAttribute(NameOID.COMMON_NAME, "bot-ci")], issuer_cn="root")
     identity = identity_from_certificate(_pem(cert), b"KEY")
     assert (identity.bot_name, identity.cluster_name, identity.roles) == ("ci", "root", ())
+    assert identity.bot_instance_id == ""
 
 
 def test_identity_repr_leaks_no_key_material() -> None:

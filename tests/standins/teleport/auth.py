@@ -99,8 +99,10 @@ class AuthService(authservice_pb2_grpc.AuthServiceServicer):
         except ca.BadPublicKey as e:
             raise bad_parameter(str(e)) from e
         start = ca.now()
-        # An impersonated certificate never outlives the certificate that asked for it.
-        not_after = cert.not_valid_after_utc
+        # An impersonated certificate never outlives the certificate that asked for it, nor the
+        # shortest `max_session_ttl` of the roles it carries (`generateUserCert`, `AdjustSessionTTL`).
+        shortest = min(role.max_session_ttl for role in self._cluster.roles(request.RoleRequests))
+        not_after = min(cert.not_valid_after_utc, start + shortest)
         if request.HasField("Expires"):
             not_after = min(not_after, request.Expires.ToDatetime(dt.UTC))
         if not_after <= start:

@@ -3,6 +3,12 @@
 `proto.JoinService/RegisterUsingIAMMethod` (every version) and `teleport.join.v1.JoinService/Join`
 (later 18.x minors; switchable off to answer UNIMPLEMENTED like 17 and 18.0) share one
 admission path: token checks, the STS proof, the token's allow rules, then a bot certificate.
+
+The services run on the proxy's unauthenticated join route and on Auth's mutual-TLS server, as in
+Teleport (`lib/auth/grpcserver.go` registers both join services on Auth). A join whose caller
+presents a valid certificate of the token's bot continues that certificate's bot instance;
+anything else starts a new one (`lib/joinserver/joinserver.go` `setBotParameters`: the instance ID
+comes only from an authenticated caller's certificate).
 """
 
 from __future__ import annotations
@@ -10,7 +16,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import secrets
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TypeVar
@@ -32,10 +37,17 @@ from teleport_argocd.teleport.proto import (
 
 T = TypeVar("T")
 
-# Without a requested expiry a bot certificate lives an hour (`DefaultRenewableCertTTL`); the bot
-# role's `max_session_ttl` (12 h, `DefaultBotMaxSessionTTL`) caps any request (Correction 1).
+# Without a requested expiry a bot certificate lives an hour (`DefaultRenewableCertTTL`); any
+# request is capped by `MaxRenewableCertTTL` (7 days) and the bot role's `max_session_ttl`
+# (Correction 1).
 DEFAULT_BOT_TTL = dt.timedelta(hours=1)
-MAX_BOT_TTL = dt.timedelta(hours=12)
+MAX_RENEWABLE_CERT_TTL = dt.timedelta(days=7)
+
+
+def presented_identity(context: grpc.ServicerContext) -> ca.Identity | None:
+    """The identity of the client certificate the caller proved, if any (Auth's route only)."""
+    pem = (context.auth_context().get("x509_pem_cert") or [b""])[0]
+    return ca.Identity.from_certificate(x509.load_pem_x509_certificate(pem)) if pem else None
 
 
 def new_challenge() -> str:
@@ -88,21 +100,27 @@ class IamJoiner:
         tls_key: ca.TlsPublicKey,
         ssh_key: ca.SshPublicKey | None,
         expires: dt.datetime | None,
+        caller: ca.Identity | None,
     ) -> BotCredentials:
         bot = self._cluster.bot(token.bot_name)
-        if bot is None:
+        role = self._cluster.role(f"bot-{token.bot_name}")
+        if bot is None or role is None:
             raise not_found(f'bot "{token.bot_name}" not found')
         start = ca.now()
-        not_after = min(expires or start + DEFAULT_BOT_TTL, start + MAX_BOT_TTL)
+        not_after = min(
+            expires or start + DEFAULT_BOT_TTL, start + MAX_RENEWABLE_CERT_TTL, start + role.max_session_ttl
+        )
         if not_after <= start:
             raise bad_parameter("requested certificate expiry is in the past")
+        presented = caller.bot_instance_id if caller is not None and caller.is_bot else ""
+        instance = self._cluster.bot_instance_for_join(bot.name, presented)
         identity = ca.Identity(
             username=bot.username,
             roles=(bot.username,),
             teleport_cluster=self._cluster.name,
             route_to_cluster=self._cluster.name,
             bot_name=bot.name,
-            bot_instance_id=str(uuid.uuid4()),
+            bot_instance_id=instance.id,
         )
         tls_cert = self._cluster.user_ca.issue_client(identity, tls_key, not_after)
         ssh_cert = (
@@ -158,7 +176,7 @@ class LegacyJoinService(joinservice_pb2_grpc.JoinServiceServicer):
         self._joiner.verify(token, challenge, request.sts_identity_request)
         tls_key, ssh_key = _keys(register.PublicTLSKey, register.PublicSSHKey, wire=False)
         expires = register.Expires.ToDatetime(dt.UTC) if register.HasField("Expires") else None
-        creds = self._joiner.issue(token, tls_key, ssh_key, expires)
+        creds = self._joiner.issue(token, tls_key, ssh_key, expires, presented_identity(context))
         pem = serialization.Encoding.PEM
         yield joinservice_pb2.RegisterUsingIAMMethodResponse(
             certs=certs_pb2.Certs(
@@ -184,6 +202,9 @@ class JoinV1Service(join_v1_pb2_grpc.JoinServiceServicer):
         if not self._cluster.new_join_enabled:
             # What grpc-go answers for a service the server never registered (Teleport 17, 18.0).
             raise Refused(grpc.StatusCode.UNIMPLEMENTED, "unknown service teleport.join.v1.JoinService")
+        fault = self._cluster.new_join_fault
+        if fault is not None and not fault.after_init:
+            raise Refused(fault.code, fault.message)
         init = _expect(_receive(requests), "client_init").client_init
         token = self._joiner.check_token(init.token_name, init.system_role)
         if init.HasField("join_method") and init.join_method != token.join_method:
@@ -196,6 +217,8 @@ class JoinV1Service(join_v1_pb2_grpc.JoinServiceServicer):
             )
         )
         iam_init = _expect(_receive(requests), "iam_init").iam_init
+        if fault is not None and fault.after_init:
+            raise Refused(fault.code, fault.message)
         if iam_init.client_params.WhichOneof("payload") != "bot_params":
             raise bad_parameter("IAMInit must carry bot_params for a bot join")
         params = iam_init.client_params.bot_params
@@ -211,7 +234,7 @@ class JoinV1Service(join_v1_pb2_grpc.JoinServiceServicer):
             params.public_keys.public_tls_key, params.public_keys.public_ssh_key, wire=True
         )
         expires = params.expires.ToDatetime(dt.UTC) if params.HasField("expires") else None
-        creds = self._joiner.issue(token, tls_key, ssh_key, expires)
+        creds = self._joiner.issue(token, tls_key, ssh_key, expires, presented_identity(context))
         der = serialization.Encoding.DER
         certificates = join_v1_pb2.Certificates(
             tls_cert=creds.tls_cert.public_bytes(der),

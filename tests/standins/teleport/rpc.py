@@ -101,7 +101,11 @@ def _failing_handler(
 
 
 class _CallGate(grpc.ServerInterceptor):
-    """Counts every call by method path and refuses clients whose `version` metadata Teleport would refuse."""
+    """Counts every call with its `version` metadata, refusing a value Teleport would refuse.
+
+    Teleport's check (`lib/auth/middleware.go` `ValidateClientVersion`): no value passes; a value
+    that is not semver, or older than `teleport.MinClientSemVer()`, is refused.
+    """
 
     def __init__(self, cluster: Cluster) -> None:
         self._cluster = cluster
@@ -111,9 +115,9 @@ class _CallGate(grpc.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
-        self._cluster.count_call(details.method)
-        handler = continuation(details)
         version = dict(details.invocation_metadata or ()).get("version")
+        self._cluster.count_call(details.method, None if version is None else str(version))
+        handler = continuation(details)
         if handler is not None and version is not None and not version_supported(str(version)):
             return _failing_handler(
                 handler, grpc.StatusCode.PERMISSION_DENIED, "client version is unsupported"

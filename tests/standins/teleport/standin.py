@@ -30,7 +30,19 @@ from standins.teleport.kubeproxy import KubeHandler, KubeProxy
 from standins.teleport.router import Connection, Listener, Route, choose_route, peek_client_hello
 from standins.teleport.rpc import new_server
 from standins.teleport.splice import Splicer
-from standins.teleport.state import AllowRule, Bot, Cluster, IamToken, KubeCluster, KubeRequest, Role
+from standins.teleport.state import (
+    DEFAULT_BOT_MAX_SESSION_TTL,
+    DEFAULT_MAX_SESSION_TTL,
+    AllowRule,
+    Bot,
+    BotInstance,
+    Cluster,
+    IamToken,
+    JoinFault,
+    KubeCluster,
+    KubeRequest,
+    Role,
+)
 from standins.teleport.web import WebApi, WebHandler
 from teleport_argocd.teleport.proto import (
     authservice_pb2_grpc,
@@ -124,6 +136,11 @@ class TeleportStandin:
         trust_service_pb2_grpc.add_TrustServiceServicer_to_server(
             TrustService(self._cluster), self._auth_server
         )
+        # Auth serves the join services too (`lib/auth/grpcserver.go`); a bot rejoins there.
+        joinservice_pb2_grpc.add_JoinServiceServicer_to_server(LegacyJoinService(joiner), self._auth_server)
+        join_v1_pb2_grpc.add_JoinServiceServicer_to_server(
+            JoinV1Service(joiner, self._cluster), self._auth_server
+        )
         auth_cert, auth_key = self._cluster.host_ca.issue_server(
             "auth", [self._cluster.encoded_name, "*.teleport.cluster.local", "teleport.cluster.local"]
         )
@@ -207,6 +224,12 @@ class TeleportStandin:
     def new_join_enabled(self, value: bool) -> None:
         self._cluster.new_join_enabled = value
 
+    def fail_new_join(
+        self, code: grpc.StatusCode | None, message: str = "", *, after_init: bool = False
+    ) -> None:
+        """Makes `teleport.join.v1` fail with `code` before or after `ServerInit`; None restores it."""
+        self._cluster.new_join_fault = None if code is None else JoinFault(code, message, after_init)
+
     @property
     def list_limit_exceeded_above(self) -> int | None:
         """ListResources with a larger effective Limit fails RESOURCE_EXHAUSTED, like an oversized page."""
@@ -222,6 +245,15 @@ class TeleportStandin:
         return self._cluster.rpc_calls
 
     @property
+    def rpc_versions(self) -> list[tuple[str, str | None]]:
+        """(method path, `version` metadata or None) of every call, in order, refused ones included."""
+        return self._cluster.rpc_versions
+
+    def bot_instances(self) -> list[BotInstance]:
+        """The bot instances joins have created, with how many joins each has seen."""
+        return self._cluster.bot_instances()
+
+    @property
     def kube_requests(self) -> list[KubeRequest]:
         """Requests the Kubernetes proxy routed to a cluster, in order."""
         return self._cluster.kube_requests
@@ -229,14 +261,21 @@ class TeleportStandin:
     # -- cluster contents ------------------------------------------------------------------
 
     def add_role(
-        self, name: str, *, kubernetes_labels: Mapping[str, str | Sequence[str]] | None = None
+        self,
+        name: str,
+        *,
+        kubernetes_labels: Mapping[str, str | Sequence[str]] | None = None,
+        max_session_ttl: dt.timedelta = DEFAULT_MAX_SESSION_TTL,
     ) -> None:
         labels = {k: (v,) if isinstance(v, str) else tuple(v) for k, v in (kubernetes_labels or {}).items()}
-        self._cluster.add_role(Role(name, labels))
+        self._cluster.add_role(Role(name, labels, max_session_ttl=max_session_ttl))
 
-    def add_bot(self, name: str, *, roles: Sequence[str]) -> None:
-        """The bot `name` (user and role `bot-<name>`), allowed to impersonate `roles`."""
-        self._cluster.add_bot(Bot(name, tuple(roles)))
+    def add_bot(
+        self, name: str, *, roles: Sequence[str], max_session_ttl: dt.timedelta = DEFAULT_BOT_MAX_SESSION_TTL
+    ) -> None:
+        """The bot `name` (user and role `bot-<name>`, whose `max_session_ttl` caps its certificates),
+        allowed to impersonate `roles`."""
+        self._cluster.add_bot(Bot(name, tuple(roles), max_session_ttl))
 
     def add_iam_token(self, name: str, *, bot_name: str, allow: Sequence[Mapping[str, str]]) -> None:
         rules = []

@@ -7,6 +7,7 @@ change at runtime goes through it under one lock.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import threading
 import uuid
@@ -16,11 +17,17 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import NamedTuple
 
+import grpc
+
 from standins.teleport.ca import CertAuthority
 from teleport_argocd.teleport.proto import authservice_pb2, types_pb2
 
 DISCOVERED_NAME_LABEL = "teleport.internal/discovered-name"
 DEFAULT_NAMESPACE = "default"
+# A role's `max_session_ttl` unless set (`api/defaults` `MaxCertDuration`); bot roles get 12 h
+# (`DefaultBotMaxSessionTTL`, Correction 1).
+DEFAULT_MAX_SESSION_TTL = dt.timedelta(hours=30)
+DEFAULT_BOT_MAX_SESSION_TTL = dt.timedelta(hours=12)
 
 
 def _label_value_pattern(value: str) -> re.Pattern[str]:
@@ -37,6 +44,7 @@ class Role:
     name: str
     kubernetes_labels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     impersonate_roles: tuple[str, ...] = ()
+    max_session_ttl: dt.timedelta = DEFAULT_MAX_SESSION_TTL
 
     @cached_property
     def _patterns(self) -> dict[str, tuple[re.Pattern[str], ...]]:
@@ -61,6 +69,7 @@ class Role:
 class Bot:
     name: str
     roles: tuple[str, ...]
+    max_session_ttl: dt.timedelta = DEFAULT_BOT_MAX_SESSION_TTL
 
     @property
     def username(self) -> str:
@@ -82,6 +91,25 @@ class IamToken:
     allow: tuple[AllowRule, ...]
     join_method: str = "iam"
     roles: tuple[str, ...] = ("Bot",)
+
+
+@dataclass(frozen=True)
+class JoinFault:
+    """How `teleport.join.v1` fails: before `ServerInit` (as a proxy that cannot reach Auth, or an
+    Auth refusing the token) or after it (at the challenge)."""
+
+    code: grpc.StatusCode
+    message: str
+    after_init: bool = False
+
+
+@dataclass
+class BotInstance:
+    """One running bot as Teleport counts it (RFD 0162): created by a join that proves no instance."""
+
+    id: str
+    bot_name: str
+    joins: int = 1
 
 
 class KubeRequest(NamedTuple):
@@ -174,10 +202,13 @@ class Cluster:
         self.signature_suite = signature_suite
         self.fips = fips
         self.new_join_enabled = new_join_enabled
+        self.new_join_fault: JoinFault | None = None
         self.list_limit_exceeded_above: int | None = None
         self.user_ca = CertAuthority(name)
         self.host_ca = CertAuthority(name)
         self.rpc_calls: Counter[str] = Counter()
+        self.rpc_versions: list[tuple[str, str | None]] = []
+        self._bot_instances: dict[tuple[str, str], BotInstance] = {}
         self.kube_requests: list[KubeRequest] = []
         self.lock = threading.RLock()
         self._roles: dict[str, Role] = {}
@@ -209,11 +240,32 @@ class Cluster:
     def add_bot(self, bot: Bot) -> None:
         with self.lock:
             self._bots[bot.name] = bot
-            self._roles[bot.username] = Role(bot.username, impersonate_roles=bot.roles)
+            self._roles[bot.username] = Role(
+                bot.username, impersonate_roles=bot.roles, max_session_ttl=bot.max_session_ttl
+            )
 
     def bot(self, name: str) -> Bot | None:
         with self.lock:
             return self._bots.get(name)
+
+    def bot_instance_for_join(self, bot_name: str, presented_id: str) -> BotInstance:
+        """The instance a join continues (the presented one, if it exists for this bot) or a new one.
+
+        Teleport looks instances up by bot name and ID, so another bot's instance ID is not found
+        and the join starts a new instance, as does a join that presents none.
+        """
+        with self.lock:
+            instance = self._bot_instances.get((bot_name, presented_id)) if presented_id else None
+            if instance is not None:
+                instance.joins += 1
+                return instance
+            instance = BotInstance(str(uuid.uuid4()), bot_name)
+            self._bot_instances[(bot_name, instance.id)] = instance
+            return instance
+
+    def bot_instances(self) -> list[BotInstance]:
+        with self.lock:
+            return [BotInstance(i.id, i.bot_name, i.joins) for i in self._bot_instances.values()]
 
     def add_token(self, token: IamToken) -> None:
         with self.lock:
@@ -261,9 +313,10 @@ class Cluster:
 
     # -- logs -------------------------------------------------------------------------
 
-    def count_call(self, method: str) -> None:
+    def count_call(self, method: str, version: str | None) -> None:
         with self.lock:
             self.rpc_calls[method] += 1
+            self.rpc_versions.append((method, version))
 
     def log_kube_request(self, request: KubeRequest) -> None:
         with self.lock:

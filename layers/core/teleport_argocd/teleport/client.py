@@ -2,13 +2,22 @@
 
 A session holds the bot identity and one Auth tunnel per identity it has used; `close()` ends them
 all, so a warm Lambda starts every run with no socket or thread left from the previous one.
+
+A rejoin that presents the current bot certificate keeps the bot instance, as tbot's renewal does
+(`lib/tbot/internal/identity/service.go`, `renewIdentity`: the join runs over the bot's existing,
+authenticated Auth client). Teleport takes the instance ID only from an authenticated caller's
+certificate (`lib/joinserver/joinserver.go` `setBotParameters`; the new service's
+`lib/join/internal/authz`); the proxy's `teleport-proxy-grpc` join route does not use client
+certificates (`lib/service/service.go` `initPublicGRPCServer`) and its forwarder passes on only the
+address and version (`lib/join/joinv1/forwarding_server.go`), so a join there always starts a new
+instance. The rejoin therefore goes over the mutual-TLS `teleport-auth@` route, to Auth itself.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from datetime import timedelta
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 
 from botocore.credentials import Credentials, ReadOnlyCredentials
 
@@ -18,8 +27,9 @@ from teleport_argocd.teleport import keys
 from teleport_argocd.teleport.auth import GET_ROLE, AuthClient
 from teleport_argocd.teleport.iamjoin import JoinRequest, join_bot
 from teleport_argocd.teleport.identity import identity_from_certificate, issuer_name
+from teleport_argocd.teleport.lifetime import DEFAULT_BOT_TTL, warn_if_shortened
 from teleport_argocd.teleport.proxy import ProxyInfo, find_proxy, split_address
-from teleport_argocd.teleport.tls import join_context
+from teleport_argocd.teleport.tls import auth_context, encode_cluster_name, join_context
 from teleport_argocd.teleport.tunnel import Tunnel
 
 logger = logging.getLogger("teleport_argocd.teleport")
@@ -37,15 +47,22 @@ class TeleportSession:
         join_protocol: str,
         *,
         proxy_addr: str,
-        trusted_ca_pems: list[bytes],
+        trusted_ca_pems: Sequence[bytes],
+        host_ca_pems: Sequence[bytes] | None = None,
     ) -> None:
         self.proxy = proxy
         self.bot = bot
         self.join_protocol = join_protocol
+        self.trusted_ca_pems: tuple[bytes, ...] = tuple(trusted_ca_pems)
         self._host, self._port = split_address(proxy_addr)
-        self._trusted_ca_pems = trusted_ca_pems
         self._clients: dict[bytes, AuthClient] = {}
-        self._host_ca_pems: list[bytes] | None = None
+        self._host_ca_pems = list(host_ca_pems) if host_ca_pems is not None else None
+        self._impersonated_roles: tuple[str, ...] | None = None
+
+    @property
+    def bot_instance_id(self) -> str:
+        """The bot instance Teleport counts this bot as, read from the bot certificate."""
+        return self.bot.bot_instance_id
 
     @property
     def host_ca_pems(self) -> list[bytes]:
@@ -54,17 +71,35 @@ class TeleportSession:
             self._host_ca_pems = self._client(self.bot).host_ca_pems(issuer_name(self.bot.cert_pem))
         return self._host_ca_pems
 
+    @property
+    def known_host_ca_pems(self) -> list[bytes] | None:
+        """The host CAs if this session has them already, without asking Auth."""
+        return self._host_ca_pems
+
+    def impersonated_roles(self) -> tuple[str, ...]:
+        """The roles the bot's own role (`bot-<name>`) lets it impersonate; asked once per session."""
+        if self._impersonated_roles is None:
+            roles = self._client(self.bot).impersonate_roles(self.bot.username)
+            self._impersonated_roles = tuple(roles)
+        return self._impersonated_roles
+
     def impersonate(self, ttl: timedelta) -> Identity:
-        """A fresh key and a certificate for the roles the bot may impersonate, valid for `ttl`."""
+        """A fresh key and a certificate for the roles the bot may impersonate, valid for `ttl`.
+
+        Teleport may grant less (a role's `max_session_ttl`, or the bot certificate's own expiry);
+        that is logged as a warning.
+        """
         client = self._client(self.bot)
-        roles = client.impersonate_roles(self.bot.username)
+        roles = list(self.impersonated_roles())
         if not roles:
             raise AuthCallError(GET_ROLE, f"role {self.bot.username!r} allows impersonating no roles")
         key = keys.generate_key(self.proxy.signature_suite)
+        asked_at = datetime.now(UTC)
         certs = client.generate_user_certs(
             username=self.bot.username, cluster_name=self.bot.cluster_name, roles=roles, key=key, ttl=ttl
         )
         identity = identity_from_certificate(certs.TLS, keys.private_key_pem(key))
+        warn_if_shortened("impersonated", ttl, asked_at, identity.expires)
         logger.info(
             "impersonated roles %s as bot %s until %s",
             ",".join(roles),
@@ -99,7 +134,7 @@ class TeleportSession:
                 self._port,
                 cluster_name=self.proxy.cluster_name,
                 identity=identity,
-                trusted_ca_pems=self._trusted_ca_pems,
+                trusted_ca_pems=self.trusted_ca_pems,
                 timeout=CONNECT_TIMEOUT,
             )
             self._clients[identity.cert_pem] = client
@@ -114,9 +149,17 @@ def join(
     region: str,
     ca_pem: bytes | None = None,
     insecure: bool = False,
-    bot_ttl: timedelta = timedelta(hours=1),
+    bot_ttl: timedelta = DEFAULT_BOT_TTL,
+    previous: Identity | None = None,
+    trusted_ca_pems: Sequence[bytes] = (),
 ) -> TeleportSession:
-    """Joins the cluster behind `proxy_addr` as the bot of IAM token `token`, proving the Lambda's role."""
+    """Joins the cluster behind `proxy_addr` as the bot of IAM token `token`, proving the Lambda's role.
+
+    With `previous`, the current bot identity (still valid, of this cluster) and `trusted_ca_pems`,
+    the CA certificates its join returned, the join goes to Auth presenting that certificate, so
+    Teleport keeps the bot instance (module docstring). Without, it goes through the proxy's join
+    route and Teleport starts a new bot instance.
+    """
     proxy = find_proxy(proxy_addr, ca_pem=ca_pem, insecure=insecure, timeout=CONNECT_TIMEOUT)
     host, port = split_address(proxy_addr)
     request = JoinRequest(
@@ -127,15 +170,49 @@ def join(
         suite=proxy.signature_suite,
         ttl=bot_ttl,
     )
-    context = join_context(ca_pem=ca_pem, insecure=insecure)
-    with Tunnel(host, port, context, host, timeout=CONNECT_TIMEOUT) as tunnel:
+    asked_at = datetime.now(UTC)
+    presented = _presentable(previous, proxy.cluster_name, trusted_ca_pems, asked_at)
+    if presented is not None:
+        context = auth_context(proxy.cluster_name, trusted_ca_pems, presented.cert_pem, presented.key_pem)
+        server_name = encode_cluster_name(proxy.cluster_name)
+    else:
+        context, server_name = join_context(ca_pem=ca_pem, insecure=insecure), host
+    with Tunnel(host, port, context, server_name, timeout=CONNECT_TIMEOUT) as tunnel:
         result = join_bot(tunnel, request)
     bot = identity_from_certificate(result.cert_pem, result.key_pem)
+    warn_if_shortened("bot", bot_ttl, asked_at, bot.expires)
     logger.info(
-        "joined cluster %s as bot %s via %s until %s",
+        "%s cluster %s as bot %s (instance %s) via %s until %s",
+        "rejoined" if presented is not None else "joined",
         proxy.cluster_name,
         bot.bot_name,
+        bot.bot_instance_id or "unknown",
         result.protocol,
         bot.expires.isoformat(),
     )
+    if presented is not None and bot.bot_instance_id != presented.bot_instance_id:
+        logger.warning(
+            "Teleport started bot instance %s instead of keeping %s",
+            bot.bot_instance_id,
+            presented.bot_instance_id,
+        )
     return TeleportSession(proxy, bot, result.protocol, proxy_addr=proxy_addr, trusted_ca_pems=result.ca_pems)
+
+
+def _presentable(
+    previous: Identity | None, cluster_name: str, trusted_ca_pems: Sequence[bytes], now: datetime
+) -> Identity | None:
+    """`previous` if a rejoin can present it: of this cluster, not expired, with roots to verify Auth."""
+    if previous is None:
+        return None
+    if previous.cluster_name != cluster_name or not trusted_ca_pems:
+        logger.info("the previous bot identity is not of cluster %s; joining afresh", cluster_name)
+        return None
+    if previous.expires <= now:
+        # tbot does the same with an expired identity: Auth would refuse it in the TLS handshake.
+        logger.warning(
+            "the bot certificate expired at %s; joining afresh, which starts a new bot instance",
+            previous.expires.isoformat(),
+        )
+        return None
+    return previous

@@ -4,6 +4,17 @@
 answer UNIMPLEMENTED and get `proto.JoinService/RegisterUsingIAMMethod` instead. Both are
 bidirectional streams with one challenge round trip; they differ in message shapes and encodings
 (PEM and authorized_keys in the legacy protocol, DER and SSH wire format in the new one).
+
+The fallback follows tbot's client (`lib/join/joinclient/join.go`, `Join` and `joinWithClient`):
+the legacy protocol is used when the new one fails with NotImplemented (gRPC UNIMPLEMENTED) at any
+step, or with a "connection error", which there means any failure to open the stream, send
+`ClientInit` or receive `ServerInit`, except AccessDenied (PERMISSION_DENIED) and BadParameter
+(INVALID_ARGUMENT) on that first answer. A first answer of the wrong type is BadParameter too.
+Later failures are final, as is any failure of the legacy protocol.
+
+Both protocols run over any tunnel: the proxy's unauthenticated join route for a first join, or
+the mutual-TLS route to Auth, which serves the same two services (`lib/auth/grpcserver.go`), when
+a rejoin presents the current bot certificate.
 """
 
 from __future__ import annotations
@@ -65,17 +76,18 @@ class JoinRequest:
 
 
 def join_bot(tunnel: Tunnel, request: JoinRequest) -> JoinResult:
-    """Joins with the new protocol, falling back to the legacy one where the proxy does not serve it."""
+    """Joins with the new protocol, falling back to the legacy one by tbot's rules (module docstring)."""
     try:
         return _join_new(tunnel, request)
-    except _Unimplemented:
-        logger.info("proxy does not serve %s; joining with %s", NEW_PROTOCOL, LEGACY_PROTOCOL)
+    except _FallBack as exc:
+        logger.info("joining with %s failed (%s); joining with %s", NEW_PROTOCOL, exc, LEGACY_PROTOCOL)
     return _join_legacy(tunnel, request)
 
 
 def _join_new(tunnel: Tunnel, request: JoinRequest) -> JoinResult:
     stub = join_v1_pb2_grpc.JoinServiceStub(tunnel.channel)
-    with _Stream(tunnel, stub.Join, "/teleport.join.v1.JoinService/Join", request.token) as stream:
+    path = "/teleport.join.v1.JoinService/Join"
+    with _Stream(tunnel, stub.Join, path, request.token, may_fall_back=True) as stream:
         stream.send(
             join_v1_pb2.JoinRequest(
                 client_init=join_v1_pb2.ClientInit(
@@ -170,8 +182,8 @@ def _expires(ttl: timedelta) -> Timestamp:
     return expires
 
 
-class _Unimplemented(Exception):
-    """The proxy does not serve this join protocol."""
+class _FallBack(Exception):
+    """The new protocol failed in a way that sends tbot to the legacy one."""
 
 
 class _Stream:
@@ -183,8 +195,21 @@ class _Stream:
 
     _END = object()
 
-    def __init__(self, tunnel: Tunnel, method: Callable[..., Any], path: str, token: str) -> None:
+    # What trace makes of these codes (trail.FromGRPC) is what tbot never falls back on at ServerInit.
+    _FINAL_AT_FIRST_ANSWER = frozenset({grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT})
+
+    def __init__(
+        self,
+        tunnel: Tunnel,
+        method: Callable[..., Any],
+        path: str,
+        token: str,
+        *,
+        may_fall_back: bool = False,
+    ) -> None:
         self._tunnel, self._path, self._token = tunnel, path, token
+        self._may_fall_back = may_fall_back
+        self._answered = False
         self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._responses = method(self._iterate(), timeout=JOIN_TIMEOUT)
 
@@ -200,12 +225,15 @@ class _Stream:
 
     def receive(self, expected: str | None = None) -> Any:
         """The next message; `expected` names the field it must carry (a message field or oneof member)."""
+        first, self._answered = not self._answered, True
         try:
             message = next(self._responses)
         except StopIteration:
+            if first and self._may_fall_back:
+                raise _FallBack("the stream ended before the first answer") from None
             raise JoinError(f"{self._path}: Teleport ended the join early") from None
         except grpc.RpcError as exc:
-            raise self._error(exc) from exc
+            raise self._error(exc, first=first) from exc
         if expected is not None and not message.HasField(expected):
             got = message.WhichOneof("payload") if "payload" in message.DESCRIPTOR.oneofs_by_name else None
             raise JoinError(f"{self._path}: expected {expected} from Teleport, got {got or 'something else'}")
@@ -215,10 +243,12 @@ class _Stream:
         while (message := self._requests.get()) is not self._END:
             yield message
 
-    def _error(self, exc: grpc.RpcError) -> Exception:
+    def _error(self, exc: grpc.RpcError, *, first: bool) -> Exception:
         code, details = self._tunnel.status(exc)
-        if code == grpc.StatusCode.UNIMPLEMENTED:
-            return _Unimplemented(details)
+        if self._may_fall_back and (
+            code == grpc.StatusCode.UNIMPLEMENTED or (first and code not in self._FINAL_AT_FIRST_ANSWER)
+        ):
+            return _FallBack(f"{code.name}: {details}")
         return JoinError(
             f"joining with token {self._token!r} via {self._path} failed: {code.name}: {details}"
         )

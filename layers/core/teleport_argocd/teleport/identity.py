@@ -1,7 +1,8 @@
 """Reading a Teleport identity out of its X.509 certificate.
 
 Teleport encodes the identity in the certificate subject: CN is the username, each O a role,
-and custom attributes under OID arc 1.3.9999 carry the bot name and the cluster.
+and custom attributes under OID arc 1.3.9999 carry the bot name, the bot instance and the cluster
+(`lib/tlsca/ca.go`: `BotASN1ExtensionOID`, `BotInstanceASN1ExtensionOID`, `TeleportClusterASN1ExtensionOID`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from cryptography.x509.oid import NameOID
 from teleport_argocd.model import Identity
 
 BOT_NAME_OID = x509.ObjectIdentifier("1.3.9999.2.18")
+BOT_INSTANCE_ID_OID = x509.ObjectIdentifier("1.3.9999.2.20")
 TELEPORT_CLUSTER_OID = x509.ObjectIdentifier("1.3.9999.1.7")
 _BOT_USER_PREFIX = "bot-"
 
@@ -32,6 +34,7 @@ def identity_from_certificate(cert_pem: bytes, key_pem: bytes) -> Identity:
         bot_name=bot_name,
         cluster_name=cluster_name,
         roles=roles,
+        bot_instance_id=_first(cert.subject, BOT_INSTANCE_ID_OID),
     )
 
 

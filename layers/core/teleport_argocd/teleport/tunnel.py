@@ -19,6 +19,7 @@ import grpc
 
 from teleport_argocd import __version__
 from teleport_argocd.errors import ProxyError
+from teleport_argocd.teleport.metadata import VersionMetadata
 
 T = TypeVar("T")
 
@@ -61,7 +62,10 @@ class Tunnel:
             self.close()
             raise
         port_ = self._server.sockets[0].getsockname()[1]
-        self._channel = grpc.insecure_channel(f"127.0.0.1:{port_}", options=_CHANNEL_OPTIONS)
+        # Every call carries the `version` metadata Teleport's clients send (see `metadata`).
+        self._channel = grpc.intercept_channel(
+            grpc.insecure_channel(f"127.0.0.1:{port_}", options=_CHANNEL_OPTIONS), VersionMetadata()
+        )
 
     @property
     def channel(self) -> grpc.Channel:
