@@ -28,6 +28,7 @@ from aws_lambda_powertools.utilities.data_classes import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from teleport_argocd import logs
 from teleport_argocd.errors import EventTooLarge, MalformedEvent
 from teleport_argocd.ingest import Forwarder, from_stream_record, is_reacted, parse_event
 
@@ -40,6 +41,7 @@ SESSIONS_ROUTE = "POST /sessions/{proxy+}"
 logger = Logger()
 # The core logs through the standard library; give it the same JSON format and correlation id.
 copy_config_to_registered_loggers(source_logger=logger, include={"teleport_argocd"})
+logs.configure(logger.log_level)  # our loggers only: libraries log credentials at DEBUG
 tracer = Tracer()
 metrics = Metrics()
 session = boto3.Session()  # reused across warm invocations
@@ -60,8 +62,6 @@ def http_handler(event: APIGatewayProxyEventV2, context: LambdaContext) -> dict[
     if event.route_key == SESSIONS_ROUTE:
         metrics.add_metric("SessionEventsDropped", "Count", 1)
         return _response(200, "ignored", "session recordings are not kept")
-    if event.route_key != EVENTS_ROUTE:
-        return _response(404, "unknown route", event.route_key)
     try:
         audit_event = parse_event(_body(event))
     except MalformedEvent as exc:
