@@ -14,13 +14,13 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
-from kubernetes.client import Configuration
 
 from standins.aws import ACCOUNT_ID, REGION, AwsCredentials, MotoServer, lambda_role_credentials
 from standins.kubeapi import KubeApiServer, cluster_secret
 from teleport_argocd import eks
 from teleport_argocd.errors import DestinationForbidden, DestinationUnreachable
 from teleport_argocd.kube import SecretStore, connect_eks
+from teleport_argocd.kubeconfig import ClusterAccess, tls_context
 
 CLUSTER = "argocd-prod"
 ROLE = "teleport-argocd-RenewFunctionRole"
@@ -78,12 +78,8 @@ def described(server: KubeApiServer) -> Any:
 
 
 def store_with_token(server: KubeApiServer, token: str) -> SecretStore:
-    configuration = Configuration()
-    configuration.host = endpoint(server)
-    configuration.ca_cert_data = server.ca_pem.decode()
-    configuration.api_key = {"BearerToken": token}
-    configuration.api_key_prefix = {"BearerToken": "Bearer"}
-    return SecretStore(configuration, description="the stand-in")
+    access = ClusterAccess(endpoint(server), tls_context(server.ca_pem), token=lambda: token)
+    return SecretStore(access, description="the stand-in")
 
 
 def signed_url(token: str) -> str:
@@ -100,7 +96,8 @@ def test_token_is_accepted_and_mapped_by_the_access_entry(
 ) -> None:
     server.requests.clear()
     with connect_eks(CLUSTER, REGION, session=session, eks_client=described(server)) as store:
-        result = store.apply(cluster_secret("eks-1"))
+        result = store.write(cluster_secret("eks-1"), None)
+        assert store.write(cluster_secret("eks-1"), result.version).requests == 1
 
     assert result.action == "created"
     assert {r.user for r in server.requests} == {credentials.arn}

@@ -52,7 +52,7 @@ def stored(moto: MotoServer, text: str) -> str:
 def test_yaml_kubeconfig(server: KubeApiServer, moto: MotoServer, session: boto3.Session) -> None:
     secret_id = stored(moto, yaml.safe_dump(server.kubeconfig("ci", ["writers"])))
     with connect(KubeconfigSecretDestination(secret_id, REGION, None), session=session) as store:
-        assert store.apply(cluster_secret("kc-1")).action == "created"
+        assert store.write(cluster_secret("kc-1"), None).action == "created"
     assert server.requests[-1].user == "ci"
 
 
@@ -141,7 +141,7 @@ def test_kubectl_with_a_written_secrets_credentials(
     )
     secret_id = stored(moto, yaml.safe_dump(server.kubeconfig("ci", ["writers"])))
     with connect(KubeconfigSecretDestination(secret_id, None, None), session=session) as store:
-        store.apply(manifest)
+        store.write(manifest, None)
         written = store.get("argocd", "kc-kubectl")
     assert written is not None
     kubeconfig = kubeconfig_from_secret(written)

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kubernetes.client import ApiClient, CoreV1Api, V1DeleteOptions, V1Preconditions
+from kubernetes.client import ApiClient, Configuration, CoreV1Api, V1DeleteOptions, V1Preconditions
 from kubernetes.client.exceptions import ApiException
+from kubernetes.config import load_kube_config_from_dict
 
 from standins.kubeapi import KubeApiServer, cluster_secret
-from teleport_argocd.kubeconfig import client_configuration
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,10 @@ def server() -> Iterator[KubeApiServer]:
 
 
 def api_for(server: KubeApiServer, tmp_path: Path, user: str, groups: tuple[str, ...] = ()) -> CoreV1Api:
-    configuration = client_configuration(server.kubeconfig(user, groups), context=None, key_dir=tmp_path)
+    configuration = Configuration()
+    load_kube_config_from_dict(
+        server.kubeconfig(user, groups), client_configuration=configuration, temp_file_path=str(tmp_path)
+    )
     return CoreV1Api(ApiClient(configuration))
 
 
@@ -128,3 +131,16 @@ def test_namespaces_and_discovery(api: CoreV1Api) -> None:
     assert {n.metadata.name for n in api.list_namespace().items} >= {"default", "argocd"}
     assert api.read_namespace("argocd").status.phase == "Active"
     assert [r.name for r in api.get_api_resources().resources] == ["namespaces", "secrets"]
+
+
+def test_injected_faults(api: CoreV1Api, server: KubeApiServer) -> None:
+    # urllib3 under the official client honours a 429's Retry-After by itself.
+    server.fail(429, retry_after=1)
+    assert api.read_namespace("argocd").status.phase == "Active"
+    assert [r.status for r in server.requests[-2:]] == [429, 200]
+
+    server.fail(500)
+    with pytest.raises(ApiException) as caught:
+        api.read_namespace("argocd")
+    assert (caught.value.status, status_of(caught)["reason"]) == (500, "InternalError")
+    assert api.read_namespace("argocd").status.phase == "Active"  # only the next request fails

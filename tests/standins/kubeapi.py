@@ -373,11 +373,7 @@ def cluster_secret(
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": {
-                "argocd.argoproj.io/secret-type": "cluster",
-                "app.kubernetes.io/managed-by": "teleport-argocd",
-                **(labels or {}),
-            },
+            "labels": {"argocd.argoproj.io/secret-type": "cluster", **(labels or {})},
             "annotations": dict(annotations or {}),
         },
         "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
@@ -418,6 +414,29 @@ class _Hook:
     remaining: int
 
 
+@dataclass
+class _Fault:
+    """An answer the server gives instead of serving the request (status 0: no answer at all)."""
+
+    status: int
+    retry_after: int | None
+    remaining: int
+
+    def status_body(self) -> dict[str, Any]:
+        if self.status == 429:
+            # API Priority and Fairness (k8s.io/apiserver pkg/server/filters/priority-and-fairness.go,
+            # via responsewriters' tooManyRequests): reason TooManyRequests, retryAfterSeconds in details.
+            return ApiError(
+                429,
+                "TooManyRequests",
+                "Too many requests, please try again later.",
+                {"retryAfterSeconds": self.retry_after or 1},
+            ).status()
+        return ApiError(
+            self.status, "InternalError", "Internal error occurred: etcdserver: leader changed"
+        ).status()
+
+
 @dataclass(frozen=True)
 class _Subject:
     user: str
@@ -452,6 +471,7 @@ class KubeApiServer:
         self._access_entries: dict[str, _Subject] = {}
         self._rules: list[_Rule] = []
         self._hooks: list[_Hook] = []
+        self._faults: list[_Fault] = []
         self._httpd: _HttpServer | None = None
         for namespace in namespaces:
             self.add_namespace(namespace)
@@ -580,6 +600,45 @@ class KubeApiServer:
         with self._lock:
             self._hooks.append(_Hook(verb, resource, action, times))
 
+    def fail(self, status: int, *, times: int = 1, retry_after: int | None = None) -> None:
+        """Answer the next `times` requests with `status` instead of serving them (an overloaded server).
+
+        429 comes with `Retry-After` (`retry_after`, else 1 s, as API Priority and Fairness sends);
+        5xx with an InternalError Status; `status=0` closes the connection without an answer, as a
+        server restarting behind a load balancer does.
+        """
+        with self._lock:
+            self._faults.append(_Fault(status, retry_after if status == 429 else None, times))
+
+    def _take_fault(
+        self, method: str, target: str, headers: Mapping[str, str], peer_cert: Any
+    ) -> _Fault | None:
+        """The injected fault for this request, if any; logged like any other request."""
+        with self._lock:
+            if not self._faults:
+                return None
+            fault = self._faults[0]
+            fault.remaining -= 1
+            if fault.remaining <= 0:
+                self._faults.pop(0)
+        url = urlsplit(target)
+        verb, resource, namespace, name = _attributes(method, url.path, {})
+        subject = self._authenticate(headers, peer_cert)
+        with self._lock:
+            self.requests.append(
+                Request(
+                    method,
+                    url.path,
+                    verb,
+                    resource,
+                    namespace,
+                    name,
+                    subject.user if subject else "",
+                    fault.status,
+                )
+            )
+        return fault
+
     # -- direct access, as another writer would have (not logged) ------------------------
 
     def add_namespace(self, name: str) -> dict[str, Any]:
@@ -613,6 +672,11 @@ class KubeApiServer:
             stored["metadata"] = {**meta, **self._system_fields(old)}
             self._secrets[key] = stored
             return copy.deepcopy(stored)
+
+    def remove_secret(self, namespace: str, name: str) -> None:
+        """Delete a stored Secret, as another writer would."""
+        with self._lock:
+            del self._secrets[namespace, name]
 
     def edit_secret(
         self, namespace: str, name: str, change: Callable[[dict[str, Any]], None]
@@ -1012,11 +1076,20 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
-        status, answer = self.server.api.handle(
-            self.command, self.path, headers, body, self.connection.getpeercert()
-        )
+        fault = self.server.api._take_fault(self.command, self.path, headers, self.connection.getpeercert())
+        if fault is not None and fault.status == 0:
+            self.close_connection = True
+            return
+        if fault is not None:
+            status, answer = fault.status, fault.status_body()
+        else:
+            status, answer = self.server.api.handle(
+                self.command, self.path, headers, body, self.connection.getpeercert()
+            )
         payload = json.dumps(answer).encode()
         self.send_response(status)
+        if fault is not None and fault.retry_after is not None:
+            self.send_header("Retry-After", str(fault.retry_after))
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()

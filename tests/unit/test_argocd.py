@@ -12,17 +12,18 @@ from teleport_argocd.argocd import (
     DEFAULT_SECRET_NAME_PREFIX,
     RenderedSecret,
     encode_path_component,
-    label_value_problem,
-    qualified_name_problem,
+    is_reserved_annotation,
     render_secret,
     render_secrets,
     secret_name,
     server_url,
 )
 from teleport_argocd.config import OutputConfig, load_config
+from teleport_argocd.errors import RenderError
+from teleport_argocd.k8snames import label_value_problem, qualified_name_problem
 from teleport_argocd.model import (
-    MANAGED_BY_LABEL,
-    MANAGED_BY_VALUE,
+    MANAGED_KEYS_ANNOTATION,
+    TBOT_VERSION_ANNOTATION,
     VERSION_ANNOTATION,
     Identity,
     KubeCluster,
@@ -166,7 +167,6 @@ def test_end_to_end_expectations() -> None:
     assert manifest["metadata"]["namespace"] == "argocd"
     assert manifest["metadata"]["labels"] == {
         "argocd.argoproj.io/secret-type": "cluster",
-        MANAGED_BY_LABEL: MANAGED_BY_VALUE,
         "team": "billing",
         "cluster-department": "engineering",
     }
@@ -203,6 +203,57 @@ def test_config_json_bytes() -> None:
     )
 
 
+def tbot_secret() -> dict[str, Any]:
+    """The Secret tbot's renderSecret (argocd_output.go) writes for tbot's end-to-end configuration,
+    spelled out from reference tbot-argocd.md §1.5 and §1.10 (tbot 18.2.0, same identity and time)."""
+    ca, cert, key = (base64.b64encode(pem).decode() for pem in (HOST_CA, CLIENT_CERT, CLIENT_KEY))
+    config = (
+        f'{{"tlsClientConfig":{{"caData":"{ca}","certData":"{cert}","keyData":"{key}",'
+        '"serverName":"kube-teleport-proxy-alpn.teleport.cluster.local"}}'
+    )
+    data = {
+        "name": "root-kube-cluster-1",
+        "server": "https://127.0.0.1:3080/v1/teleport/cm9vdA/a3ViZS1jbHVzdGVyLTE",
+        "config": config,
+        "project": "my-argo-project",
+        "namespaces": "prod,dev",
+        "clusterResources": "true",
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": "my-cluster.10dae90fc5854d7b",
+            "namespace": "argocd",
+            "labels": {
+                "argocd.argoproj.io/secret-type": "cluster",
+                "team": "billing",
+                "cluster-department": "engineering",
+            },
+            "annotations": {
+                "teleport.dev/bot-name": "argo-bot",
+                "teleport.dev/kubernetes-cluster-name": "kube-cluster-1",
+                "teleport.dev/updated": "2025-07-31T13:35:15Z",
+                "teleport.dev/tbot-version": "18.2.0",
+                "teleport.dev/teleport-cluster-name": "root",
+                "managed-by": "ninjas",
+            },
+        },
+        "data": {key: base64.b64encode(value.encode()).decode() for key, value in data.items()},
+    }
+
+
+def test_byte_identical_to_tbot_but_for_the_version_annotation() -> None:
+    ours = render_secret(output(**E2E), KUBE_CLUSTER_1, **RUN).manifest
+    tbots = tbot_secret()
+
+    assert ours["metadata"]["annotations"].pop(VERSION_ANNOTATION) == "0.1.0"
+    assert tbots["metadata"]["annotations"].pop(TBOT_VERSION_ANNOTATION) == "18.2.0"
+    assert ours == tbots
+    assert json.dumps(ours["data"], sort_keys=True) == json.dumps(tbots["data"], sort_keys=True)
+
+
 def test_server_name_omitted_without_tls_routing() -> None:
     run: dict[str, Any] = {**RUN, "endpoint": KubeEndpoint("https://kube.example.com:3026")}
     secret = render_secret(output(), KUBE_CLUSTER_1, **run)
@@ -222,10 +273,7 @@ def test_defaults() -> None:
     secret = render_secret(output(), KUBE_CLUSTER_1, **RUN)
     assert secret.name == "teleport.argocd-cluster.10dae90fc5854d7b"
     assert secret.namespace == "default"
-    assert secret.manifest["metadata"]["labels"] == {
-        "argocd.argoproj.io/secret-type": "cluster",
-        MANAGED_BY_LABEL: MANAGED_BY_VALUE,
-    }
+    assert secret.manifest["metadata"]["labels"] == {"argocd.argoproj.io/secret-type": "cluster"}
     assert decoded(secret).keys() == {"name", "server", "config"}
     assert decoded(secret)["name"] == "root-kube-cluster-1"
 
@@ -286,9 +334,9 @@ def test_updated_is_utc_to_the_second(now: datetime) -> None:
     ],
 )
 def test_run_level_problems_raise(change: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(RenderError, match=message):
         render_secret(output(), KUBE_CLUSTER_1, **{**RUN, **change})
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(RenderError, match=message):
         render_secrets(output(), [KUBE_CLUSTER_1], **{**RUN, **change})
 
 
@@ -376,3 +424,32 @@ def test_qualified_name_problem(key: str, valid: bool) -> None:
 )
 def test_label_value_problem(value: str, valid: bool) -> None:
     assert (label_value_problem(value) is None) is valid
+
+
+# -- reserved annotations --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "reserved"),
+    [
+        ("teleport.dev/bot-name", True),
+        ("teleport.dev/kubernetes-cluster-name", True),
+        ("teleport.dev/teleport-cluster-name", True),
+        ("teleport.dev/updated", True),
+        (TBOT_VERSION_ANNOTATION, True),
+        (VERSION_ANNOTATION, True),
+        (MANAGED_KEYS_ANNOTATION, True),
+        ("teleport.dev/owner", False),  # tbot reserves only its five
+        ("managed-by", False),
+        ("app.kubernetes.io/managed-by", False),
+    ],
+)
+def test_is_reserved_annotation(key: str, reserved: bool) -> None:
+    assert is_reserved_annotation(key) is reserved
+
+
+def test_user_annotations_under_teleport_dev_are_written() -> None:
+    secret = render_secret(
+        output(secret_annotations={"teleport.dev/owner": "platform"}), KUBE_CLUSTER_1, **RUN
+    )
+    assert secret.manifest["metadata"]["annotations"]["teleport.dev/owner"] == "platform"

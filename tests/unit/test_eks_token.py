@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import base64
+import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
 from botocore.credentials import ReadOnlyCredentials
 from botocore.stub import Stubber
-from kubernetes.client import Configuration
 
 from teleport_argocd import eks
 from teleport_argocd.errors import DestinationUnreachable
@@ -74,17 +75,29 @@ def test_token_source_mints_then_refreshes_before_expiry(monkeypatch: pytest.Mon
 
     monkeypatch.setattr(eks, "token", mint)
     clock = Clock()
-    configuration = Configuration()
     source = eks.TokenSource("argocd-prod", "us-east-1", session(), clock=clock)
-    source(configuration)
-    configuration.refresh_api_key_hook = source  # type: ignore[assignment]
 
-    assert configuration.get_api_key_with_prefix("BearerToken") == "Bearer token-1"
+    assert source() == "token-1"
     clock.now += eks.REFRESH_AFTER_SECONDS - 1
-    assert configuration.get_api_key_with_prefix("BearerToken") == "Bearer token-1"
+    assert source() == "token-1"
     clock.now += 2  # still well inside the 15 minutes a token is accepted
-    assert configuration.get_api_key_with_prefix("BearerToken") == "Bearer token-2"
+    assert source() == "token-2"
     assert eks.REFRESH_AFTER_SECONDS < 14 * 60
+
+
+def test_token_source_mints_once_for_many_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    minted: list[str] = []
+
+    def mint(*args: object) -> str:
+        time.sleep(0.01)  # long enough for the other threads to arrive while it signs
+        minted.append("token")
+        return "token"
+
+    monkeypatch.setattr(eks, "token", mint)
+    source = eks.TokenSource("argocd-prod", "us-east-1", session())
+    with ThreadPoolExecutor(16) as pool:
+        assert set(pool.map(lambda _: source(), range(64))) == {"token"}
+    assert len(minted) == 1
 
 
 class NoCredentials:
@@ -95,7 +108,7 @@ class NoCredentials:
 def test_token_source_without_credentials() -> None:
     source = eks.TokenSource("argocd-prod", "us-east-1", NoCredentials())  # type: ignore[arg-type]
     with pytest.raises(DestinationUnreachable, match="no AWS credentials"):
-        source(Configuration())
+        source()
 
 
 def eks_client(cluster: dict[str, object]) -> object:

@@ -1,17 +1,19 @@
-"""Kubeconfigs from cluster Secrets, kubeconfigs into client configurations, and the update body."""
+"""Kubeconfigs from cluster Secrets, kubeconfigs into connection settings, and the update body."""
 
 from __future__ import annotations
 
 import base64
 import json
-import stat
-from pathlib import Path
+import ssl
 from typing import Any
 
 import pytest
+import trustme
 
+from teleport_argocd.errors import KubeconfigError
 from teleport_argocd.kube import merge
-from teleport_argocd.kubeconfig import client_configuration, kubeconfig_from_secret
+from teleport_argocd.kubeconfig import cluster_access, kubeconfig_from_secret
+from teleport_argocd.model import MANAGED_KEYS_ANNOTATION, TBOT_VERSION_ANNOTATION
 
 CA, CERT, KEY = b"-----CA-----\n", b"-----CERT-----\n", b"-----KEY-----\n"
 
@@ -85,22 +87,44 @@ def test_kubeconfig_from_secret_data_with_a_token() -> None:
     ],
 )
 def test_kubeconfig_from_secret_refuses(manifest: dict[str, Any], expected: str) -> None:
-    with pytest.raises(ValueError, match=expected):
+    with pytest.raises(KubeconfigError, match=expected):
         kubeconfig_from_secret(manifest)
 
 
-def test_client_configuration_with_a_client_certificate(tmp_path: Path) -> None:
-    configuration = client_configuration(
-        kubeconfig_from_secret(secret(TLS_CONFIG)), context=None, key_dir=tmp_path
-    )
+def test_cluster_access_with_a_client_certificate() -> None:
+    ca = trustme.CA()
+    leaf = ca.issue_cert("client.example.com")
+    tls = {
+        "caData": b64(ca.cert_pem.bytes()),
+        "certData": b64(leaf.cert_chain_pems[0].bytes()),
+        "keyData": b64(leaf.private_key_pem.bytes()),
+        "serverName": "kube.teleport.cluster.local",
+    }
 
-    assert configuration.host == "https://teleport.example.com:443/v1/teleport/cm9vdA/a3ViZS0x"
-    assert configuration.ca_cert_data == CA.decode()  # kept in memory
-    assert configuration.tls_server_name == "kube.teleport.cluster.local"
-    assert Path(configuration.key_file).read_bytes() == KEY
-    assert Path(configuration.cert_file).read_bytes() == CERT
-    assert stat.S_IMODE(Path(configuration.key_file).stat().st_mode) == 0o600
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["client.crt", "client.key"]
+    access = cluster_access(kubeconfig_from_secret(secret({"tlsClientConfig": tls})), context=None)
+
+    assert access.server == "https://teleport.example.com:443/v1/teleport/cm9vdA/a3ViZS0x"
+    assert access.server_name == "kube.teleport.cluster.local"
+    assert access.token is None
+    assert access.ssl_context.verify_mode == ssl.CERT_REQUIRED and access.ssl_context.check_hostname
+    assert access.ssl_context.get_ca_certs(binary_form=True) == [
+        ssl.PEM_cert_to_DER_cert(ca.cert_pem.bytes().decode())
+    ]
+    assert "KEY" not in repr(access) and "BEGIN" not in repr(access)
+
+
+def test_cluster_access_refuses_a_key_that_does_not_match() -> None:
+    ca = trustme.CA()
+    one, other = ca.issue_cert("a.example.com"), ca.issue_cert("b.example.com")
+    user = {
+        "client-certificate-data": b64(one.cert_chain_pems[0].bytes()),
+        "client-key-data": b64(other.private_key_pem.bytes()),
+    }
+    with pytest.raises(KubeconfigError, match="unusable TLS material") as caught:
+        cluster_access(
+            kubeconfig(user, {"certificate-authority-data": b64(ca.cert_pem.bytes())}), context=None
+        )
+    assert "PRIVATE KEY" not in str(caught.value)
 
 
 def kubeconfig(user: dict[str, Any], cluster: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -112,11 +136,12 @@ def kubeconfig(user: dict[str, Any], cluster: dict[str, Any] | None = None) -> d
     }
 
 
-def test_client_configuration_with_a_token(tmp_path: Path) -> None:
-    configuration = client_configuration(kubeconfig({"token": "t0k3n"}), context="ctx", key_dir=tmp_path)
-    assert configuration.host == "https://10.0.0.1:6443"
-    assert configuration.get_api_key_with_prefix("BearerToken") == "Bearer t0k3n"
-    assert list(tmp_path.iterdir()) == []
+def test_cluster_access_with_a_token_and_no_verification() -> None:
+    access = cluster_access(kubeconfig({"token": "t0k3n"}, {"insecure-skip-tls-verify": True}), context="ctx")
+    assert access.server == "https://10.0.0.1:6443"
+    assert access.token is not None and access.token() == "t0k3n"
+    assert "t0k3n" not in repr(access)
+    assert access.ssl_context.verify_mode == ssl.CERT_NONE and not access.ssl_context.check_hostname
 
 
 @pytest.mark.parametrize(
@@ -138,12 +163,13 @@ def test_client_configuration_with_a_token(tmp_path: Path) -> None:
     ],
     ids=["exec", "auth-provider", "cert-file", "ca-file", "key-alone", "unknown-context", "no-context"],
 )
-def test_client_configuration_refuses(config: dict[str, Any], expected: str, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=expected):
-        client_configuration(config, context=None, key_dir=tmp_path)
+def test_cluster_access_refuses(config: dict[str, Any], expected: str) -> None:
+    with pytest.raises(KubeconfigError, match=expected):
+        cluster_access(config, context=None)
 
 
-def test_merge_keeps_foreign_metadata_and_replaces_data() -> None:
+def test_merge_keeps_foreign_metadata_drops_what_we_no_longer_own_and_replaces_data() -> None:
+    owned = {"labels": ["team", "old-label"], "annotations": ["teleport.dev/updated", "example.com/gone"]}
     current = {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -153,11 +179,15 @@ def test_merge_keeps_foreign_metadata_and_replaces_data() -> None:
             "namespace": "argocd",
             "uid": "u-1",
             "resourceVersion": "41",
+            "finalizers": ["example.com/keep"],
             "managedFields": [{"manager": "argocd-server"}],
-            "labels": {"argocd.argoproj.io/kubernetes-version": "1.33", "team": "old"},
+            "labels": {"argocd.argoproj.io/kubernetes-version": "1.33", "team": "old", "old-label": "x"},
             "annotations": {
                 "argocd.argoproj.io/refresh": "2026-11-21T10:00:00Z",
                 "teleport.dev/updated": "t1",
+                "example.com/gone": "x",
+                TBOT_VERSION_ANNOTATION: "18.2.0",
+                MANAGED_KEYS_ANNOTATION: json.dumps(owned),
             },
         },
         "data": {"shard": b64("1"), "config": b64("old")},
@@ -168,7 +198,7 @@ def test_merge_keeps_foreign_metadata_and_replaces_data() -> None:
             "name": "s",
             "namespace": "argocd",
             "labels": {"team": "new"},
-            "annotations": {"teleport.dev/updated": "t2"},
+            "annotations": {"teleport.dev/updated": "t2", MANAGED_KEYS_ANNOTATION: "new"},
         },
         "data": {"config": b64("new")},
     }
@@ -176,10 +206,12 @@ def test_merge_keeps_foreign_metadata_and_replaces_data() -> None:
     body = merge(current, rendered)
 
     assert body["metadata"]["resourceVersion"] == "41" and body["metadata"]["uid"] == "u-1"
+    assert body["metadata"]["finalizers"] == ["example.com/keep"]
     assert "managedFields" not in body["metadata"]
     assert body["metadata"]["labels"] == {"argocd.argoproj.io/kubernetes-version": "1.33", "team": "new"}
     assert body["metadata"]["annotations"] == {
         "argocd.argoproj.io/refresh": "2026-11-21T10:00:00Z",
         "teleport.dev/updated": "t2",
+        MANAGED_KEYS_ANNOTATION: "new",
     }
     assert body["data"] == {"config": b64("new")}

@@ -2,11 +2,9 @@
 
 Secret name hash, server URL, data keys, the `config` JSON, labels and annotations all follow
 tbot, so a Secret tbot wrote and one we write for the same cluster are interchangeable and users
-moving from tbot keep their Argo CD cluster entries. Pure: no I/O; the caller passes in the
-cluster, the proxy endpoint, the identity and the host CAs.
-
-Also here: the Kubernetes naming rules the rendered Secret must satisfy, so configuration can be
-refused at load time rather than by the API server on the first write.
+moving from tbot keep their Argo CD cluster entries. The one difference: our version annotation
+in place of `teleport.dev/tbot-version` (the writer adds our ownership annotation beside it).
+Pure: no I/O; the caller passes in the cluster, the proxy endpoint, the identity and the host CAs.
 """
 
 from __future__ import annotations
@@ -14,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,9 +19,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from teleport_argocd import gotemplate
+from teleport_argocd.errors import RenderError
+from teleport_argocd.k8snames import label_value_problem
 from teleport_argocd.model import (
-    MANAGED_BY_LABEL,
-    MANAGED_BY_VALUE,
+    MANAGED_KEYS_ANNOTATION,
+    TBOT_VERSION_ANNOTATION,
     VERSION_ANNOTATION,
     Identity,
     KubeCluster,
@@ -40,60 +39,26 @@ BOT_NAME_ANNOTATION = "teleport.dev/bot-name"
 KUBE_CLUSTER_ANNOTATION = "teleport.dev/kubernetes-cluster-name"
 TELEPORT_CLUSTER_ANNOTATION = "teleport.dev/teleport-cluster-name"
 UPDATED_ANNOTATION = "teleport.dev/updated"
-# Labels we always write; user labels may not replace them.
-RESERVED_LABELS = frozenset({SECRET_TYPE_LABEL, MANAGED_BY_LABEL})
-
-
-def is_reserved_annotation(key: str) -> bool:
-    """Whether `key` is an annotation we own: Teleport's `teleport.dev/*` namespace and our version."""
-    return key.startswith("teleport.dev/") or key == VERSION_ANNOTATION
-
-
-# -- Kubernetes naming rules (k8s.io/apimachinery validation) -----------------
-
-_DNS_LABEL = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
-_DNS_LABEL_RE = re.compile(_DNS_LABEL)
-_DNS_SUBDOMAIN_RE = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
-_NAME_PART_RE = re.compile(r"(?:[A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
-_NAME_PART_RULE = (
-    "alphanumeric characters, '-', '_' or '.', starting and ending with an alphanumeric character"
+# Labels we always write; user labels may not replace them (tbot's rule).
+RESERVED_LABELS = frozenset({SECRET_TYPE_LABEL})
+# tbot's five annotations and ours; user annotations may not replace them. Other `teleport.dev/`
+# keys are the user's: tbot reserves only its five.
+RESERVED_ANNOTATIONS = frozenset(
+    {
+        BOT_NAME_ANNOTATION,
+        KUBE_CLUSTER_ANNOTATION,
+        TELEPORT_CLUSTER_ANNOTATION,
+        UPDATED_ANNOTATION,
+        TBOT_VERSION_ANNOTATION,
+        VERSION_ANNOTATION,
+        MANAGED_KEYS_ANNOTATION,
+    }
 )
 
 
-def is_dns_label(value: str) -> bool:
-    """RFC 1123 label, as Kubernetes requires for namespace names."""
-    return len(value) <= 63 and _DNS_LABEL_RE.fullmatch(value) is not None
-
-
-def is_dns_subdomain(value: str) -> bool:
-    """RFC 1123 subdomain, as Kubernetes requires for Secret names."""
-    return len(value) <= 253 and _DNS_SUBDOMAIN_RE.fullmatch(value) is not None
-
-
-def qualified_name_problem(key: str) -> str | None:
-    """Why Kubernetes would refuse `key` as a label or annotation key, or None if it would not."""
-    parts = key.split("/")
-    if len(parts) > 2:
-        return "must be a name with an optional DNS prefix, e.g. 'example.com/my-name', with at most one '/'"
-    name = parts[-1]
-    if len(parts) == 2 and not is_dns_subdomain(parts[0]):
-        return "prefix (before '/') must be a lowercase DNS subdomain, e.g. 'example.com'"
-    if not name:
-        return "name part must not be empty"
-    if len(name) > 63:
-        return "name part must be at most 63 characters"
-    if not _NAME_PART_RE.fullmatch(name):
-        return f"name part must consist of {_NAME_PART_RULE}"
-    return None
-
-
-def label_value_problem(value: str) -> str | None:
-    """Why Kubernetes would refuse `value` as a label value, or None if it would not."""
-    if len(value) > 63:
-        return "must be at most 63 characters"
-    if value and not _NAME_PART_RE.fullmatch(value):
-        return f"must be empty or consist of {_NAME_PART_RULE}"
-    return None
+def is_reserved_annotation(key: str) -> bool:
+    """Whether `key` is an annotation we write ourselves, which `secret_annotations` cannot set."""
+    return key in RESERVED_ANNOTATIONS
 
 
 # -- rendering ---------------------------------------------------------------
@@ -152,7 +117,7 @@ def render_secret(
 ) -> RenderedSecret:
     """Render the Argo CD cluster Secret for one cluster.
 
-    Raises ValueError for a run-level problem (no CA, naive `now`) and for a template or label
+    Raises RenderError for a run-level problem (no CA, naive `now`) and for a template or label
     value that does not render to something Kubernetes accepts.
     """
     shared = _shared(teleport_cluster, endpoint, identity, ca_pems, now, version)
@@ -175,7 +140,7 @@ def render_secrets(
     Clusters that would share an Argo CD cluster name or a Secret name are all reported and none
     of them is written: Applications addressing a cluster by name would get either one, and a
     shared Secret would be overwritten by each in turn.
-    Run-level problems (no CA, naive `now`) raise ValueError.
+    Run-level problems (no CA, naive `now`) raise RenderError.
     """
     shared = _shared(teleport_cluster, endpoint, identity, ca_pems, now, version)
     errors: list[tuple[KubeCluster, str]] = []
@@ -183,7 +148,7 @@ def render_secrets(
     for cluster in clusters:
         try:
             results.append(_render(output, cluster, shared))
-        except ValueError as exc:
+        except RenderError as exc:
             errors.append((cluster, str(exc)))
 
     owners: defaultdict[tuple[str, str], list[int]] = defaultdict(list)
@@ -217,9 +182,9 @@ def _shared(
 ) -> _Shared:
     ca_data = b"\n".join(ca_pems)  # tbot joins the host CA PEMs with a newline
     if not ca_data:
-        raise ValueError("TLS trusted CAs missing")
+        raise RenderError("TLS trusted CAs missing")
     if now.utcoffset() is None:
-        raise ValueError("now must be timezone-aware")
+        raise RenderError("now must be timezone-aware")
     tls = {"caData": _b64(ca_data), "certData": _b64(identity.cert_pem), "keyData": _b64(identity.key_pem)}
     if endpoint.server_name:
         tls["serverName"] = endpoint.server_name
@@ -239,17 +204,20 @@ def _render(output: OutputConfig, cluster: KubeCluster, shared: _Shared) -> tupl
     """Render one Secret; also returns its Argo CD cluster name, for the collision check."""
 
     def render(text: str) -> str:
-        template = gotemplate.parse(text)
-        return template.render(
-            ClusterName=shared.teleport_cluster, KubeName=cluster.name, Labels=cluster.labels
-        )
+        try:
+            template = gotemplate.parse(text)
+            return template.render(
+                ClusterName=shared.teleport_cluster, KubeName=cluster.name, Labels=cluster.labels
+            )
+        except gotemplate.TemplateError as exc:
+            raise RenderError(f"template {text!r}: {exc}") from None
 
-    labels = {SECRET_TYPE_LABEL: "cluster", MANAGED_BY_LABEL: MANAGED_BY_VALUE}
+    labels = {SECRET_TYPE_LABEL: "cluster"}
     for key, text in output.secret_labels.items():
         value = render(text)
         if value and key not in labels:
             if problem := label_value_problem(value):
-                raise ValueError(
+                raise RenderError(
                     f"secret_labels[{key!r}] renders to {value!r}, which Kubernetes refuses: {problem}"
                 )
             labels[key] = value

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from teleport_argocd import argocd, gotemplate
+from teleport_argocd import argocd, gotemplate, k8snames
 from teleport_argocd.errors import ConfigError, ConfigProblem
 
 OUTPUT_TYPE = "kubernetes/argo-cd"
@@ -377,7 +377,7 @@ class _Loader:
             or self.env.get("POD_NAMESPACE")
             or "default"
         )
-        if not argocd.is_dns_label(secret_namespace):
+        if not k8snames.is_dns_label(secret_namespace):
             self.problem(f"{path}.secret_namespace", f"{secret_namespace!r} is not a valid namespace name")
         prefix = self.secret_name_prefix(section.get("secret_name_prefix"), f"{path}.secret_name_prefix")
         secret_labels = self.string_map(section.get("secret_labels"), f"{path}.secret_labels")
@@ -448,7 +448,7 @@ class _Loader:
         prefix = self.string(value, path) or argocd.DEFAULT_SECRET_NAME_PREFIX
         # tbot's check: Kubernetes' name-prefix validation, which tolerates one trailing '-'.
         masked = prefix[:-1] + "a" if len(prefix) > 1 and prefix.endswith("-") else prefix
-        if not argocd.is_dns_subdomain(masked):
+        if not k8snames.is_dns_subdomain(masked):
             self.problem(
                 path, "secret_name_prefix may only include lowercase letters, numbers, '-' and '.' characters"
             )
@@ -467,7 +467,7 @@ class _Loader:
         for i, namespace in enumerate(namespaces):
             if not namespace.strip():
                 self.problem(f"{path}[{i}]", "cannot be blank")
-            elif not argocd.is_dns_label(namespace):
+            elif not k8snames.is_dns_label(namespace):
                 self.problem(f"{path}[{i}]", f"{namespace!r} is not a valid namespace name")
         return tuple(namespaces)
 
@@ -483,20 +483,20 @@ class _Loader:
     def secret_label(self, key: str, text: str, path: str) -> None:
         if key in argocd.RESERVED_LABELS:
             self.problem(path, "this label is set by teleport-argocd and cannot be overridden")
-        elif problem := argocd.qualified_name_problem(key):
+        elif problem := k8snames.qualified_name_problem(key):
             self.problem(path, f"invalid label key: {problem}")
         template = self.template(text, path)
         if template is None:
             return
         # Fill every variable with "a": what remains invalid is in the static text and always will be.
         sample = template.render(ClusterName="a", KubeName="a", Labels=_AnyLabel())
-        if problem := argocd.label_value_problem(sample):
+        if problem := k8snames.label_value_problem(sample):
             self.problem(path, f"invalid label value {text!r}: {problem}")
 
     def secret_annotation(self, key: str, text: str, path: str) -> None:
         if argocd.is_reserved_annotation(key):
             self.problem(path, "teleport.dev/* and teleport-argocd annotations are set by teleport-argocd")
-        elif problem := argocd.qualified_name_problem(key):
+        elif problem := k8snames.qualified_name_problem(key):
             self.problem(path, f"invalid annotation key: {problem}")
         self.template(text, path)
 

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
 from botocore.auth import SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 from botocore.exceptions import BotoCoreError, ClientError
 
 from teleport_argocd.errors import DestinationUnreachable
+
+if TYPE_CHECKING:
+    import boto3
 
 TOKEN_PREFIX = "k8s-aws-v1."
 CLUSTER_ID_HEADER = "x-k8s-aws-id"
@@ -54,33 +57,42 @@ def token(cluster_name: str, region: str, credentials: ReadOnlyCredentials) -> s
     return minted
 
 
-@dataclass
 class TokenSource:
-    """Keeps a client `Configuration`'s bearer token fresh; install as its `refresh_api_key_hook`.
+    """The bearer token to send now: minted on first use and again before it expires.
 
-    The kubernetes client calls the hook before every request, so a long-lived store in a
-    warm Lambda never sends an expired token.
+    Called for every request, from many threads at once, so a long-lived store in a warm
+    Lambda never sends an expired token and mints at most one at a time.
     """
 
-    cluster_name: str
-    region: str
-    session: boto3.Session
-    clock: Callable[[], float] = time.monotonic
-    _minted_at: float | None = field(default=None, repr=False)
+    def __init__(
+        self,
+        cluster_name: str,
+        region: str,
+        session: boto3.Session,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.cluster_name = cluster_name
+        self.region = region
+        self._session = session
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._token = ""
+        self._minted_at = 0.0
 
-    def __call__(self, configuration: Any) -> None:
-        now = self.clock()
-        if self._minted_at is not None and now - self._minted_at < REFRESH_AFTER_SECONDS:
-            return
-        credentials = self.session.get_credentials()
-        if credentials is None:
-            raise DestinationUnreachable(f"no AWS credentials to sign an EKS token for {self.cluster_name}")
-        # Frozen: key, secret and session token from one refresh, never a mix of two.
-        configuration.api_key["BearerToken"] = token(
-            self.cluster_name, self.region, credentials.get_frozen_credentials()
-        )
-        configuration.api_key_prefix["BearerToken"] = "Bearer"
-        self._minted_at = now
+    def __call__(self) -> str:
+        with self._lock:
+            now = self._clock()
+            if not self._token or now - self._minted_at >= REFRESH_AFTER_SECONDS:
+                credentials = self._session.get_credentials()
+                if credentials is None:
+                    raise DestinationUnreachable(
+                        f"no AWS credentials to sign an EKS token for {self.cluster_name}"
+                    )
+                # Frozen: key, secret and session token from one refresh, never a mix of two.
+                self._token = token(self.cluster_name, self.region, credentials.get_frozen_credentials())
+                self._minted_at = now
+            return self._token
 
 
 @dataclass(frozen=True)

@@ -1,34 +1,35 @@
-"""Writing Argo CD cluster Secrets into the destination cluster: by name, never blindly.
+"""Writing Argo CD cluster Secrets into the destination cluster: by name, never blindly, one request each.
 
 Only get, create, update and delete on Secrets. No list or watch: RBAC cannot narrow
-them to our Secrets, and they would expose every Secret in Argo CD's namespace. An
-update carries the resourceVersion read just before it; a 409 means someone (usually
-Argo CD) wrote in between, so we read again and retry.
+them to our Secrets, and they would expose every Secret in Argo CD's namespace.
 
-This is the one place kubernetes, urllib3 and pydantic errors become ours.
+A renewal is one PUT carrying the resourceVersion of our last write: if nobody wrote
+since, the Secret is exactly what we wrote and replacing it loses nothing. A 409 (Argo
+CD wrote in between) or 404 reads the Secret, checks it is ours (or tbot's, to take
+over), merges and writes again, like client-go's `retry.RetryOnConflict`. Which label
+and annotation keys are ours is recorded on the Secret itself (`MANAGED_KEYS_ANNOTATION`),
+so an update removes ours we no longer render and keeps everyone else's.
+
+This is the one place httpx, PyYAML and botocore errors of a destination become ours.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
+import random
+import ssl
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import boto3
-import urllib3
+import httpx
 import yaml
-from botocore.exceptions import BotoCoreError, ClientError
-from kubernetes.client import ApiClient, Configuration, CoreV1Api, V1DeleteOptions, V1Preconditions, V1Secret
-from kubernetes.client.exceptions import ApiException, ConflictException, NotFoundException
-from pydantic import ValidationError
 
-from teleport_argocd import __version__, eks
+from teleport_argocd import __version__
+from teleport_argocd.argocd import KUBE_CLUSTER_ANNOTATION, TELEPORT_CLUSTER_ANNOTATION
 from teleport_argocd.config import Destination, EksDestination
 from teleport_argocd.errors import (
     DestinationConflict,
@@ -36,26 +37,55 @@ from teleport_argocd.errors import (
     DestinationForbidden,
     DestinationRejected,
     DestinationUnreachable,
+    ForeignSecretError,
+    KubeconfigError,
     NotManagedError,
 )
-from teleport_argocd.kubeconfig import client_configuration
-from teleport_argocd.model import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from teleport_argocd.kubeconfig import ClusterAccess, cluster_access, tls_context
+from teleport_argocd.model import MANAGED_KEYS_ANNOTATION, TBOT_VERSION_ANNOTATION, SecretVersion
+
+if TYPE_CHECKING:
+    import boto3
 
 logger = logging.getLogger(__name__)
 
+USER_AGENT = f"teleport-argocd/{__version__}"
+FIELD_MANAGER = "teleport-argocd"
 # Like client-go's retry.DefaultRetry: five attempts, 10 ms apart.
-MAX_ATTEMPTS = 5
-RETRY_DELAY_SECONDS = 0.01
+CONFLICT_ATTEMPTS = 5
+CONFLICT_DELAY_SECONDS = 0.01
+# 16 writer threads share one store; a few more for reads during a dry run.
+MAX_CONNECTIONS = 32
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How long to keep trying a request the API answered with 429 or 5xx, or never answered.
+
+    Full-jitter exponential backoff (`base_delay` doubling up to `max_delay`), at most
+    `attempts` requests and `budget` seconds in all; a 429's `Retry-After` is honoured.
+    """
+
+    attempts: int = 4
+    base_delay: float = 0.25
+    max_delay: float = 4.0
+    budget: float = 10.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return retry_after
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
 
 
 @dataclass(frozen=True)
 class WriteResult:
-    """What `SecretStore.apply` did to one Secret."""
+    """What `SecretStore.write` did to one Secret, and the version to pass to the next write."""
 
     namespace: str
     name: str
     action: Literal["created", "updated"]
-    resource_version: str
+    version: SecretVersion
+    requests: int
 
 
 def connect(destination: Destination, *, session: boto3.Session) -> SecretStore:
@@ -75,21 +105,24 @@ def connect_eks(
     `eks_client` defaults to one made from `session`; tests pass one whose DescribeCluster
     answer points at a local API server.
     """
+    # botocore is heavy to import and only a connecting store needs it.
+    from teleport_argocd import eks
+
     endpoint = eks.describe(cluster_name, eks_client or session.client("eks", region_name=region))
-    configuration = Configuration()
-    configuration.host = endpoint.url.rstrip("/")
-    configuration.ca_cert_data = endpoint.ca_pem.decode()
-    tokens = eks.TokenSource(cluster_name, region, session)
-    tokens(configuration)  # the client consults the hook only once a key is set
-    # The generated client types the hook as None; it is a callable taking the configuration.
-    configuration.refresh_api_key_hook = tokens  # type: ignore[assignment]
-    return SecretStore(configuration, description=f"EKS cluster {cluster_name}")
+    access = ClusterAccess(
+        server=endpoint.url.rstrip("/"),
+        ssl_context=tls_context(endpoint.ca_pem),
+        token=eks.TokenSource(cluster_name, region, session),
+    )
+    return SecretStore(access, description=f"EKS cluster {cluster_name}")
 
 
 def connect_kubeconfig(
     secret_id: str, *, region: str | None, context: str | None, session: boto3.Session
 ) -> SecretStore:
     """A cluster reached with a kubeconfig (YAML or JSON) kept in Secrets Manager."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
         value = session.client("secretsmanager", region_name=region).get_secret_value(SecretId=secret_id)
     except (ClientError, BotoCoreError) as exc:
@@ -98,131 +131,143 @@ def connect_kubeconfig(
         kubeconfig = yaml.safe_load(value.get("SecretString") or value.get("SecretBinary") or "")
     except yaml.YAMLError:
         # Not the parser's message: it quotes the offending line, which may hold a credential.
-        raise DestinationUnreachable(f"kubeconfig {secret_id} is neither YAML nor JSON") from None
+        raise KubeconfigError(f"kubeconfig {secret_id} is neither YAML nor JSON") from None
     if not isinstance(kubeconfig, Mapping):
-        raise DestinationUnreachable(f"kubeconfig {secret_id} is not a kubeconfig document")
-    key_dir = Path(tempfile.mkdtemp(prefix="teleport-argocd-"))
+        raise KubeconfigError(f"kubeconfig {secret_id} is not a kubeconfig document")
     try:
-        configuration = client_configuration(kubeconfig, context=context, key_dir=key_dir)
-    except ValueError as exc:
-        shutil.rmtree(key_dir, ignore_errors=True)
-        raise DestinationUnreachable(f"kubeconfig {secret_id}: {exc}") from None
-    return SecretStore(configuration, description=f"kubeconfig {secret_id}", key_dir=key_dir)
+        access = cluster_access(kubeconfig, context=context)
+    except KubeconfigError as exc:
+        raise KubeconfigError(f"kubeconfig {secret_id}: {exc}") from None
+    return SecretStore(access, description=f"kubeconfig {secret_id}")
+
+
+@dataclass
+class _Op:
+    """One public call: what it is about (for messages) and the requests it made."""
+
+    verb: str
+    namespace: str
+    name: str
+    requests: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.verb} secret {self.namespace}/{self.name}"
 
 
 class SecretStore:
-    """Secrets in one destination cluster, addressed by namespace and name.
+    """Secrets in one destination cluster, addressed by namespace and name; safe to share between threads.
 
     One failing Secret never affects the next call. `calls` counts API requests, so a
-    benchmark can report Kubernetes calls per cluster. Close it to remove any client key
-    written for the TLS stack.
+    benchmark can report Kubernetes requests per cluster.
     """
 
     def __init__(
-        self,
-        configuration: Configuration,
-        *,
-        description: str,
-        timeout: float = 10.0,
-        key_dir: Path | None = None,
+        self, access: ClusterAccess, *, description: str, timeout: float = 10.0, retry: Retry = Retry()
     ) -> None:
         self.description = description
-        self.timeout = timeout
-        self.calls = 0
-        self._client = ApiClient(configuration)
-        self._client.user_agent = f"teleport-argocd/{__version__}"
-        self._api = CoreV1Api(self._client)
-        self._key_dir = key_dir
+        self.retry = retry
+        self._token = access.token
+        self._extensions = {"sni_hostname": access.server_name} if access.server_name else {}
+        self._lock = threading.Lock()
+        self._calls = 0
+        self._client = httpx.Client(
+            base_url=access.server,
+            verify=access.ssl_context,
+            proxy=access.proxy,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS),
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+        )
+
+    @property
+    def calls(self) -> int:
+        """API requests made so far, retries included."""
+        with self._lock:
+            return self._calls
 
     def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The Secret as the API returns it, or None if it does not exist."""
-        try:
-            secret = self._call("get", namespace, name, self._api.read_namespaced_secret, name, namespace)
-        except NotFoundException:
-            return None
-        return self._as_dict(secret)
+        return self._get(_Op("get", namespace, name))
+
+    def write(self, manifest: Mapping[str, Any], known: SecretVersion | None) -> WriteResult:
+        """Write a rendered Secret; `known` is the version our last write returned, None if we have none.
+
+        With `known`, one conditional PUT. Without, one POST. Anything else in the way (a
+        conflict, a Secret deleted or already there) is read, checked and merged.
+        Raises ForeignSecretError, never overwriting, when the Secret there is not ours or tbot's.
+        """
+        secret = _owned(manifest)
+        meta = secret["metadata"]
+        op = _Op("write", meta["namespace"], meta["name"])
+        if known is not None and known.resource_version:
+            body = {
+                **secret,
+                "metadata": {**meta, "uid": known.uid, "resourceVersion": known.resource_version},
+            }
+            response = self._send(op, "PUT", _path(op.namespace, op.name), body)
+            if response.status_code == httpx.codes.OK:
+                return self._written(op, "updated", response, secret)
+            if response.status_code not in (httpx.codes.CONFLICT, httpx.codes.NOT_FOUND):
+                raise self._error(op, response)
+            logger.info("%s: changed since our last write; reading it", op)
+        elif known is None:
+            response = self._send(op, "POST", _path(op.namespace), secret)
+            if response.status_code in (httpx.codes.OK, httpx.codes.CREATED):
+                return self._written(op, "created", response, secret)
+            if response.status_code != httpx.codes.CONFLICT:
+                raise self._error(op, response)
+        return self._write_over(op, secret)
 
     def apply(self, manifest: Mapping[str, Any]) -> WriteResult:
-        """Create the Secret, or update it on top of what is there (see `merge`)."""
-        namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
-        for attempt in range(MAX_ATTEMPTS):
-            if attempt:
-                time.sleep(RETRY_DELAY_SECONDS)
-            current = self.get(namespace, name)
-            try:
-                if current is None:
-                    body = _secret_model(manifest, namespace, name)
-                    written = self._call(
-                        "create", namespace, name, self._api.create_namespaced_secret, namespace, body
-                    )
-                else:
-                    body = _secret_model(merge(current, manifest), namespace, name)
-                    written = self._call(
-                        "update", namespace, name, self._api.replace_namespaced_secret, name, namespace, body
-                    )
-            except ConflictException:
-                logger.info("secret %s/%s changed since it was read; reading it again", namespace, name)
-                continue
-            except NotFoundException as exc:
-                if current is None:  # the namespace does not exist
-                    raise self._api_error(exc, "create", namespace, name) from None
-                continue  # deleted since it was read
-            action: Literal["created", "updated"] = "created" if current is None else "updated"
-            resource_version = written.metadata.resource_version if written.metadata else ""
-            logger.info("secret %s/%s %s (resourceVersion %s)", namespace, name, action, resource_version)
-            return WriteResult(namespace, name, action, resource_version or "")
-        raise DestinationConflict(
-            f"secret {namespace}/{name} in {self.description}: still modified by someone else "
-            f"after {MAX_ATTEMPTS} attempts"
-        )
+        """Read, then create or update: for callers that keep no `SecretVersion` (two requests)."""
+        secret = _owned(manifest)
+        meta = secret["metadata"]
+        return self._write_over(_Op("write", meta["namespace"], meta["name"]), secret)
 
-    def delete(self, namespace: str, name: str) -> bool:
-        """Delete a Secret we manage; False if it is already gone.
+    def delete(self, namespace: str, name: str, known: SecretVersion) -> bool:
+        """Delete a Secret we wrote; False if it is already gone.
 
-        Raises NotManagedError for a Secret without our managed-by label. The delete is
-        conditional on the resourceVersion checked, so a Secret that changed hands in
-        between is read and checked again.
+        Raises NotManagedError for a Secret without our ownership annotation or with another
+        uid than `known` (it was replaced since we wrote it). The delete is conditional on the
+        uid and resourceVersion checked, so a Secret that changed in between is checked again.
         """
-        for attempt in range(MAX_ATTEMPTS):
+        op = _Op("delete", namespace, name)
+        for attempt in range(CONFLICT_ATTEMPTS):
             if attempt:
-                time.sleep(RETRY_DELAY_SECONDS)
-            current = self.get(namespace, name)
+                time.sleep(CONFLICT_DELAY_SECONDS)
+            current = self._get(op)
             if current is None:
                 return False
             meta = current["metadata"]
-            if (meta.get("labels") or {}).get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE:
+            if MANAGED_KEYS_ANNOTATION not in (meta.get("annotations") or {}):
                 raise NotManagedError(
-                    f"secret {namespace}/{name} in {self.description} does not carry "
-                    f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}; not deleting it"
+                    f"{op} in {self.description}: not written by teleport-argocd "
+                    f"(no {MANAGED_KEYS_ANNOTATION} annotation); not deleting it"
                 )
-            options = V1DeleteOptions(
-                preconditions=V1Preconditions(resource_version=meta["resourceVersion"], uid=meta["uid"])
-            )
-            try:
-                self._call(
-                    "delete",
-                    namespace,
-                    name,
-                    self._api.delete_namespaced_secret,
-                    name,
-                    namespace,
-                    body=options,
+            if meta.get("uid") != known.uid:
+                raise NotManagedError(
+                    f"{op} in {self.description}: replaced since we wrote it "
+                    f"(uid {meta.get('uid')}, we wrote {known.uid}); not deleting it"
                 )
-            except NotFoundException:
+            options = {
+                "kind": "DeleteOptions",
+                "apiVersion": "v1",
+                "preconditions": {"uid": meta["uid"], "resourceVersion": meta["resourceVersion"]},
+            }
+            response = self._send(op, "DELETE", _path(namespace, name), options)
+            if response.status_code in (httpx.codes.OK, httpx.codes.ACCEPTED):
+                logger.info("%s: deleted", op)
+                return True
+            if response.status_code == httpx.codes.NOT_FOUND:
                 return False
-            except ConflictException:
-                continue
-            logger.info("secret %s/%s deleted", namespace, name)
-            return True
+            if response.status_code != httpx.codes.CONFLICT:
+                raise self._error(op, response)
         raise DestinationConflict(
-            f"secret {namespace}/{name} in {self.description}: still modified by someone else "
-            f"after {MAX_ATTEMPTS} attempts to delete it"
+            f"{op} in {self.description}: still modified by someone else after {CONFLICT_ATTEMPTS} attempts"
         )
 
     def close(self) -> None:
         self._client.close()
-        if self._key_dir is not None:
-            shutil.rmtree(self._key_dir, ignore_errors=True)
 
     def __enter__(self) -> SecretStore:
         return self
@@ -230,81 +275,239 @@ class SecretStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- the boundary -----------------------------------------------------------
+    # -- the write protocol -------------------------------------------------------
 
-    def _call(
-        self, verb: str, namespace: str, name: str, method: Callable[..., Any], *args: Any, **kwargs: Any
-    ) -> Any:
-        """One API request: counted, bounded in time, errors mapped (404 and 409 are left to the caller)."""
-        self.calls += 1
-        try:
-            return method(*args, _request_timeout=self.timeout, **kwargs)
-        except (NotFoundException, ConflictException):
-            raise
-        except ApiException as exc:
-            raise self._api_error(exc, verb, namespace, name) from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            reason = getattr(exc, "reason", None) or exc
-            raise DestinationUnreachable(
-                f"{verb} secret {namespace}/{name}: cannot reach {self.description}: {reason}"
-            ) from None
-        except ValidationError:
-            # pydantic quotes the input it rejects; never let that near a log.
-            raise DestinationError(
-                f"{verb} secret {namespace}/{name}: unexpected answer from {self.description}"
-            ) from None
+    def _write_over(self, op: _Op, secret: dict[str, Any]) -> WriteResult:
+        """Read what is there and write on top of it: create if absent, else check and merge."""
+        meta = secret["metadata"]
+        for attempt in range(CONFLICT_ATTEMPTS):
+            if attempt:
+                time.sleep(CONFLICT_DELAY_SECONDS)
+            current = self._get(op)
+            if current is None:
+                response = self._send(op, "POST", _path(op.namespace), secret)
+                action: Literal["created", "updated"] = "created"
+            else:
+                self._check_adoptable(op, current, meta)
+                response = self._send(op, "PUT", _path(op.namespace, op.name), merge(current, secret))
+                action = "updated"
+            if response.status_code in (httpx.codes.OK, httpx.codes.CREATED):
+                return self._written(op, action, response, secret)
+            if response.status_code not in (httpx.codes.CONFLICT, httpx.codes.NOT_FOUND) or (
+                current is None and response.status_code == httpx.codes.NOT_FOUND  # no such namespace
+            ):
+                raise self._error(op, response)
+            logger.info("%s: changed since it was read; reading it again", op)
+        raise DestinationConflict(
+            f"{op} in {self.description}: still modified by someone else after {CONFLICT_ATTEMPTS} attempts"
+        )
 
-    def _api_error(self, exc: ApiException, verb: str, namespace: str, name: str) -> DestinationError:
-        status = exc.status or 0
+    def _check_adoptable(self, op: _Op, current: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+        """Refuse to write over a Secret that is neither ours nor tbot's, for the cluster we render."""
+        theirs = current["metadata"].get("annotations") or {}
+        ours = meta.get("annotations") or {}
+        if MANAGED_KEYS_ANNOTATION not in theirs and TBOT_VERSION_ANNOTATION not in theirs:
+            raise ForeignSecretError(
+                f"{op}: {op.namespace}/{op.name} in {self.description} already exists and was written "
+                f"by neither teleport-argocd nor tbot; it is left untouched. Delete or rename it, or "
+                f"choose another secret_name_prefix"
+            )
+        for key in (TELEPORT_CLUSTER_ANNOTATION, KUBE_CLUSTER_ANNOTATION):
+            if theirs.get(key) != ours.get(key):
+                raise ForeignSecretError(
+                    f"{op}: {op.namespace}/{op.name} in {self.description} was written for another "
+                    f"cluster ({key}={theirs.get(key)!r}, we render {ours.get(key)!r}); it is left "
+                    f"untouched. Delete it, or choose another secret_name_prefix"
+                )
+
+    def _written(
+        self,
+        op: _Op,
+        action: Literal["created", "updated"],
+        response: httpx.Response,
+        secret: Mapping[str, Any],
+    ) -> WriteResult:
+        meta = _json(response).get("metadata") or {}
+        # A Secret that also carries others' keys cannot be replaced blind next time (see SecretVersion).
+        blind_ok = _metadata_keys(meta) == _metadata_keys(secret["metadata"])
+        version = SecretVersion(meta.get("uid", ""), meta.get("resourceVersion", "") if blind_ok else "")
+        logger.info("%s: %s (resourceVersion %s)", op, action, meta.get("resourceVersion"))
+        return WriteResult(op.namespace, op.name, action, version, op.requests)
+
+    # -- the boundary --------------------------------------------------------------
+
+    def _get(self, op: _Op) -> dict[str, Any] | None:
+        response = self._send(op, "GET", _path(op.namespace, op.name))
+        if response.status_code == httpx.codes.NOT_FOUND:
+            return None
+        if response.status_code != httpx.codes.OK:
+            raise self._error(op, response)
+        return _json(response)
+
+    def _send(self, op: _Op, method: str, path: str, body: Mapping[str, Any] | None = None) -> httpx.Response:
+        """One API call: counted, retried while the API is overloaded or unreachable, errors mapped.
+
+        Returns the answer for the caller to judge, except 429/5xx after the last attempt and
+        transport failures, which raise DestinationUnreachable.
+        """
+        params = {"fieldManager": FIELD_MANAGER} if method in ("POST", "PUT") else None
+        content = json.dumps(body).encode() if body is not None else None
+        deadline = time.monotonic() + self.retry.budget
+        attempt = 0
+        while True:
+            headers = {"Content-Type": "application/json"} if content is not None else {}
+            if self._token is not None:
+                headers["Authorization"] = f"Bearer {self._token()}"
+            self._count(op)
+            try:
+                response = self._client.request(
+                    method, path, params=params, content=content, headers=headers, extensions=self._extensions
+                )
+            except httpx.TransportError as exc:
+                if _tls_refused(exc) or not self._wait(attempt, None, deadline):
+                    raise DestinationUnreachable(
+                        f"{op}: cannot reach {self.description}: {_reason(exc)}"
+                    ) from None
+                logger.info("%s: %s unanswered (%s); retrying", op, method, type(exc).__name__)
+            else:
+                status = response.status_code
+                if status != httpx.codes.TOO_MANY_REQUESTS and status < 500:
+                    return response
+                if not self._wait(attempt, _retry_after(response), deadline):
+                    raise DestinationUnreachable(
+                        f"{op} in {self.description}: {status} {_status_message(response)} "
+                        f"(after {attempt + 1} attempts)"
+                    )
+                logger.info("%s: %s answered %d; retrying", op, method, status)
+            attempt += 1
+
+    def _wait(self, attempt: int, retry_after: float | None, deadline: float) -> bool:
+        """Sleep before the next attempt; False when there is none within the attempts and budget."""
+        if attempt + 1 >= self.retry.attempts:
+            return False
+        delay = self.retry.delay(attempt, retry_after)
+        if time.monotonic() + delay > deadline:
+            return False
+        time.sleep(delay)
+        return True
+
+    def _count(self, op: _Op) -> None:
+        op.requests += 1
+        with self._lock:
+            self._calls += 1
+
+    def _error(self, op: _Op, response: httpx.Response) -> DestinationError:
+        status = response.status_code
         cls: type[DestinationError]
         if status in (401, 403):
             cls = DestinationForbidden
         elif status in (400, 404, 422):
             cls = DestinationRejected
-        elif status == 429 or status >= 500:
-            cls = DestinationUnreachable
+        elif status == 409:
+            cls = DestinationConflict
         else:
             cls = DestinationError
-        return cls(f"{verb} secret {namespace}/{name} in {self.description}: {status} {_status_message(exc)}")
-
-    def _as_dict(self, secret: V1Secret) -> dict[str, Any]:
-        return self._client.sanitize_for_serialization(secret)  # type: ignore[no-any-return]
+        return cls(f"{op} in {self.description}: {status} {_status_message(response)}")
 
 
-def merge(current: Mapping[str, Any], rendered: Mapping[str, Any]) -> dict[str, Any]:
+def merge(current: Mapping[str, Any], secret: Mapping[str, Any]) -> dict[str, Any]:
     """The update body: our Secret on top of the one in the cluster.
 
-    Labels and annotations we do not render stay (Argo CD adds its own, e.g.
-    `argocd.argoproj.io/refresh`); ours win on the same key. Data and type are ours.
-    The current metadata, resourceVersion and uid included, makes the update conditional.
+    Labels and annotations others added stay (Argo CD adds its own); ours that we no longer
+    render (listed in the live ownership annotation) go, and so does tbot's version annotation
+    when we take a tbot Secret over. Data and type are ours. The live metadata, uid and
+    resourceVersion included, makes the update conditional and keeps owner references,
+    finalizers and the like.
     """
-    meta = {k: v for k, v in current["metadata"].items() if k != "managedFields"}
-    ours = rendered["metadata"]
-    meta["labels"] = {**(meta.get("labels") or {}), **(ours.get("labels") or {})}
-    meta["annotations"] = {**(meta.get("annotations") or {}), **(ours.get("annotations") or {})}
+    live = {k: v for k, v in current["metadata"].items() if k != "managedFields"}
+    ours = secret["metadata"]
+    previous = _managed_keys(live.get("annotations") or {})
+    metadata = {}
+    for part in ("labels", "annotations"):
+        mine = ours.get(part) or {}
+        kept = {
+            key: value
+            for key, value in (live.get(part) or {}).items()
+            if key not in mine and key not in previous.get(part, ()) and key != TBOT_VERSION_ANNOTATION
+        }
+        metadata[part] = {**kept, **mine}
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "type": rendered.get("type", current.get("type")),
-        "metadata": meta,
-        "data": dict(rendered.get("data") or {}),
+        "type": secret.get("type", current.get("type")),
+        "metadata": {**live, **metadata},
+        "data": dict(secret.get("data") or {}),
     }
 
 
-def _secret_model(manifest: Mapping[str, Any], namespace: str, name: str) -> V1Secret:
+def _owned(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest with our ownership annotation: every label and annotation key we render."""
+    meta = manifest["metadata"]
+    labels = dict(meta.get("labels") or {})
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != MANAGED_KEYS_ANNOTATION}
+    owned = {"labels": sorted(labels), "annotations": sorted(annotations)}
+    annotations[MANAGED_KEYS_ANNOTATION] = json.dumps(owned, separators=(",", ":"))
+    return {**manifest, "metadata": {**meta, "labels": labels, "annotations": annotations}}
+
+
+def _managed_keys(annotations: Mapping[str, str]) -> dict[str, list[str]]:
+    """The keys a live Secret's ownership annotation lists; nothing if absent or unreadable."""
     try:
-        secret = V1Secret.from_dict(dict(manifest))
-    except ValidationError:  # its message quotes the input, data included
-        secret = None
-    if secret is None:
-        raise DestinationRejected(f"secret {namespace}/{name}: not a valid Secret manifest")
-    return secret
+        owned = json.loads(annotations.get(MANAGED_KEYS_ANNOTATION, "{}"))
+    except ValueError:
+        return {}
+    if not isinstance(owned, dict):
+        return {}
+    return {
+        part: [k for k in owned.get(part) or () if isinstance(k, str)] for part in ("labels", "annotations")
+    }
 
 
-def _status_message(exc: ApiException) -> str:
+def _metadata_keys(meta: Mapping[str, Any]) -> tuple[frozenset[str], frozenset[str]]:
+    return frozenset(meta.get("labels") or {}), frozenset(meta.get("annotations") or {})
+
+
+def _path(namespace: str, name: str = "") -> str:
+    collection = f"/api/v1/namespaces/{namespace}/secrets"
+    return f"{collection}/{name}" if name else collection
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        document = response.json()
+    except ValueError:
+        raise DestinationError(f"unexpected answer from the API server ({response.status_code})") from None
+    if not isinstance(document, dict):
+        raise DestinationError(f"unexpected answer from the API server ({response.status_code})")
+    return document
+
+
+def _status_message(response: httpx.Response) -> str:
     """The API's own explanation (a Status object's message), short; never a request body."""
     try:
-        message = json.loads(exc.body or "")["message"]
+        message = response.json()["message"]
     except (ValueError, KeyError, TypeError):
-        message = exc.reason or "no reason given"
-    return str(message)[:500]
+        message = response.reason_phrase or "no reason given"
+    return str(message)[:300]
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """`Retry-After` in seconds (the API server sends whole seconds), capped so one answer cannot stall us."""
+    try:
+        return min(float(response.headers["Retry-After"]), 10.0)
+    except (KeyError, ValueError):
+        return None
+
+
+def _tls_refused(exc: httpx.TransportError) -> bool:
+    """Whether TLS verification failed: a wrong CA or name does not heal with a retry."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _reason(exc: httpx.TransportError) -> str:
+    return str(exc) or type(exc).__name__

@@ -1,20 +1,41 @@
-"""Kubeconfigs: one built from an Argo CD cluster Secret, and one turned into a client configuration.
+"""Kubeconfigs: one built from an Argo CD cluster Secret, and one turned into connection settings.
 
 `kubeconfig_from_secret` answers "what would Argo CD use?": kubectl with the result
-reaches the cluster exactly as Argo CD would. `client_configuration` reads the
-kubeconfig a destination keeps in Secrets Manager.
+reaches the cluster exactly as Argo CD would. `cluster_access` reads the kubeconfig a
+destination keeps in Secrets Manager into what an HTTP client needs.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import os
-from collections.abc import Mapping
+import ssl
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubernetes.client import Configuration
+from teleport_argocd.errors import KubeconfigError
+
+
+@dataclass(frozen=True)
+class ClusterAccess:
+    """How to reach one API server: URL, TLS settings and credentials, as an HTTP client takes them.
+
+    `server_name` is the TLS name to send and verify when it is not the URL's host (a
+    kubeconfig's `tls-server-name`). `token` returns the bearer token to send now; EKS tokens
+    are re-minted before they expire, so it is called for every request.
+    """
+
+    server: str
+    ssl_context: ssl.SSLContext = field(repr=False)
+    server_name: str | None = None
+    token: Callable[[], str] | None = field(default=None, repr=False)
+    proxy: str | None = None
 
 
 def kubeconfig_from_secret(manifest: Mapping[str, Any]) -> dict[str, Any]:
@@ -25,16 +46,16 @@ def kubeconfig_from_secret(manifest: Mapping[str, Any]) -> dict[str, Any]:
     """
     data = manifest.get("data", manifest)
     try:
-        name = _decode(data["name"])
-        server = _decode(data["server"])
+        name = _decode(data["name"]).decode()
+        server = _decode(data["server"]).decode()
         config = json.loads(_decode(data["config"]))
     except KeyError as exc:
-        raise ValueError(f"not an Argo CD cluster Secret: no data key {exc}") from None
+        raise KubeconfigError(f"not an Argo CD cluster Secret: no data key {exc}") from None
     except ValueError as exc:
-        raise ValueError(f"not an Argo CD cluster Secret: {exc}") from None
+        raise KubeconfigError(f"not an Argo CD cluster Secret: {exc}") from None
     for plugin in ("execProviderConfig", "awsAuthConfig"):
         if plugin in config:
-            raise ValueError(f"cluster Secret {name!r} uses {plugin}, which a kubeconfig cannot embed")
+            raise KubeconfigError(f"cluster Secret {name!r} uses {plugin}, which a kubeconfig cannot embed")
     tls = config.get("tlsClientConfig", {})
     cluster: dict[str, Any] = {"server": server}
     user: dict[str, Any] = {}
@@ -60,17 +81,11 @@ def kubeconfig_from_secret(manifest: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def client_configuration(
-    kubeconfig: Mapping[str, Any], *, context: str | None, key_dir: Path
-) -> Configuration:
-    """A kubernetes client `Configuration` for one context of a kubeconfig with embedded credentials.
+def cluster_access(kubeconfig: Mapping[str, Any], *, context: str | None) -> ClusterAccess:
+    """Connection settings for one context of a kubeconfig with embedded credentials.
 
     Refuses what cannot work in Lambda: `exec` and `auth-provider` users (their binaries
-    are not there) and references to files. The CA stays in memory; a client certificate
-    and key are written into `key_dir`, because the TLS stack loads them only from files.
-
-    We do not use `kubernetes.config.load_kube_config_from_dict`: it writes every
-    `*-data` field to a process-wide temp file, cached by content, that lives until exit.
+    are not there) and references to files. Nothing is left on disk (see `tls_context`).
     """
     try:
         context_name = context or kubeconfig["current-context"]
@@ -79,10 +94,10 @@ def client_configuration(
         user = _named(kubeconfig, "users", ctx["user"])["user"] if ctx.get("user") else {}
         server = cluster["server"]
     except (KeyError, TypeError) as exc:
-        raise ValueError(f"kubeconfig: missing {exc}") from None
+        raise KubeconfigError(f"kubeconfig: missing {exc}") from None
     for key in ("exec", "auth-provider"):
         if key in user:
-            raise ValueError(
+            raise KubeconfigError(
                 f"kubeconfig user {ctx['user']!r} uses {key}, which needs a binary Lambda does not have; "
                 "use a token or an embedded client certificate"
             )
@@ -92,43 +107,82 @@ def client_configuration(
     ):
         for key in keys:
             if key in section:
-                raise ValueError(f"kubeconfig refers to a file ({key}); embed the data instead")
-
-    configuration = Configuration()
-    configuration.host = server.rstrip("/")
-    if cluster.get("certificate-authority-data"):
-        configuration.ca_cert_data = _decode(cluster["certificate-authority-data"])
-    if cluster.get("tls-server-name"):
-        configuration.tls_server_name = cluster["tls-server-name"]
-    if cluster.get("insecure-skip-tls-verify"):
-        configuration.verify_ssl = False
-    if cluster.get("proxy-url"):
-        configuration.proxy = cluster["proxy-url"]
-    if user.get("token"):
-        configuration.api_key = {"BearerToken": user["token"]}
-        configuration.api_key_prefix = {"BearerToken": "Bearer"}
+                raise KubeconfigError(f"kubeconfig refers to a file ({key}); embed the data instead")
     if bool(user.get("client-certificate-data")) != bool(user.get("client-key-data")):
-        raise ValueError("kubeconfig has client-certificate-data or client-key-data without the other")
-    if user.get("client-certificate-data"):
-        configuration.cert_file = _private_file(key_dir / "client.crt", user["client-certificate-data"])
-        configuration.key_file = _private_file(key_dir / "client.key", user["client-key-data"])
-    return configuration
+        raise KubeconfigError("kubeconfig has client-certificate-data or client-key-data without the other")
+
+    ca_pem = (
+        _decode(cluster["certificate-authority-data"]) if cluster.get("certificate-authority-data") else None
+    )
+    cert_pem = _decode(user["client-certificate-data"]) if user.get("client-certificate-data") else None
+    key_pem = _decode(user["client-key-data"]) if user.get("client-key-data") else None
+    token = user.get("token")
+    return ClusterAccess(
+        server=server.rstrip("/"),
+        ssl_context=tls_context(
+            ca_pem,
+            insecure=bool(cluster.get("insecure-skip-tls-verify")),
+            client_cert=(cert_pem, key_pem) if cert_pem and key_pem else None,
+        ),
+        server_name=cluster.get("tls-server-name") or None,
+        token=(lambda: token) if token else None,
+        proxy=cluster.get("proxy-url") or None,
+    )
+
+
+def tls_context(
+    ca_pem: bytes | None, *, insecure: bool = False, client_cert: tuple[bytes, bytes] | None = None
+) -> ssl.SSLContext:
+    """A client TLS context trusting `ca_pem` (else the system roots), with an optional client certificate."""
+    try:
+        context = ssl.create_default_context(cadata=ca_pem.decode() if ca_pem else None)
+        if insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if client_cert is not None:
+            with _pem_files(*client_cert) as (cert_path, key_path):
+                context.load_cert_chain(cert_path, key_path)
+    except (ssl.SSLError, ValueError) as exc:
+        # Not the PEM itself, ever: only what OpenSSL says is wrong with it.
+        raise KubeconfigError(f"unusable TLS material: {getattr(exc, 'reason', None) or exc}") from None
+    return context
+
+
+@contextmanager
+def _pem_files(cert_pem: bytes, key_pem: bytes) -> Iterator[tuple[str, str]]:
+    """Certificate and key as paths for `load_cert_chain`, which reads only files.
+
+    Hand-written because neither `ssl` nor httpx loads a key from memory. On Linux (Lambda)
+    the files are anonymous memory (memfd), so the key never reaches a disk; elsewhere they
+    live in a private temporary directory for the duration of the load.
+    """
+    if hasattr(os, "memfd_create"):
+        fds = [os.memfd_create(name) for name in ("client.crt", "client.key")]
+        try:
+            for fd, pem in zip(fds, (cert_pem, key_pem), strict=True):
+                os.write(fd, pem)
+            yield f"/proc/self/fd/{fds[0]}", f"/proc/self/fd/{fds[1]}"
+        finally:
+            for fd in fds:
+                os.close(fd)
+        return
+    with tempfile.TemporaryDirectory(prefix="teleport-argocd-") as directory:
+        cert_path, key_path = Path(directory, "client.crt"), Path(directory, "client.key")
+        for path, pem in ((cert_path, cert_pem), (key_path, key_pem)):
+            path.touch(mode=0o600)
+            path.write_bytes(pem)
+        yield str(cert_path), str(key_path)
 
 
 def _named(kubeconfig: Mapping[str, Any], section: str, name: str) -> dict[str, Any]:
     for entry in kubeconfig.get(section) or ():
         if entry.get("name") == name:
             return dict(entry)
-    raise ValueError(f"kubeconfig has no {section[:-1]} named {name!r}")
+    raise KubeconfigError(f"kubeconfig has no {section[:-1]} named {name!r}")
 
 
-def _decode(value: str) -> str:
-    return base64.b64decode(value, validate=True).decode()
-
-
-def _private_file(path: Path, b64: str) -> str:
-    """Write base64 `b64` decoded to `path`, readable by its owner only."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(base64.b64decode(b64, validate=True))
-    return str(path)
+def _decode(value: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, TypeError):
+        raise KubeconfigError("kubeconfig holds a *-data value that is not base64") from None
