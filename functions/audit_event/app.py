@@ -26,6 +26,7 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ConfigDict, Field
 
+from teleport_argocd import logs
 from teleport_argocd.errors import ClusterNotListed
 from teleport_argocd.metrics import record_metrics
 from teleport_argocd.runtime import open_runtime
@@ -34,6 +35,7 @@ from teleport_argocd.triggers import REACTED_EVENTS
 logger = Logger()
 # The core logs through the standard library; give it the same JSON format and correlation id.
 copy_config_to_registered_loggers(source_logger=logger, include={"teleport_argocd"})
+logs.configure(logger.log_level)  # our loggers only: libraries log credentials at DEBUG
 tracer = Tracer()
 metrics = Metrics()
 session = boto3.Session()  # reused across warm invocations

@@ -11,6 +11,7 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.utilities.parser import BaseModel, event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from teleport_argocd import logs
 from teleport_argocd.errors import NotConfigured
 from teleport_argocd.metrics import record_metrics
 from teleport_argocd.plan import Renewal, Scope
@@ -20,6 +21,7 @@ from teleport_argocd.runtime import open_runtime
 logger = Logger()
 # The core logs through the standard library; give it the same JSON format and correlation id.
 copy_config_to_registered_loggers(source_logger=logger, include={"teleport_argocd"})
+logs.configure(logger.log_level)  # our loggers only: libraries log credentials at DEBUG
 tracer = Tracer()
 metrics = Metrics()
 session = boto3.Session()  # reused across warm invocations
