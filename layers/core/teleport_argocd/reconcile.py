@@ -355,7 +355,7 @@ class Reconciler:
             if step.action is Action.UNCHANGED:
                 report.clusters.append(_result(step, UNCHANGED))
             elif step.action is Action.CANNOT_RENDER:
-                report.clusters.append(_result(step, FAILED))
+                report.clusters.append(_result(step, FAILED, error=step.error))
                 records.append(self._failed(output, step, step.error or "not rendered", now))
             elif step.action is Action.UNMATCHED:
                 report.clusters.append(_result(step, UNMATCHED))

@@ -23,12 +23,17 @@ from teleport_argocd.plan import Renewal, Scope
 from teleport_argocd.reconcile import Connection, OutputReport, Reconciler, Trigger
 from teleport_argocd.state import StateStore
 from teleport_argocd.status import status_report
+from teleport_argocd.teleport import lifetime
 from teleport_argocd.triggers import KUBE_EVENTS, concerns_bot, kube_event_outputs
 
 if TYPE_CHECKING:
     from teleport_argocd import kube
 
 logger = logging.getLogger(__name__)
+
+# The bot identity outlives an invocation: a warm execution environment rejoins with it, so
+# Teleport keeps one bot instance (teleport_argocd.teleport.keeper).
+KEEPER = teleport.BotKeeper()
 
 
 @dataclass(frozen=True)
@@ -183,7 +188,12 @@ class Runtime:
 
     def status(self, outputs: Sequence[OutputConfig]) -> dict[str, Any]:
         """Every registration, the lease and the last runs of each output, for an operator."""
-        return status_report(self.state, outputs, teleport={})
+        now = self.clock()
+        facts = {
+            "bot_instance_id": KEEPER.bot_instance_id,
+            "joins_in_last_hour": KEEPER.joins_in_last_hour(now),
+        }
+        return status_report(self.state, outputs, teleport=facts)
 
     # -- seams for the reconciler --------------------------------------------------
 
@@ -198,14 +208,18 @@ class Runtime:
         credentials = self.session.get_credentials()
         if credentials is None:
             raise JoinError("no AWS credentials available for the IAM join")
-        self._teleport = teleport.join(
-            cfg.proxy_addr,
-            cfg.join_token,
-            credentials=credentials.get_frozen_credentials(),
+        longest = self.config.longest_credential_ttl
+        settings = teleport.JoinSettings(
+            proxy_addr=cfg.proxy_addr,
+            token=cfg.join_token,
             region=self.settings.region,
             ca_pem=cfg.ca_pem.encode() if cfg.ca_pem else None,
             insecure=cfg.insecure,
+            # Twice the longest output's TTL, so the kept bot serves about half its life between
+            # rejoins; Teleport never lets an impersonated certificate outlive the bot's own.
+            bot_ttl=min(max(lifetime.DEFAULT_BOT_TTL, 2 * longest), lifetime.DEFAULT_BOT_MAX_SESSION_TTL),
         )
+        self._teleport = KEEPER.session(settings, credentials.get_frozen_credentials(), valid_for=longest)
         proxy = self._teleport.proxy
         return Connection(session=self._teleport, teleport_cluster=proxy.cluster_name, endpoint=proxy.kube)
 

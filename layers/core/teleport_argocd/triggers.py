@@ -8,11 +8,12 @@ it) cannot disagree; a test checks the template against `REACTED_EVENTS`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from teleport_argocd.config import OutputConfig
 from teleport_argocd.model import KubeCluster
-from teleport_argocd.selectors import matches
+
+if TYPE_CHECKING:  # the ingest function needs only the vocabulary; keep its cold start free of config
+    from teleport_argocd.config import OutputConfig
 
 # Events about one dynamic `kube_cluster` resource (T3010I/T3011I/T3012I): a targeted run.
 KUBE_EVENTS = frozenset({"kube.create", "kube.update", "kube.delete"})
@@ -42,6 +43,8 @@ def kube_event_outputs(
     """The outputs a `kube.*` event concerns: those whose selectors could pick the cluster (by
     name, or by the static labels the event carries; the listing has the final word), and those
     that have it registered, which must hear that it changed or went away."""
+    from teleport_argocd.selectors import matches  # see the TYPE_CHECKING import above
+
     name = str(detail.get("name", ""))
     labels = detail.get("kube_labels") or {}
     cluster = KubeCluster(name=name, labels={str(k): str(v) for k, v in dict(labels).items()})
