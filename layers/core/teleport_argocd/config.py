@@ -26,10 +26,23 @@ from teleport_argocd.errors import ConfigError, ConfigProblem
 
 OUTPUT_TYPE = "kubernetes/argo-cd"
 DEFAULT_CLUSTER_NAME_TEMPLATE = "{{.ClusterName}}-{{.KubeName}}"
+# tbot's bot.DefaultCredentialLifetime (lib/tbot/bot/credential_lifetime.go).
 DEFAULT_CREDENTIAL_TTL = timedelta(minutes=60)
 DEFAULT_RENEWAL_INTERVAL = timedelta(minutes=20)
+# tbot's CredentialLifetime.Validate checks TTLs against defaults.MaxRenewableCertTTL (24h,
+# lib/defaults/defaults.go): Teleport shortens longer certificates, so a longer TTL is never honoured.
+MAX_CREDENTIAL_TTL = timedelta(hours=24)
 # IAM-joined bots get certificates no longer than their role's max_session_ttl, 12h by default.
 MAX_USEFUL_CREDENTIAL_TTL = timedelta(hours=12)
+DEFAULT_PRUNE_GRACE_PERIOD = timedelta(hours=1)
+DEFAULT_MIN_LISTED_SHARE = 0.5
+# The deepest valid document nests 6 levels (outputs[].destination.eks.region); anything far
+# deeper is hostile, and PyYAML's composer recurses once per level.
+MAX_DEPTH = 32
+# Nodes visited while building the document, aliases expanded: stops "billion laughs" documents.
+MAX_NODES = 100_000
+# Go's time.Duration is an int64 of nanoseconds; time.ParseDuration refuses anything longer.
+MAX_GO_DURATION_NS = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -78,6 +91,19 @@ class TeleportConfig:
 
 
 @dataclass(frozen=True)
+class PruneConfig:
+    """When registrations of clusters that are no longer listed are deleted.
+
+    A run whose listing returns fewer than `min_listed_share` of the clusters registered for the
+    output prunes nothing: a half-empty answer from Teleport must not unregister half the fleet.
+    """
+
+    enabled: bool = False
+    grace_period: timedelta = DEFAULT_PRUNE_GRACE_PERIOD
+    min_listed_share: float = DEFAULT_MIN_LISTED_SHARE
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     """One `kubernetes/argo-cd` output: which clusters, and how their Secrets look. Defaults applied."""
 
@@ -94,6 +120,7 @@ class OutputConfig:
     cluster_name_template: str
     credential_ttl: timedelta
     renewal_interval: timedelta
+    prune: PruneConfig = PruneConfig()
 
 
 @dataclass(frozen=True)
@@ -104,6 +131,11 @@ class Config:
     outputs: tuple[OutputConfig, ...]
     warnings: tuple[str, ...]
 
+    @property
+    def longest_credential_ttl(self) -> timedelta:
+        """The bot certificate must last this long: every output's certificate is issued from it."""
+        return max(output.credential_ttl for output in self.outputs)
+
 
 def load_config(source: str | Mapping[str, Any], env: Mapping[str, str] | None = None) -> Config:
     """Parse and validate a configuration document (YAML text or already-parsed data).
@@ -112,12 +144,19 @@ def load_config(source: str | Mapping[str, Any], env: Mapping[str, str] | None =
     template passes deployment parameters: TELEPORT_PROXY_ADDR and TELEPORT_JOIN_TOKEN;
     DESTINATION_EKS_CLUSTER with DESTINATION_REGION, or DESTINATION_KUBECONFIG_SECRET (with an
     optional DESTINATION_REGION), for outputs without a destination when the document has no
-    top-level one; POD_NAMESPACE for `secret_namespace`, as in tbot.
-    Raises ConfigError listing every problem found.
+    top-level one; POD_NAMESPACE for `secret_namespace`, as in tbot. ALLOWED_EKS_CLUSTERS
+    (`name` or `region/name`) and ALLOWED_KUBECONFIG_SECRETS (ARNs), comma-separated, limit the
+    destinations an output may name; unset or empty, any destination is accepted (local runs).
+    Raises ConfigError listing every problem found, and nothing else whatever the input.
     """
-    document = _parse_yaml(source) if isinstance(source, str) else source
+    document = _read_yaml(source) if isinstance(source, str) else source
     loader = _Loader(os.environ if env is None else env)
-    config = loader.config(document)
+    try:
+        config = loader.config(document)
+    except Exception as exc:  # a shape no rule foresaw is still a listed problem, not a crash
+        # Only the type: the message of an unforeseen error could quote a value of the document.
+        loader.problem("", f"the configuration could not be validated ({type(exc).__name__})")
+        config = None
     if loader.problems or config is None:
         raise ConfigError(loader.problems)
     return config
@@ -136,12 +175,20 @@ def parse_duration(text: str) -> timedelta:
         match = _DURATION_PART.match(rest, pos)
         if not match:
             raise ValueError(f"invalid duration {text!r}: expected a Go duration such as '1h30m' or '90s'")
-        nanoseconds += Decimal(match["number"]) * _NANOSECONDS[match["unit"]]
+        number = Decimal(match["number"])
+        # Checked before multiplying: a number of a million digits overflows Decimal's context.
+        if number > MAX_GO_DURATION_NS:
+            raise ValueError(_TOO_LONG)
+        nanoseconds += number * _NANOSECONDS[match["unit"]]
+        if nanoseconds > MAX_GO_DURATION_NS:
+            raise ValueError(_TOO_LONG)
         pos = match.end()
     return timedelta(microseconds=sign * int(nanoseconds / 1000))
 
 
-_DURATION_PART = re.compile(r"(?P<number>\d+(?:\.\d*)?|\.\d+)(?P<unit>ns|us|µs|μs|ms|s|m|h)")
+_TOO_LONG = "invalid duration: longer than Go's maximum duration (2562047h47m16.854775807s)"
+# ASCII digits only: Python's \d also matches other scripts' digits, which Go refuses.
+_DURATION_PART = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?P<unit>ns|us|µs|μs|ms|s|m|h)")
 _NANOSECONDS = {
     "ns": 1,
     "us": 1_000,
@@ -179,17 +226,173 @@ _OUTPUT_KEYS = (
     "cluster_name_template",
     "credential_ttl",
     "renewal_interval",
+    "prune",
 )
+_PRUNE_KEYS = ("enabled", "grace_period", "min_listed_share")
 
 
-def _parse_yaml(text: str) -> Any:
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading timestamps as the strings they are written as.
+
+    tbot's configuration is YAML read by Go, where `2024-01-01` is just a string wherever a string
+    is expected; PyYAML would build a date (and fail on `2024-13-01`).
+    """
+
+
+_YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != _TIMESTAMP_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _timestamp_as_string(loader: _YamlLoader, node: yaml.Node) -> Any:
+    return loader.construct_yaml_str(node)
+
+
+_YamlLoader.add_constructor(_TIMESTAMP_TAG, _timestamp_as_string)
+
+
+def _read_yaml(text: str) -> Any:
+    """Parse YAML text into plain data; every failure becomes a ConfigError, never another exception.
+
+    Depth is checked on the event stream first (the parser is iterative, the composer recursive),
+    then the node graph is built into Python values here rather than by PyYAML's constructor, so
+    that each value that cannot be built (an unknown tag, `!!bool maybe`, a 5,000-digit integer)
+    is reported with its path, and aliases cannot nest deeper or expand further than the limits.
+    """
     try:
-        return yaml.safe_load(text)
+        _check_depth(text)
+        loader = _YamlLoader(text)
+        try:
+            node = loader.get_single_node()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        reason = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([ConfigProblem("", f"invalid YAML{where}: {reason}")]) from None
+        raise ConfigError([_yaml_problem(exc)]) from None
+    except RecursionError:  # unreachable below MAX_DEPTH; kept so no input escapes as a crash
+        raise ConfigError([ConfigProblem("", f"nested deeper than {MAX_DEPTH} levels")]) from None
+    if node is None:
+        return None
+    builder = _Builder(loader)
+    try:
+        value = builder.value(node, "", 1)
+    except _TooLarge:
+        raise ConfigError(
+            [ConfigProblem("", f"the document expands to more than {MAX_NODES} values (aliases?)")]
+        ) from None
+    if builder.problems:
+        raise ConfigError(builder.problems)
+    return value
+
+
+def _check_depth(text: str) -> None:
+    depth = 0
+    for event in yaml.parse(text, Loader=_YamlLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                where = f"{_where(event.start_mark)}: " if event.start_mark else ""
+                raise ConfigError([ConfigProblem("", f"{where}nested deeper than {MAX_DEPTH} levels")])
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> ConfigProblem:
+    # `problem` is PyYAML's description of what it found ("mapping values are not allowed here");
+    # never str(exc), which quotes the line around it: the document may hold a join token.
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at {_where(mark)}" if mark else ""
+    if isinstance(exc, yaml.reader.ReaderError):  # names the character's code point, not the text
+        reason = str(exc)
+    else:
+        reason = getattr(exc, "problem", None) or "the document cannot be parsed"
+    return ConfigProblem("", f"invalid YAML{where}: {reason}")
+
+
+def _where(mark: yaml.Mark | yaml._yaml.Mark) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
+class _TooLarge(Exception):
+    """The node budget ran out: the document is an alias bomb."""
+
+
+class _Builder:
+    """Builds Python values from composed YAML nodes, collecting a problem per value it cannot build."""
+
+    def __init__(self, loader: _YamlLoader) -> None:
+        self.loader = loader
+        self.problems: list[ConfigProblem] = []
+        self.nodes = 0
+
+    def problem(self, path: str, node: yaml.Node, message: str) -> None:
+        self.problems.append(ConfigProblem(path, f"{_where(node.start_mark)}: {message}"))
+
+    def value(self, node: yaml.Node, path: str, depth: int) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise _TooLarge
+        if depth > MAX_DEPTH:  # reachable through aliases only: the text itself was checked
+            self.problem(path, node, f"nested deeper than {MAX_DEPTH} levels (through aliases)")
+            return None
+        if isinstance(node, yaml.ScalarNode):
+            return self.scalar(node, path)
+        if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ_TAG:
+            return [self.value(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(node.value)]
+        if isinstance(node, yaml.MappingNode) and node.tag == _MAP_TAG:
+            return self.mapping(node, path, depth)
+        self.problem(path, node, f"unsupported YAML tag {node.tag!r}")
+        return None
+
+    def mapping(self, node: yaml.MappingNode, path: str, depth: int) -> dict[Any, Any]:
+        result: dict[Any, Any] = {}
+        merged: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                # `<<: *defaults`, which Go's YAML supports too. Built here, not by PyYAML's
+                # flatten_mapping, so that merges of merges count against the node budget.
+                for source in self.merge_sources(value_node, path, depth + 1):
+                    for key, value in source.items():
+                        merged.setdefault(key, value)
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                self.problem(path, key_node, "a key must be a plain value, not a list or a mapping")
+                continue
+            before = len(self.problems)
+            key = self.scalar(key_node, path)
+            if len(self.problems) > before:
+                continue
+            child = _child_path(path, key)
+            if key in result:
+                self.problem(child, key_node, "duplicate key")
+                continue
+            result[key] = self.value(value_node, child, depth + 1)
+        return {**merged, **result}
+
+    def merge_sources(self, node: yaml.Node, path: str, depth: int) -> list[dict[Any, Any]]:
+        value = self.value(node, path, depth)
+        sources = value if isinstance(value, list) else [value]
+        if not all(isinstance(source, dict) for source in sources):
+            self.problem(path, node, "a merge key ('<<') takes a mapping or a list of mappings")
+            return []
+        return sources
+
+    def scalar(self, node: yaml.ScalarNode, path: str) -> Any:
+        if node.tag not in self.loader.yaml_constructors:
+            self.problem(path, node, f"unsupported YAML tag {node.tag!r}")
+            return None
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except Exception:  # PyYAML's constructors raise KeyError, ValueError, AttributeError, ...
+            # Never the value itself: it may be a secret.
+            self.problem(path, node, f"cannot read this value as {node.tag.rsplit(':', 1)[-1]}")
+            return None
 
 
 class _Loader:
@@ -285,11 +488,15 @@ class _Loader:
                 self.problem("DESTINATION_REGION", "required with DESTINATION_EKS_CLUSTER")
                 return None
             self.region(region, "DESTINATION_REGION")
-            return EksDestination(cluster, region)
+            eks = EksDestination(cluster, region)
+            self.allowed(eks, "DESTINATION_EKS_CLUSTER")
+            return eks
         if secret_id:
             if region is not None:
                 self.region(region, "DESTINATION_REGION")
-            return KubeconfigSecretDestination(secret_id, region, None)
+            secret = KubeconfigSecretDestination(secret_id, region, None)
+            self.allowed(secret, "DESTINATION_KUBECONFIG_SECRET")
+            return secret
         return None
 
     def destination(self, value: Any, path: str) -> Destination | None:
@@ -314,7 +521,9 @@ class _Loader:
         region = self.required_string(section, "region", path)
         self.eks_cluster_name(cluster_name, f"{path}.cluster_name")
         self.region(region, f"{path}.region")
-        return EksDestination(cluster_name, region)
+        destination = EksDestination(cluster_name, region)
+        self.allowed(destination, f"{path}.cluster_name")
+        return destination
 
     def kubeconfig_secret_destination(self, value: Any, path: str) -> KubeconfigSecretDestination | None:
         section = self.mapping(value, path, _KUBECONFIG_SECRET_KEYS)
@@ -325,7 +534,34 @@ class _Loader:
         if region is not None:
             self.region(region, f"{path}.region")
         context = self.string(section.get("context"), f"{path}.context") or None
-        return KubeconfigSecretDestination(secret_id, region, context)
+        destination = KubeconfigSecretDestination(secret_id, region, context)
+        self.allowed(destination, f"{path}.secret_id")
+        return destination
+
+    def allowed(self, destination: Destination, path: str) -> None:
+        """Refuse a destination the deployment does not allow, naming the template parameter to change.
+
+        The IAM policy limits the same destinations; refusing here says why at load, not at the
+        first write. Unset or empty lists allow everything (local runs have no template).
+        """
+        if isinstance(destination, EksDestination):
+            clusters = _csv(self.env.get("ALLOWED_EKS_CLUSTERS", ""))
+            name, region = destination.cluster_name, destination.region
+            if clusters and name and not {name, f"{region}/{name}"} & clusters:
+                self.problem(
+                    path,
+                    f"EKS cluster {region}/{name} is not allowed by this deployment"
+                    " (ALLOWED_EKS_CLUSTERS): add it to the template parameter AllowedEksClusters",
+                )
+        else:
+            secrets = _csv(self.env.get("ALLOWED_KUBECONFIG_SECRETS", ""))
+            if secrets and destination.secret_id and destination.secret_id not in secrets:
+                self.problem(
+                    path,
+                    "this kubeconfig secret is not allowed by this deployment (ALLOWED_KUBECONFIG_SECRETS):"
+                    " name it by its full ARN and add the ARN to the template parameter"
+                    " AllowedKubeconfigSecretArns",
+                )
 
     def eks_cluster_name(self, value: str, path: str) -> None:
         if value and not _EKS_CLUSTER_NAME.fullmatch(value):
@@ -343,6 +579,7 @@ class _Loader:
             return ()
         outputs: list[OutputConfig] = []
         seen: dict[str, str] = {}
+        writers: dict[tuple[Destination, str, str], str] = {}
         for i, item in enumerate(items):
             path = f"outputs[{i}]"
             output = self.output(item, path, default)
@@ -353,6 +590,16 @@ class _Loader:
                     f"{path}.name", f"output name {output.name!r} is already used by {seen[output.name]}"
                 )
             seen.setdefault(output.name, path)
+            # Secret names are the prefix and a hash of the cluster: two such outputs would overwrite
+            # and prune each other's Secrets.
+            writes = (output.destination, output.secret_namespace, output.secret_name_prefix)
+            if writes in writers:
+                self.problem(
+                    f"{path}.secret_name_prefix",
+                    f"{writers[writes]} and {path} would write the same Secrets (same destination,"
+                    " secret_namespace and secret_name_prefix): give one another secret_name_prefix",
+                )
+            writers.setdefault(writes, path)
             outputs.append(output)
         return tuple(outputs)
 
@@ -395,6 +642,7 @@ class _Loader:
             section.get("cluster_name_template"), f"{path}.cluster_name_template"
         )
         credential_ttl, renewal_interval = self.lifetime(section, path)
+        prune = self.prune(section.get("prune"), f"{path}.prune")
         if len(self.problems) > before or destination is None:
             return None
         return OutputConfig(
@@ -411,6 +659,7 @@ class _Loader:
             cluster_name_template=template,
             credential_ttl=credential_ttl,
             renewal_interval=renewal_interval,
+            prune=prune,
         )
 
     def output_type(self, value: Any, path: str) -> None:
@@ -508,6 +757,9 @@ class _Loader:
         except gotemplate.TemplateError as exc:
             self.problem(path, f"invalid template: {exc}")
             return None
+        except Exception as exc:  # the engine's own failure on a hostile template is still a problem
+            self.problem(path, f"invalid template ({type(exc).__name__})")
+            return None
         return template
 
     def lifetime(self, section: Mapping[str, Any], path: str) -> tuple[timedelta, timedelta]:
@@ -524,19 +776,41 @@ class _Loader:
             )
         if ttl is None or renewal is None:
             return DEFAULT_CREDENTIAL_TTL, DEFAULT_RENEWAL_INTERVAL
+        # tbot's CredentialLifetime.Validate (lib/tbot/bot/credential_lifetime.go) reports the next
+        # two as "suboptimal" and runs on, noting they should be hard failures; they are here:
+        # warnings reach no one, and either leaves Argo CD with expired or shortened credentials.
         if ttl < renewal:
-            self.warn(
+            self.problem(
                 f"{path}.credential_ttl",
                 f"{section['credential_ttl']} is shorter than renewal_interval {section['renewal_interval']}:"
-                " credentials will expire before they are renewed",
+                " credentials would expire before they are renewed",
             )
-        if ttl > MAX_USEFUL_CREDENTIAL_TTL:
+        if ttl > MAX_CREDENTIAL_TTL:
+            self.problem(
+                f"{path}.credential_ttl",
+                "must be at most 24h: Teleport issues no longer renewable certificates (MaxRenewableCertTTL)",
+            )
+        elif ttl > MAX_USEFUL_CREDENTIAL_TTL:
             self.warn(
                 f"{path}.credential_ttl",
                 "longer than 12h: IAM-joined bot certificates are capped by the bot role's max_session_ttl"
                 " (12h by default)",
             )
         return ttl, renewal
+
+    def prune(self, value: Any, path: str) -> PruneConfig:
+        if value is None:
+            return PruneConfig()
+        section = self.mapping(value, path, _PRUNE_KEYS)
+        if section is None:
+            return PruneConfig()
+        grace_period = self.duration(section.get("grace_period"), f"{path}.grace_period", allow_zero=True)
+        min_listed_share = self.share(section.get("min_listed_share"), f"{path}.min_listed_share")
+        return PruneConfig(
+            enabled=self.boolean(section.get("enabled"), f"{path}.enabled"),
+            grace_period=DEFAULT_PRUNE_GRACE_PERIOD if grace_period is None else grace_period,
+            min_listed_share=DEFAULT_MIN_LISTED_SHARE if min_listed_share is None else min_listed_share,
+        )
 
     # -- typed values --------------------------------------------------------
     # Each returns a usable default after reporting a wrong type: any problem fails the whole
@@ -602,7 +876,7 @@ class _Loader:
         items = self.sequence(value, path) or []
         return [self.string(item, f"{path}[{i}]") for i, item in enumerate(items)]
 
-    def duration(self, value: Any, path: str) -> timedelta | None:
+    def duration(self, value: Any, path: str, *, allow_zero: bool = False) -> timedelta | None:
         if value is None:
             return None
         if not isinstance(value, str):
@@ -613,10 +887,22 @@ class _Loader:
         except ValueError as exc:
             self.problem(path, str(exc))
             return None
-        if result <= timedelta(0):
-            self.problem(path, "must be positive")
+        if result < timedelta(0) or (result == timedelta(0) and not allow_zero):
+            self.problem(path, "must not be negative" if allow_zero else "must be positive")
             return None
         return result
+
+    def share(self, value: Any, path: str) -> float | None:
+        """A fraction from 0 to 1; YAML integers 0 and 1 count, booleans do not."""
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.problem(path, f"expected a number from 0 to 1, got {_kind(value)}")
+            return None
+        if not 0 <= value <= 1:  # also refuses .nan, for which every comparison is false
+            self.problem(path, "must be from 0 to 1")
+            return None
+        return float(value)
 
 
 class _AnyLabel(Mapping[str, str]):
@@ -634,6 +920,19 @@ class _AnyLabel(Mapping[str, str]):
 
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
+
+
+def _csv(text: str) -> frozenset[str]:
+    return frozenset(item.strip() for item in text.split(",") if item.strip())
+
+
+def _child_path(path: str, key: Any) -> str:
+    """`a.b` for a key that reads as a name, `a["b c"]` for any other."""
+    text = str(key)
+    return _join(path, text) if _PLAIN_KEY.fullmatch(text) else f"{path}[{json.dumps(text)}]"
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _kind(value: Any) -> str:
