@@ -67,6 +67,19 @@ def test_json_kubeconfig_with_a_chosen_context(
         assert store.get("argocd", "kc-1") is not None
 
 
+def test_token_kubeconfig_without_tls_verification(
+    server: KubeApiServer, moto: MotoServer, session: boto3.Session
+) -> None:
+    server.add_token("s3cr3t-token", "token-user", ["writers"])
+    kubeconfig = server.kubeconfig("ci")
+    kubeconfig["clusters"][0]["cluster"] = {"server": server.url, "insecure-skip-tls-verify": True}
+    kubeconfig["users"][0]["user"] = {"token": "s3cr3t-token"}
+    secret_id = stored(moto, yaml.safe_dump(kubeconfig))
+    with connect(KubeconfigSecretDestination(secret_id, None, None), session=session) as store:
+        assert store.write(cluster_secret("kc-token"), None).action == "created"
+    assert server.requests[-1].user == "token-user"
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

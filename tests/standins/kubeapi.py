@@ -23,6 +23,7 @@ import copy
 import hmac
 import json
 import re
+import socket
 import ssl
 import sys
 import threading
@@ -1038,6 +1039,22 @@ def _attributes(method: str, path: str, query: Mapping[str, str]) -> tuple[str, 
     return verb, resource, namespace, name
 
 
+def _linger(sock: socket.socket) -> None:
+    """Close after a failed handshake so the client reads our TLS alert (say, a refused certificate).
+
+    With TLS 1.3 the client may already have sent its request; closing with those bytes unread makes
+    the kernel send a reset, which can destroy the alert before the client reads it. So stop writing,
+    drain what arrives until the client closes (or a second passes), then close.
+    """
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(1)
+        while sock.recv(4096):
+            pass
+    except OSError:
+        pass
+
+
 class _HttpServer(ThreadingHTTPServer):
     """HTTPS with the TLS handshake in the connection's own thread, so a bad client blocks no one."""
 
@@ -1054,7 +1071,8 @@ class _HttpServer(ThreadingHTTPServer):
         try:
             tls = self.context.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError):
-            return  # the client refused our certificate, or went away
+            _linger(request)  # the client refused our certificate, we refused its, or it went away
+            return
         try:
             self.RequestHandlerClass(tls, client_address, self)  # type: ignore[arg-type]
         finally:

@@ -308,16 +308,16 @@ class SecretStore:
         ours = meta.get("annotations") or {}
         if MANAGED_KEYS_ANNOTATION not in theirs and TBOT_VERSION_ANNOTATION not in theirs:
             raise ForeignSecretError(
-                f"{op}: {op.namespace}/{op.name} in {self.description} already exists and was written "
-                f"by neither teleport-argocd nor tbot; it is left untouched. Delete or rename it, or "
-                f"choose another secret_name_prefix"
+                f"{op} in {self.description}: a Secret of that name exists and was written by neither "
+                "teleport-argocd nor tbot, so it is left untouched. Delete or rename it, or choose "
+                "another secret_name_prefix"
             )
         for key in (TELEPORT_CLUSTER_ANNOTATION, KUBE_CLUSTER_ANNOTATION):
             if theirs.get(key) != ours.get(key):
                 raise ForeignSecretError(
-                    f"{op}: {op.namespace}/{op.name} in {self.description} was written for another "
-                    f"cluster ({key}={theirs.get(key)!r}, we render {ours.get(key)!r}); it is left "
-                    f"untouched. Delete it, or choose another secret_name_prefix"
+                    f"{op} in {self.description}: the Secret there was written for another cluster "
+                    f"({key}={theirs.get(key)!r}, we render {ours.get(key)!r}), so it is left untouched. "
+                    "Delete it, or choose another secret_name_prefix"
                 )
 
     def _written(
