@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from teleport_argocd.config import OutputConfig, load_config
-from teleport_argocd.errors import DestinationUnreachable
+from teleport_argocd.errors import DestinationUnreachable, NotManagedError
 from teleport_argocd.model import Identity, KubeCluster, KubeEndpoint, SecretVersion
 from teleport_argocd.reconcile import Connection, Reconciler
 from teleport_argocd.state import Lease, Registration, RunRecord
@@ -107,6 +107,19 @@ class FakeStore:
                 version if current is None else SecretVersion(current.uid, version.resource_version)
             )
             return Written(action, self.versions[name])
+
+    def delete(self, namespace: str, name: str, known: SecretVersion) -> bool:
+        """Deletes only the Secret we wrote: same uid (kube.SecretStore also checks our annotation)."""
+        with self._lock:
+            current = self.versions.get(name)
+            if current is None:
+                return False
+            if current.uid != known.uid:
+                raise NotManagedError(
+                    f"secret {namespace}/{name}: replaced since we wrote it; not deleting it"
+                )
+            del self.secrets[name], self.versions[name]
+            return True
 
 
 class FakeSession:

@@ -228,3 +228,84 @@ def test_a_trigger_that_finds_the_lease_held_is_queued() -> None:
     state.holder = "another-run"
     report = rec.run(output(), RENEWAL)
     assert report.status == "queued" and state.pending == 1 and store.writes == []
+
+
+# -- pruning ---------------------------------------------------------------------------------
+
+PRUNE = {"prune": {"enabled": True, "grace_period": "1h"}}
+
+
+def test_pruning_is_off_by_default_and_secrets_stay() -> None:
+    clock = Clock()
+    rec, _state, store, session = reconciler(PROD, clock)
+    rec.run(output(), RENEWAL)
+    del session.clusters["c"]
+    rec.run(output(), DISCOVERY)
+    clock.advance(timedelta(days=3))
+    rec.run(output(), RENEWAL)
+    assert len(store.secrets) == 3
+
+
+def test_an_unmatched_cluster_is_pruned_after_the_grace_period_and_leaves_a_tombstone() -> None:
+    clock = Clock()
+    rec, state, store, session = reconciler(PROD, clock)
+    out = output(**PRUNE)
+    rec.run(out, RENEWAL)
+    del session.clusters["c"]
+    rec.run(out, DISCOVERY)
+    clock.advance(timedelta(minutes=59))
+    assert rec.run(out, DISCOVERY).counts["deleted"] == 0
+    preview = rec.run(out, Trigger("reload", "preview", Scope(renew=Renewal.NONE), dry_run=True))
+    assert [c.action for c in preview.clusters if c.kube_cluster == "c"] == []  # waiting out the grace
+    clock.advance(timedelta(minutes=2))
+    preview = rec.run(out, Trigger("reload", "preview", Scope(renew=Renewal.NONE), dry_run=True))
+    assert [c.action for c in preview.clusters if c.kube_cluster == "c"] == ["would-delete"]
+    assert len(store.secrets) == 3
+
+    report = rec.run(out, DISCOVERY)
+
+    assert [(c.kube_cluster, c.action) for c in report.clusters if c.action != "unchanged"] == [
+        ("c", "deleted")
+    ]
+    assert len(store.secrets) == 2
+    tomb = next(r for r in state.regs.values() if r.kube_cluster == "c")
+    assert tomb.deleted_at == clock() and tomb.version is None and tomb.matches is False
+    assert rec.run(out, DISCOVERY).status == "idle"  # a tombstone is not pruned twice
+
+
+def test_a_listing_far_shorter_than_the_registry_prunes_nothing_and_says_why() -> None:
+    clock = Clock()
+    rec, _state, store, session = reconciler(PROD, clock)
+    out = output(**PRUNE)
+    rec.run(out, RENEWAL)
+    session.clusters.clear()  # a Teleport answer with nothing in it (RBAC change, outage)
+    rec.run(out, DISCOVERY)
+    clock.advance(timedelta(hours=2))
+    report = rec.run(out, DISCOVERY)
+    assert report.counts["deleted"] == 0
+    assert len(store.secrets) == 3
+    assert "pruning held back" in report.notes[0] and "0 cluster(s) against 3" in report.notes[0]
+
+
+def test_a_secret_replaced_since_we_wrote_it_is_never_pruned() -> None:
+    clock = Clock()
+    rec, state, store, session = reconciler(PROD, clock)
+    out = output(**PRUNE)
+    rec.run(out, RENEWAL)
+    del session.clusters["c"]
+    rec.run(out, DISCOVERY)
+    [name] = [
+        n
+        for n, m in store.secrets.items()
+        if m["metadata"]["annotations"]["teleport.dev/kubernetes-cluster-name"] == "c"
+    ]
+    store.versions[name] = store.versions[name].__class__("someone-elses-uid", "99")
+    clock.advance(timedelta(hours=2))
+
+    report = rec.run(out, DISCOVERY)
+
+    [c] = [c for c in report.clusters if c.kube_cluster == "c"]
+    assert c.action == "failed" and "replaced since we wrote it" in (c.error or "")
+    assert name in store.secrets
+    reg = next(r for r in state.regs.values() if r.kube_cluster == "c")
+    assert reg.deleted_at is None and reg.version is not None and reg.last_error

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from teleport_argocd.reconcile import CREATED, FAILED, UPDATED, OutputReport
+from teleport_argocd.reconcile import CREATED, DELETED, FAILED, UPDATED, OutputReport
 
 AddMetric = Callable[[str, str, float], None]
 
@@ -16,7 +16,7 @@ def record_metrics(
     now: datetime,
     earliest_expiry: datetime | None = None,
 ) -> None:
-    """Publish a run's numbers: Secrets written, failures, failed runs, time to earliest expiry.
+    """Publish a run's numbers: Secrets written and pruned, failures, failed runs, time to earliest expiry.
 
     The expiry comes from the state table when given, so a run with nothing to do still reports
     it (the alarm treats missing data as breaching).
@@ -24,6 +24,7 @@ def record_metrics(
     ran = [r for r in reports if r.status in ("completed", "failed", "idle") and not r.dry_run]
     if ran:
         add_metric("SecretsWritten", "Count", sum(r.count(CREATED, UPDATED) for r in ran))
+        add_metric("SecretsDeleted", "Count", sum(r.count(DELETED) for r in ran))
         add_metric("Failures", "Count", sum(r.count(FAILED) + len(r.errors) for r in ran))
         add_metric("RunsFailed", "Count", sum(1 for r in ran if r.status == "failed"))
     expiries = [e for e in [earliest_expiry, *(r.cert_expires for r in ran)] if e]

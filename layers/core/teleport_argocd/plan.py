@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -30,6 +30,7 @@ class Action(StrEnum):
     UPDATE = "update"
     UNCHANGED = "unchanged"
     UNMATCHED = "unmatched"
+    PRUNE = "prune"
     CANNOT_RENDER = "cannot-render"
 
 
@@ -84,11 +85,18 @@ class Step:
 
 @dataclass(frozen=True)
 class Plan:
+    """The steps, and why pruning was held back this run if it was (None when it was not)."""
+
     steps: tuple[Step, ...]
+    prune_held: str | None = None
 
     @property
     def writes(self) -> list[Step]:
         return [s for s in self.steps if s.writes]
+
+    @property
+    def deletes(self) -> list[Step]:
+        return [s for s in self.steps if s.action is Action.PRUNE]
 
     @property
     def idle(self) -> bool:
@@ -131,11 +139,38 @@ def plan(
                         error=message,
                     )
                 )
+    held = None
+    if output.prune.enabled and scope.clusters is None:
+        held = _prune_guard(output, len(seen), known.values())
     for name, reg in sorted(known.items()):
-        if name not in seen and in_scope(name) and reg.matches and reg.deleted_at is None:
+        if name in seen or not in_scope(name) or reg.deleted_at is not None:
+            continue
+        if reg.matches:
             reason = "deleted in Teleport" if scope.removed else "no longer selected"
             steps.append(Step(name, Action.UNMATCHED, reason, registration=reg, labels=dict(reg.labels)))
-    return Plan(tuple(steps))
+        elif held is None and output.prune.enabled and scope.clusters is None and _prunable(output, reg, now):
+            grace = output.prune.grace_period
+            steps.append(Step(name, Action.PRUNE, f"unmatched for more than {grace}", registration=reg))
+    return Plan(tuple(steps), prune_held=held)
+
+
+def _prune_guard(output: OutputConfig, listed: int, registered: Iterable[Registration]) -> str | None:
+    """Why this run must prune nothing, or None: a listing far shorter than the registry is more
+    likely a Teleport outage or an RBAC change than clusters leaving, and must not empty Argo CD."""
+    live = sum(1 for r in registered if r.deleted_at is None)
+    share = output.prune.min_listed_share
+    if live and listed < share * live:
+        return (
+            f"pruning held back: Teleport listed {listed} cluster(s) against {live} registered "
+            f"(prune.min_listed_share {share})"
+        )
+    return None
+
+
+def _prunable(output: OutputConfig, reg: Registration, now: datetime) -> bool:
+    """Unmatched for longer than the grace period, and a Secret we wrote to delete."""
+    since = reg.unmatched_since
+    return reg.version is not None and since is not None and now - since >= output.prune.grace_period
 
 
 def renewal_due(output: OutputConfig, cert_expires: datetime | None, now: datetime) -> bool:

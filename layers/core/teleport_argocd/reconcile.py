@@ -34,8 +34,19 @@ logger = logging.getLogger(__name__)
 
 # What a run may say about one cluster.
 CREATED, UPDATED, UNCHANGED, FAILED, UNMATCHED = "created", "updated", "unchanged", "failed", "unmatched"
-WOULD_CREATE, WOULD_UPDATE, WOULD_UNMATCH = "would-create", "would-update", "would-unmatch"
-_DRY = {Action.CREATE: WOULD_CREATE, Action.UPDATE: WOULD_UPDATE, Action.UNMATCHED: WOULD_UNMATCH}
+DELETED = "deleted"
+WOULD_CREATE, WOULD_UPDATE, WOULD_UNMATCH, WOULD_DELETE = (
+    "would-create",
+    "would-update",
+    "would-unmatch",
+    "would-delete",
+)
+_DRY = {
+    Action.CREATE: WOULD_CREATE,
+    Action.UPDATE: WOULD_UPDATE,
+    Action.UNMATCHED: WOULD_UNMATCH,
+    Action.PRUNE: WOULD_DELETE,
+}
 # Registrations are written back in batches of this many as results arrive, so a run killed
 # half-way keeps what it did.
 FLUSH_EVERY = 25
@@ -66,6 +77,8 @@ class SecretStoreLike(Protocol):
     """What a run needs from a destination (teleport_argocd.kube.SecretStore); thread-safe."""
 
     def write(self, manifest: dict[str, Any], known: SecretVersion | None) -> WriteResultLike: ...
+
+    def delete(self, namespace: str, name: str, known: SecretVersion) -> bool: ...
 
 
 class StateLike(Protocol):
@@ -142,6 +155,7 @@ class OutputReport:
     retriable: bool = False
     clusters: list[ClusterResult] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def count(self, *actions: str) -> int:
         return sum(1 for c in self.clusters if c.action in actions)
@@ -156,6 +170,7 @@ class OutputReport:
             "unchanged": self.count(UNCHANGED),
             "failed": self.count(FAILED),
             "unmatched": self.count(UNMATCHED, WOULD_UNMATCH),
+            "deleted": self.count(DELETED, WOULD_DELETE),
         }
 
     def to_dict(self, *, unchanged: bool = False) -> dict[str, Any]:
@@ -173,6 +188,7 @@ class OutputReport:
             "counts": self.counts,
             "clusters": [c.__dict__ for c in self.clusters if unchanged or c.action != UNCHANGED],
             "errors": self.errors,
+            "notes": self.notes,
         }
 
 
@@ -362,10 +378,11 @@ class Reconciler:
                 assert step.registration is not None
                 records.append(replace(step.registration, matches=False, unmatched_since=now))
         self.state.put_registrations(records)
-        writes = sorted(decided.writes, key=_oldest_first)
-        if writes:
+        report.notes[:] = [decided.prune_held] if decided.prune_held else []
+        work = sorted(decided.writes, key=_oldest_first) + decided.deletes
+        if work:
             store = self.connect_destination(output.destination)
-            lease = self._write_all(output, store, writes, listing.identity, report, lease)
+            lease = self._write_all(output, store, work, listing.identity, report, lease)
         if report.count(FAILED) or report.errors:
             report.status = "failed"
         self._record_run(output, report)
@@ -385,8 +402,8 @@ class Reconciler:
         renewed_at = time.monotonic()
         buffer: list[Registration] = []
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(writes))) as pool:
-            futures: dict[Future[WriteResultLike], Step] = {
-                pool.submit(_write, store, step): step for step in writes
+            futures: dict[Future[WriteResultLike | bool], Step] = {
+                pool.submit(_carry_out, store, step): step for step in writes
             }
             pending = set(futures)
             while pending:
@@ -405,7 +422,7 @@ class Reconciler:
         self,
         output: OutputConfig,
         step: Step,
-        future: Future[WriteResultLike],
+        future: Future[WriteResultLike | bool],
         identity: Identity,
         report: OutputReport,
     ) -> Registration:
@@ -421,7 +438,12 @@ class Reconciler:
             logger.warning("output %s: cluster %s not written: %s", output.name, step.kube_cluster, message)
             report.clusters.append(_result(step, FAILED, error=message))
             return self._failed(output, step, message, now)
-        assert step.secret is not None
+        if step.action is Action.PRUNE:
+            assert step.registration is not None
+            logger.info("output %s: cluster %s pruned (%s)", output.name, step.kube_cluster, step.reason)
+            report.clusters.append(_result(step, DELETED))
+            return replace(step.registration, deleted_at=now, version=None, last_attempt=now)
+        assert step.secret is not None and not isinstance(result, bool)
         report.clusters.append(_result(step, CREATED if result.action == "created" else UPDATED))
         reg = step.registration
         return Registration(
@@ -443,6 +465,9 @@ class Reconciler:
 
     def _failed(self, output: OutputConfig, step: Step, message: str, now: datetime) -> Registration:
         """A failed attempt: what was written before stays as it was, the error is added."""
+        if step.action is Action.PRUNE:  # the registration stays unmatched; the deletion is retried
+            assert step.registration is not None
+            return replace(step.registration, last_error=message, last_error_at=now, last_attempt=now)
         base = step.registration or Registration(
             output=output.name,
             teleport_cluster=self._teleport().teleport_cluster,
@@ -465,6 +490,7 @@ class Reconciler:
     def _report_plan(self, report: OutputReport, decided: Plan, listing: _Listing) -> None:
         """A plan as a report, without doing it: for dry runs and idle runs."""
         report.errors.extend(listing.errors)
+        report.notes.extend([decided.prune_held] if decided.prune_held else [])
         report.cert_expires = None if not report.dry_run else listing.identity.expires
         for step in decided.steps:
             if step.action is Action.CANNOT_RENDER:
@@ -503,7 +529,12 @@ class Reconciler:
         return self._connection
 
 
-def _write(store: SecretStoreLike, step: Step) -> WriteResultLike:
+def _carry_out(store: SecretStoreLike, step: Step) -> WriteResultLike | bool:
+    """One request's worth of a step: write the Secret, or delete the one we last wrote."""
+    reg = step.registration
+    if step.action is Action.PRUNE:
+        assert reg is not None and reg.version is not None
+        return store.delete(reg.secret_namespace, reg.secret_name, reg.version)
     assert step.secret is not None
     return store.write(step.secret.manifest, step.known)
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from teleport_argocd.config import OutputConfig
-from teleport_argocd.state import StateStore
+from teleport_argocd.state import Registration, StateStore
 
 
 def status_report(
@@ -20,12 +20,20 @@ def status_report(
             {
                 "output": output.name,
                 "lease": state.lease_status(output.name),
-                "registrations": [_jsonable(r) for r in state.registrations(output.name)],
+                "registrations": [_registration(output, r) for r in state.registrations(output.name)],
                 "runs": [_jsonable(r, drop="output") for r in state.runs(output.name, limit=5)],
             }
             for output in outputs
         ],
     }
+
+
+def _registration(output: OutputConfig, reg: Registration) -> dict[str, Any]:
+    """A registration, with when pruning will delete its Secret if it is waiting out the grace period."""
+    out = _jsonable(reg)
+    if output.prune.enabled and not reg.matches and reg.deleted_at is None and reg.unmatched_since:
+        out["deletes_at"] = (reg.unmatched_since + output.prune.grace_period).isoformat()
+    return out
 
 
 def _jsonable(record: Any, drop: str = "") -> dict[str, Any]:
