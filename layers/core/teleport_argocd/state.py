@@ -455,7 +455,8 @@ def _registration(output: str, item: Mapping[str, Any]) -> Registration:
         server=_str(item, "server") or "",
         labels={k: v["S"] for k, v in item.get("labels", {}).get("M", {}).items()},
         fingerprint=_str(item, "fingerprint") or "",
-        version=SecretVersion(uid, resource_version) if uid and resource_version else None,
+        # An empty resourceVersion is the store's way of saying "read before the next write".
+        version=SecretVersion(uid, resource_version or "") if uid else None,
         matches=item["matches"]["BOOL"],
         last_error=_str(item, "last_error"),
         **{name: _time(item, name) for name in _REG_TIMES},
