@@ -1,8 +1,13 @@
 """Scheduled runs: renewal (rewrite what each certificate's expiry says is due) and discovery
-(frequent: write only new, changed or failed clusters; nothing at all when nothing changed)."""
+(frequent: write only new, changed or failed clusters; nothing at all when nothing changed).
+
+With OUTPUT_RUNS_QUEUE set (the template sets it), each output's run is queued for the worker
+function (teleport_argocd.fanout); without it, the outputs run here one after the other.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 import boto3
@@ -11,7 +16,7 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.utilities.parser import BaseModel, event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from teleport_argocd import logs
+from teleport_argocd import fanout, logs
 from teleport_argocd.errors import NotConfigured
 from teleport_argocd.metrics import record_metrics
 from teleport_argocd.plan import Renewal, Scope
@@ -57,6 +62,10 @@ def handler(event: ScheduleEvent, context: LambdaContext) -> dict[str, Any]:
         return {"status": "not configured"}
     with runtime:
         outputs = runtime.outputs()
+        if queue := os.environ.get("OUTPUT_RUNS_QUEUE"):
+            queued = fanout.enqueue(session.client("sqs"), queue, outputs, trigger)
+            metrics.add_metric("RunsQueued", "Count", queued)
+            return {"status": "queued", "outputs": queued}
         reports = runtime.reconcile(outputs, trigger)
         record_metrics(reports, metrics.add_metric, runtime.clock(), runtime.earliest_expiry(outputs))
     return {"outputs": [r.to_dict() for r in reports]}

@@ -58,3 +58,31 @@ def event(name: str) -> dict[str, Any]:
 def invoke(function: str, payload: dict[str, Any]) -> Any:
     handler = load_handler(function).handler
     return handler(payload, LambdaContext(function_name=f"teleport-argocd-{function}"))
+
+
+def drain_runs(queue_url: str, sqs: Any) -> list[Any]:
+    """Deliver every queued output run to the worker function, one message per invocation, as the
+    template's SQS event source (batch size 1) does; returns the worker's answers. The record
+    shape is Lambda's SQS event (AWS Lambda developer guide, "Using Lambda with Amazon SQS")."""
+    answers = []
+    while True:
+        received = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=1, WaitTimeSeconds=0)
+        messages = received.get("Messages", [])
+        if not messages:
+            return answers
+        [message] = messages
+        record = {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": {},
+            "messageAttributes": {},
+            "md5OfBody": message["MD5OfBody"],
+            "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:" + queue_url.rsplit("/", 1)[-1],
+            "awsRegion": "us-east-1",
+        }
+        answer = invoke("worker", {"Records": [record]})
+        answers.append(answer)
+        if not answer["batchItemFailures"]:
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])

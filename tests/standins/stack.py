@@ -33,6 +33,7 @@ CONFIG_PARAMETER = "/teleport-argocd/config"
 KUBECONFIG_SECRET = "teleport-argocd/argocd-kubeconfig"
 STATE_TABLE = "teleport-argocd-state"
 IDEMPOTENCY_TABLE = "teleport-argocd-idempotency"
+OUTPUT_RUNS_QUEUE = "teleport-argocd-output-runs"
 
 DEMO_CLUSTERS: dict[str, dict[str, str]] = {
     "prod-us-east": {"env": "prod", "team": "payments"},
@@ -62,6 +63,8 @@ class LocalStack:
     clusters: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: dict(DEMO_CLUSTERS))
     outputs: Sequence[Mapping[str, Any]] = field(default_factory=default_outputs)
     lease_seconds: int = 360
+    # Scheduled runs queued one per output for the worker function, as template.yaml wires them.
+    fan_out: bool = False
     kube_latency: float = 0.0  # seconds per Kubernetes request, as a real API server's round trip
     aws: MotoServer = field(default_factory=MotoServer)
     sts: MotoServer = field(default_factory=lambda: MotoServer(signing=True))
@@ -125,6 +128,8 @@ class LocalStack:
             Name=KUBECONFIG_SECRET, SecretString=self.kubeconfig()
         )
         self.put_config(self.outputs)
+        if self.fan_out:
+            self.aws.client("sqs").create_queue(QueueName=OUTPUT_RUNS_QUEUE)
 
     def put_config(self, outputs: Sequence[Mapping[str, Any]]) -> None:
         assert self.teleport is not None
@@ -182,7 +187,12 @@ class LocalStack:
             "POWERTOOLS_SERVICE_NAME": "teleport-argocd",
             "POWERTOOLS_METRICS_NAMESPACE": "TeleportArgoCD",
             "POWERTOOLS_TRACE_DISABLED": "true",
+            **({"OUTPUT_RUNS_QUEUE": self.queue_url} if self.fan_out else {}),
         }
+
+    @property
+    def queue_url(self) -> str:
+        return f"{self.aws.endpoint}/{ACCOUNT_ID}/{OUTPUT_RUNS_QUEUE}"
 
     @contextmanager
     def environment(self) -> Iterator[None]:

@@ -126,6 +126,17 @@ class RenderError(TeleportArgoCDError):
     """Raised when a cluster Secret cannot be rendered (no CA, a value Kubernetes would refuse)."""
 
 
+# -- fan-out -------------------------------------------------------------------
+
+
+class FanOutError(TeleportArgoCDError):
+    """Raised when the schedule cannot queue one run per output (SQS refused the messages)."""
+
+
+class MalformedRunMessage(TeleportArgoCDError):
+    """Raised when a queued run cannot be read: not one the schedule wrote."""
+
+
 # -- state ---------------------------------------------------------------------
 
 

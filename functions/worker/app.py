@@ -1,0 +1,54 @@
+"""One output's scheduled run, taken from the queue the schedule fills (teleport_argocd.fanout).
+
+Batch size 1 in the template: one invocation, one output. A malformed message is dropped (it
+can never succeed); a run that crashed is reported as a batch item failure, so SQS delivers it
+again and, after the queue's maxReceiveCount, moves it to the failed-invocations queue.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from teleport_argocd import fanout, logs
+from teleport_argocd.errors import MalformedRunMessage, NotConfigured, UnknownOutput
+from teleport_argocd.metrics import record_metrics
+from teleport_argocd.runtime import open_runtime
+
+logger = Logger()
+# The core logs through the standard library; give it the same JSON format and correlation id.
+copy_config_to_registered_loggers(source_logger=logger, include={"teleport_argocd"})
+logs.configure(logger.log_level)  # our loggers only: libraries log credentials at DEBUG
+tracer = Tracer()
+metrics = Metrics()
+session = boto3.Session()  # reused across warm invocations
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    failures = []
+    for record in event.get("Records", []):
+        try:
+            run(record["body"])
+        except (MalformedRunMessage, UnknownOutput, NotConfigured) as exc:
+            # Retrying cannot help: an unreadable message, or an output removed since it was queued.
+            logger.warning("dropping queued run", extra={"reason": str(exc)})
+            metrics.add_metric("RunsDropped", "Count", 1)
+        except Exception:
+            logger.exception("queued run crashed; SQS will deliver it again")
+            failures.append({"itemIdentifier": record["messageId"]})
+    return {"batchItemFailures": failures}
+
+
+def run(body: str) -> None:
+    name, trigger = fanout.parse(body)
+    with open_runtime(session=session) as runtime:
+        outputs = runtime.outputs([name])
+        reports = runtime.reconcile(outputs, trigger)
+        record_metrics(reports, metrics.add_metric, runtime.clock(), runtime.earliest_expiry(outputs))

@@ -1,0 +1,75 @@
+"""Scheduled runs fan out through SQS, one message per output, to the worker function."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from standins.handlers import drain_runs, event, invoke, unload_handlers
+from standins.stack import ARGOCD_NAMESPACE, LocalStack, default_outputs
+from teleport_argocd import fanout
+from teleport_argocd.argocd import secret_name
+from teleport_argocd.errors import MalformedRunMessage
+from teleport_argocd.plan import Renewal
+
+
+@pytest.fixture
+def stack() -> Iterator[LocalStack]:
+    second = {**default_outputs()[0], "name": "platform", "secret_name_prefix": "platform"}
+    second["selectors"] = [{"labels": {"team": "payments"}}]
+    with LocalStack(fan_out=True, outputs=[*default_outputs(), second]) as stack, stack.environment():
+        unload_handlers()
+        yield stack
+
+
+def test_the_schedule_queues_one_run_per_output_and_the_worker_runs_each(stack: LocalStack) -> None:
+    assert stack.kube is not None
+    result = invoke("renew", event("schedule.json"))
+    assert result == {"status": "queued", "outputs": 2}
+    assert not stack.kube.requests  # the schedule itself writes nothing
+
+    answers = drain_runs(stack.queue_url, stack.aws.client("sqs"))
+
+    assert answers == [{"batchItemFailures": []}, {"batchItemFailures": []}]
+    written = {
+        (prefix, cluster)
+        for prefix in ("teleport.argocd-cluster", "platform")
+        for cluster in ("prod-us-east", "prod-eu-west", "dev-sandbox")
+        if stack.kube.secret(ARGOCD_NAMESPACE, secret_name(prefix, "root", cluster))
+    }
+    assert written == {
+        ("teleport.argocd-cluster", "prod-us-east"),
+        ("teleport.argocd-cluster", "prod-eu-west"),
+        ("platform", "prod-us-east"),
+        ("platform", "dev-sandbox"),
+    }
+
+
+def test_discovery_queues_runs_that_write_only_what_changed(stack: LocalStack) -> None:
+    invoke("renew", event("schedule.json"))
+    drain_runs(stack.queue_url, stack.aws.client("sqs"))
+    assert stack.kube is not None and stack.teleport is not None
+    writes = len(stack.kube.requests)
+    stack.teleport.add_kube_cluster("agent-enrolled", labels={"env": "prod", "team": "platform"})
+
+    invoke("renew", {**event("schedule.json"), "trigger": "discovery"})
+    drain_runs(stack.queue_url, stack.aws.client("sqs"))
+
+    new = [r for r in stack.kube.requests[writes:] if r.verb != "get"]
+    assert [r.verb for r in new] == ["create"]
+
+
+def test_a_queued_run_names_its_output_and_renewal() -> None:
+    name, trigger = fanout.parse(
+        '{"output": "production", "kind": "discovery", "reason": "tick", "renew": "none"}'
+    )
+    assert (name, trigger.kind, trigger.scope.renew) == ("production", "discovery", Renewal.NONE)
+    for body in (
+        "",
+        "[]",
+        '{"output": "x"}',
+        '{"output": "x", "kind": "k", "reason": "r", "renew": "sometimes"}',
+    ):
+        with pytest.raises(MalformedRunMessage):
+            fanout.parse(body)
