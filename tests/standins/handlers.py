@@ -64,7 +64,7 @@ def drain_runs(queue_url: str, sqs: Any) -> list[Any]:
     """Deliver every queued output run to the worker function, one message per invocation, as the
     template's SQS event source (batch size 1) does; returns the worker's answers. The record
     shape is Lambda's SQS event (AWS Lambda developer guide, "Using Lambda with Amazon SQS")."""
-    answers = []
+    answers: list[Any] = []
     while True:
         received = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=1, WaitTimeSeconds=0)
         messages = received.get("Messages", [])
