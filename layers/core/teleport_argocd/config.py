@@ -149,10 +149,11 @@ def load_config(source: str | Mapping[str, Any], env: Mapping[str, str] | None =
     destinations an output may name; unset or empty, any destination is accepted (local runs).
     Raises ConfigError listing every problem found, and nothing else whatever the input.
     """
-    document = _read_yaml(source) if isinstance(source, str) else source
     loader = _Loader(os.environ if env is None else env)
     try:
-        config = loader.config(document)
+        config = loader.config(_read_yaml(source) if isinstance(source, str) else source)
+    except ConfigError:
+        raise
     except Exception as exc:  # a shape no rule foresaw is still a listed problem, not a crash
         # Only the type: the message of an unforeseen error could quote a value of the document.
         loader.problem("", f"the configuration could not be validated ({type(exc).__name__})")
@@ -275,8 +276,6 @@ def _read_yaml(text: str) -> Any:
             loader.dispose()
     except yaml.YAMLError as exc:
         raise ConfigError([_yaml_problem(exc)]) from None
-    except RecursionError:  # unreachable below MAX_DEPTH; kept so no input escapes as a crash
-        raise ConfigError([ConfigProblem("", f"nested deeper than {MAX_DEPTH} levels")]) from None
     if node is None:
         return None
     builder = _Builder(loader)
