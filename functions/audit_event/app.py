@@ -27,7 +27,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ConfigDict, Field
 
 from teleport_argocd import logs
-from teleport_argocd.errors import ClusterNotListed
+from teleport_argocd.errors import ClusterNotListed, MalformedEvent, NotConfigured
+from teleport_argocd.ingest import check_bounds
 from teleport_argocd.metrics import record_metrics
 from teleport_argocd.runtime import open_runtime
 from teleport_argocd.triggers import REACTED_EVENTS
@@ -66,6 +67,13 @@ class AuditEnvelope(EventBridgeModel):
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
+        # Before anything copies or validates it: a hostile nesting must not reach a recursion limit.
+        check_bounds(event.get("detail") if isinstance(event, dict) else event)
+    except MalformedEvent as exc:
+        logger.warning("dropping oversized audit event", extra={"problems": [str(exc)]})
+        metrics.add_metric("EventsDropped", "Count", 1)
+        return {"status": "dropped", "reason": "malformed", "problems": [str(exc)]}
+    try:
         parsed = parse(event=event, model=AuditEnvelope)
     except ValidationError as exc:
         problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
@@ -77,7 +85,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         metrics.add_metric("EventsDropped", "Count", 1)
         return {"status": "dropped", "reason": f"irrelevant event type {parsed.detail.event}"}
     idempotency.register_lambda_context(context)
-    return process(event=event)
+    try:
+        return process(event=event)
+    except NotConfigured as exc:  # a fresh deploy: nothing to reconcile yet, nothing to retry
+        logger.info(str(exc))
+        return {"status": "not configured"}
 
 
 @idempotent_function(data_keyword_argument="event", config=idempotency, persistence_store=persistence)

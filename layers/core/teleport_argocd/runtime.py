@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import boto3
-from aws_lambda_powertools.utilities import parameters
+from botocore.exceptions import BotoCoreError, ClientError
 
 from teleport_argocd import teleport
 from teleport_argocd.config import Config, Destination, OutputConfig, load_config
@@ -71,14 +71,15 @@ def load_config_from_ssm(name: str, session: boto3.Session, env: Mapping[str, st
     Read once per invocation through this invocation's session: a change takes effect on
     the next trigger, with no cache to wait out.
     """
+    # The client directly rather than Powertools' SSMProvider: its GetParameterError hides whether
+    # the parameter is missing (a fresh deploy, see NotConfigured) or unreadable (a failure).
     client = session.client("ssm")
-    provider = parameters.SSMProvider(boto3_client=client)
     try:
-        text = provider.get(name, decrypt=True, max_age=0)
-    except parameters.exceptions.GetParameterError as exc:
-        if isinstance(exc.__cause__, client.exceptions.ParameterNotFound):
-            raise NotConfigured(f"configuration parameter {name} does not exist yet") from None
-        raise
+        text = client.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+    except client.exceptions.ParameterNotFound:
+        raise NotConfigured(f"configuration parameter {name} does not exist yet") from None
+    except (ClientError, BotoCoreError) as exc:
+        raise ConfigError([ConfigProblem(name, f"cannot read the configuration parameter: {exc}")]) from None
     return load_config(str(text), env=env)
 
 

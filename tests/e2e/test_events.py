@@ -1,0 +1,136 @@
+"""End to end: registration within minutes for every way a cluster joins Teleport.
+
+A dynamic `kube_cluster` emits `kube.create` before its agent heartbeats it (reference
+teleport-events.md, "Which enrolment emits what"); an agent-enrolled cluster emits nothing
+and is found by the discovery schedule.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from standins.handlers import event, invoke, unload_handlers
+from standins.stack import ARGOCD_NAMESPACE, CONFIG_PARAMETER, STATE_TABLE, LocalStack
+from teleport_argocd.argocd import secret_name
+from teleport_argocd.errors import ClusterNotListed
+from teleport_argocd.runtime import KEEPER
+from teleport_argocd.state import StateStore
+
+
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
+    with LocalStack() as stack, stack.environment():
+        monkeypatch.setenv("EVENT_LISTING_WAIT_SECONDS", "4")
+        unload_handlers()
+        yield stack
+
+
+def kube_event(name: str, labels: dict[str, str], event_type: str = "kube.create") -> dict[str, Any]:
+    payload = copy.deepcopy(event("kube_create.json"))
+    payload["detail-type"] = event_type
+    payload["detail"].update(event=event_type, uid=str(uuid.uuid4()), name=name, kube_labels=labels)
+    return payload
+
+
+def secret(stack: LocalStack, cluster: str) -> dict[str, Any] | None:
+    assert stack.kube is not None
+    return stack.kube.secret(ARGOCD_NAMESPACE, secret_name("teleport.argocd-cluster", "root", cluster))
+
+
+def kube_writes(stack: LocalStack) -> list[Any]:
+    assert stack.kube is not None
+    return [r for r in stack.kube.requests if r.verb in ("create", "update", "patch", "delete")]
+
+
+def test_an_event_that_arrives_before_its_cluster_is_listed_waits_for_it(stack: LocalStack) -> None:
+    assert stack.teleport is not None
+    invoke("renew", event("schedule.json"))
+    before = len(kube_writes(stack))
+    labels = {"env": "prod", "team": "platform"}
+    heartbeat = threading.Timer(1.5, stack.teleport.add_kube_cluster, ("late-prod",), {"labels": labels})
+    heartbeat.start()
+
+    result = invoke("audit_event", kube_event("late-prod", labels))
+
+    heartbeat.join()
+    assert [(c["kube_cluster"], c["action"]) for c in result["outputs"][0]["clusters"]] == [
+        ("late-prod", "created")
+    ]
+    assert secret(stack, "late-prod") is not None
+    assert len(kube_writes(stack)) == before + 1  # that cluster alone
+
+
+def test_an_event_whose_cluster_never_appears_fails_for_a_retry_which_then_registers_it(
+    stack: LocalStack,
+) -> None:
+    assert stack.teleport is not None
+    payload = kube_event("slow-prod", {"env": "prod"})
+
+    with pytest.raises(ClusterNotListed, match="slow-prod"):
+        invoke("audit_event", payload)  # Lambda retries a failed asynchronous invocation
+
+    runs = StateStore(STATE_TABLE, client=stack.aws.client("dynamodb")).runs("production", limit=1)
+    assert "slow-prod" in runs[0].errors[0]
+    stack.teleport.add_kube_cluster("slow-prod", labels={"env": "prod"})
+    retried = invoke("audit_event", payload)  # the same event: idempotency let the retry through
+    assert retried["outputs"][0]["clusters"][0]["action"] == "created"
+
+
+def test_an_agent_enrolled_cluster_without_any_event_is_registered_by_discovery(stack: LocalStack) -> None:
+    assert stack.teleport is not None
+    invoke("renew", event("schedule.json"))
+    quiet = invoke("renew", event("discovery.json"))
+    assert quiet["outputs"][0]["status"] == "idle"
+    before = len(kube_writes(stack))
+    stack.teleport.add_kube_cluster("agent-prod", labels={"env": "prod"})  # heartbeats only, no event
+
+    found = invoke("renew", event("discovery.json"))
+
+    assert [(c["kube_cluster"], c["action"]) for c in found["outputs"][0]["clusters"]] == [
+        ("agent-prod", "created")
+    ]
+    assert len(kube_writes(stack)) == before + 1
+
+
+def test_warm_invocations_keep_one_bot_instance(stack: LocalStack) -> None:
+    assert stack.teleport is not None
+    # The keeper lives as long as the process, like a warm execution environment; earlier tests'
+    # stacks count in its joins too.
+    joins_before = KEEPER.joins_in_last_hour(datetime.now(UTC))
+    for trigger in ("schedule.json", "discovery.json", "schedule.json", "discovery.json"):
+        invoke("renew", event(trigger))
+    invoke("reload", event("reload.json"))
+    status = invoke("reload", {"status_only": True})["status"]
+
+    assert len(stack.teleport.bot_instances()) == 1
+    assert status["teleport"]["bot_instance_id"] == stack.teleport.bot_instances()[0].id
+    assert status["teleport"]["joins_in_last_hour"] == joins_before + 1
+
+
+def test_an_event_nested_beyond_the_limit_is_dropped_not_retried(stack: LocalStack) -> None:
+    payload = kube_event("prod-us-east", {"env": "prod"})
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(500):
+        node["x"] = {}
+        node = node["x"]
+    payload["detail"]["extra"] = deep
+
+    result = invoke("audit_event", payload)
+
+    assert result["status"] == "dropped" and "deeper" in result["problems"][0]
+    assert kube_writes(stack) == []
+
+
+def test_before_the_configuration_exists_runs_end_quietly(stack: LocalStack) -> None:
+    stack.aws.client("ssm").delete_parameter(Name=CONFIG_PARAMETER)
+    assert invoke("renew", event("schedule.json")) == {"status": "not configured"}
+    assert invoke("audit_event", kube_event("prod-us-east", {"env": "prod"})) == {"status": "not configured"}
+    assert kube_writes(stack) == []
