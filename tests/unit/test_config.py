@@ -549,12 +549,12 @@ def test_destination_problems(destination: Any, path: str, message: str) -> None
         (
             {"secret_annotations": {"teleport.dev/bot-name": "me"}},
             'outputs[0].secret_annotations["teleport.dev/bot-name"]',
-            "teleport.dev/* and teleport-argocd annotations are set by teleport-argocd",
+            "tbot's teleport.dev/ annotations and ours are set by teleport-argocd",
         ),
         (
             {"secret_annotations": {VERSION_ANNOTATION: "1"}},
             f'outputs[0].secret_annotations["{VERSION_ANNOTATION}"]',
-            "teleport.dev/* and teleport-argocd annotations are set by teleport-argocd",
+            "tbot's teleport.dev/ annotations and ours are set by teleport-argocd",
         ),
         (
             {"secret_annotations": {"a/b/c": "x"}},
@@ -1120,3 +1120,25 @@ def test_two_outputs_writing_the_same_secrets_are_refused() -> None:
 )
 def test_outputs_writing_different_secrets(second: dict[str, Any]) -> None:
     assert len(load_config(_two_outputs(**second), env=ENV).outputs) == 2
+
+
+@pytest.mark.parametrize(
+    "text", ["{{len .Labels.team}}", "{{index .Labels.team 0}}", '{{ .Labels.team | printf "%.3s" }}']
+)
+def test_label_and_annotation_templates_that_need_real_labels_are_accepted(text: str) -> None:
+    """tbot executes only the cluster name template at load; these fail on an empty map and work on
+    every cluster that has the label, so refusing them at load would refuse valid tbot configurations."""
+    document = {
+        "teleport": {"proxy_addr": "teleport.example.com", "join_token": "t"},
+        "destination": {"eks": {"cluster_name": "argocd", "region": "eu-west-1"}},
+        "outputs": [
+            {
+                "type": "kubernetes/argo-cd",
+                "selectors": [{"labels": {"env": "prod"}}],
+                "secret_labels": {"team-size": text},
+                "secret_annotations": {"example.com/team": text},
+            }
+        ],
+    }
+    [output] = load_config(document, env={}).outputs
+    assert output.secret_annotations["example.com/team"] == text

@@ -721,7 +721,7 @@ class _Loader:
 
     def cluster_name_template(self, value: Any, path: str) -> str:
         text = self.string(value, path) or DEFAULT_CLUSTER_NAME_TEMPLATE
-        template = self.template(text, path)
+        template = self.template(text, path, execute=True)
         if template is not None and "KubeName" not in template.fields_used:
             self.problem(
                 path, "must use {{.KubeName}}: without it every cluster gets the same Argo CD cluster name"
@@ -737,22 +737,30 @@ class _Loader:
         if template is None:
             return
         # Fill every variable with "a": what remains invalid is in the static text and always will be.
-        sample = template.render(ClusterName="a", KubeName="a", Labels=_AnyLabel())
+        try:
+            sample = template.render(ClusterName="a", KubeName="a", Labels=_AnyLabel())
+        except gotemplate.TemplateError:
+            return  # depends on the real labels (e.g. an index past "a"): judged per cluster at render
         if problem := k8snames.label_value_problem(sample):
             self.problem(path, f"invalid label value {text!r}: {problem}")
 
     def secret_annotation(self, key: str, text: str, path: str) -> None:
         if argocd.is_reserved_annotation(key):
-            self.problem(path, "teleport.dev/* and teleport-argocd annotations are set by teleport-argocd")
+            self.problem(path, "tbot's teleport.dev/ annotations and ours are set by teleport-argocd")
         elif problem := k8snames.qualified_name_problem(key):
             self.problem(path, f"invalid annotation key: {problem}")
         self.template(text, path)
 
-    def template(self, text: str, path: str) -> gotemplate.Template | None:
-        """Parse and evaluate with empty values, as tbot does, so unknown fields fail here."""
+    def template(self, text: str, path: str, *, execute: bool = False) -> gotemplate.Template | None:
+        """Parse, and with `execute` evaluate with empty values as tbot does for the cluster name
+        template, so unknown fields fail here. Labels and annotations are only parsed: a template
+        such as `{{len .Labels.team}}` fails on an empty map and works on every real cluster."""
         try:
             template = gotemplate.parse(text)
-            template.render()
+            if execute:
+                template.render()
+            elif template.fields_used - _TEMPLATE_FIELDS:  # fails on every cluster: say so with Go's words
+                template.render(ClusterName="a", KubeName="a", Labels=_AnyLabel())
         except gotemplate.TemplateError as exc:
             self.problem(path, f"invalid template: {exc}")
             return None
@@ -902,6 +910,10 @@ class _Loader:
             self.problem(path, "must be from 0 to 1")
             return None
         return float(value)
+
+
+# The fields tbot's templates see (argocd.py renders with these).
+_TEMPLATE_FIELDS = frozenset({"ClusterName", "KubeName", "Labels"})
 
 
 class _AnyLabel(Mapping[str, str]):
