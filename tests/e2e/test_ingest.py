@@ -19,7 +19,7 @@ import pytest
 
 from standins.aws import REGION, MotoServer
 from standins.handlers import LambdaContext, event, load_handler, unload_handlers
-from standins.template import load_template
+from standins.template import audit_rule, load_template
 from teleport_argocd.triggers import REACTED_EVENTS
 
 BUS = "teleport-audit"
@@ -29,26 +29,6 @@ BUS = "teleport-audit"
 def moto() -> Iterator[MotoServer]:
     with MotoServer() as server:
         yield server
-
-
-def template_default(template: dict[str, Any], value: Any) -> Any:
-    """Resolve `!Ref Parameter` to the parameter's default, as a deploy with defaults would."""
-    if isinstance(value, dict) and set(value) == {"Ref"}:
-        return template["Parameters"][value["Ref"]]["Default"]
-    if isinstance(value, dict):
-        return {k: template_default(template, v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [template_default(template, v) for v in value]
-    return value
-
-
-def audit_rule() -> dict[str, Any]:
-    template = load_template()
-    rule = template["Resources"]["AuditEventFunction"]["Properties"]["Events"]["TeleportAudit"]["Properties"]
-    return {
-        "pattern": template_default(template, rule["Pattern"]),
-        "source": template_default(template, {"Ref": "AuditEventSource"}),
-    }
 
 
 class Bus:

@@ -86,3 +86,17 @@ def drain_runs(queue_url: str, sqs: Any) -> list[Any]:
         answers.append(answer)
         if not answer["batchItemFailures"]:
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def deliver_audit_events(queue_url: str, sqs: Any) -> list[Any]:
+    """Hand every event the audit rule matched to the audit function, as EventBridge would invoke
+    it; returns the function's answers. The rule's target here is a queue holding the envelopes."""
+    answers: list[Any] = []
+    while True:
+        received = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        messages = received.get("Messages", [])
+        if not messages:
+            return answers
+        for message in messages:
+            answers.append(invoke("audit_event", json.loads(message["Body"])))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])

@@ -22,7 +22,7 @@ import yaml
 from standins.aws import ACCOUNT_ID, REGION, AwsCredentials, MotoServer, lambda_role_credentials
 from standins.kubeapi import KubeApiServer
 from standins.teleport import TeleportStandin
-from standins.template import create_tables
+from standins.template import audit_rule, create_tables
 
 ROLE_NAME = "teleport-argocd-RenewFunctionRole"
 JOIN_TOKEN = "teleport-argocd-iam"
@@ -34,6 +34,7 @@ KUBECONFIG_SECRET = "teleport-argocd/argocd-kubeconfig"
 STATE_TABLE = "teleport-argocd-state"
 IDEMPOTENCY_TABLE = "teleport-argocd-idempotency"
 OUTPUT_RUNS_QUEUE = "teleport-argocd-output-runs"
+AUDIT_RULE_QUEUE = "teleport-argocd-audit-rule"
 
 DEMO_CLUSTERS: dict[str, dict[str, str]] = {
     "prod-us-east": {"env": "prod", "team": "payments"},
@@ -65,6 +66,9 @@ class LocalStack:
     lease_seconds: int = 360
     # Scheduled runs queued one per output for the worker function, as template.yaml wires them.
     fan_out: bool = False
+    # The audit bus with the template's rule, delivering to a queue the caller drains into the
+    # audit function (moto cannot invoke a function: the rule's target here is SQS).
+    audit_bus: bool = False
     kube_latency: float = 0.0  # seconds per Kubernetes request, as a real API server's round trip
     aws: MotoServer = field(default_factory=MotoServer)
     sts: MotoServer = field(default_factory=lambda: MotoServer(signing=True))
@@ -130,6 +134,23 @@ class LocalStack:
         self.put_config(self.outputs)
         if self.fan_out:
             self.aws.client("sqs").create_queue(QueueName=OUTPUT_RUNS_QUEUE)
+        if self.audit_bus:
+            self._create_audit_bus()
+
+    def _create_audit_bus(self) -> None:
+        rule = audit_rule()
+        events, sqs = self.aws.client("events"), self.aws.client("sqs")
+        events.create_event_bus(Name=rule["bus"])
+        sqs.create_queue(QueueName=AUDIT_RULE_QUEUE)
+        arn = sqs.get_queue_attributes(QueueUrl=self.audit_queue_url, AttributeNames=["QueueArn"])
+        events.put_rule(
+            Name="teleport-audit", EventBusName=rule["bus"], EventPattern=json.dumps(rule["pattern"])
+        )
+        events.put_targets(
+            Rule="teleport-audit",
+            EventBusName=rule["bus"],
+            Targets=[{"Id": "audit", "Arn": arn["Attributes"]["QueueArn"]}],
+        )
 
     def put_config(self, outputs: Sequence[Mapping[str, Any]]) -> None:
         assert self.teleport is not None
@@ -188,7 +209,16 @@ class LocalStack:
             "POWERTOOLS_METRICS_NAMESPACE": "TeleportArgoCD",
             "POWERTOOLS_TRACE_DISABLED": "true",
             **({"OUTPUT_RUNS_QUEUE": self.queue_url} if self.fan_out else {}),
+            **(
+                {"EVENT_BUS_NAME": audit_rule()["bus"], "EVENT_SOURCE": audit_rule()["source"]}
+                if self.audit_bus
+                else {}
+            ),
         }
+
+    @property
+    def audit_queue_url(self) -> str:
+        return f"{self.aws.endpoint}/{ACCOUNT_ID}/{AUDIT_RULE_QUEUE}"
 
     @property
     def queue_url(self) -> str:

@@ -1,4 +1,4 @@
-"""Reads template.yaml so the local stack creates its tables exactly as the template declares them."""
+"""Reads template.yaml so the local stack creates its tables and audit rule as the template declares."""
 
 from __future__ import annotations
 
@@ -48,3 +48,25 @@ def create_tables(dynamodb: Any, names: dict[str, str], template: dict[str, Any]
                 TableName=table_name,
                 TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]},
             )
+
+
+def template_default(template: dict[str, Any], value: Any) -> Any:
+    """Resolve `!Ref Parameter` to the parameter's default, as a deploy with defaults would."""
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        return template["Parameters"][value["Ref"]]["Default"]
+    if isinstance(value, dict):
+        return {k: template_default(template, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [template_default(template, v) for v in value]
+    return value
+
+
+def audit_rule(template: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The audit function's EventBridge rule: its event pattern and the source, at the defaults."""
+    template = template or load_template()
+    rule = template["Resources"]["AuditEventFunction"]["Properties"]["Events"]["TeleportAudit"]["Properties"]
+    return {
+        "pattern": template_default(template, rule["Pattern"]),
+        "source": template_default(template, {"Ref": "AuditEventSource"}),
+        "bus": template_default(template, {"Ref": "AuditEventBusName"}),
+    }
