@@ -185,7 +185,7 @@ def test_expired_lease_is_taken_over(store: StateStore, clock: Clock) -> None:
 
     lease = store.try_acquire("main", run_id="run-3", duration=LEASE, reason="schedule")
 
-    assert lease == Lease("main", "run-3", clock.now + LEASE)
+    assert lease == Lease("main", "run-3", clock.now + LEASE, taken_over=True)
     status = store.lease_status("main")
     assert (status["holder"], status["pending"]) == ("run-3", False)  # run-3 covers run-2's trigger
     # The old holder wakes up: it can neither release nor extend the new holder's lease.
@@ -254,7 +254,7 @@ def test_acquire_retries_when_lease_is_released_between_writes(
     lease = contender.try_acquire("main", run_id="run-2", duration=LEASE, reason="manual")
 
     # taken: lost; pending (with reason, then without): no live holder; taken: won.
-    assert lease == Lease("main", "run-2", T0 + LEASE)
+    assert lease == Lease("main", "run-2", T0 + LEASE, previous_finished=T0)
     assert contender.writes == 4
     assert store.lease_status("main")["pending"] is False
 

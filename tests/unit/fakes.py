@@ -41,6 +41,8 @@ class FakeState:
     regs: dict[tuple[str, str, str], Registration] = field(default_factory=dict)
     runs: list[RunRecord] = field(default_factory=list)
     writes: int = 0
+    reads: int = 0
+    last_finished: datetime | None = None
 
     def try_acquire(self, output: str, *, run_id: str, duration: timedelta, reason: str) -> Lease | None:
         self.writes += 1
@@ -48,7 +50,7 @@ class FakeState:
             self.pending += 1
             return None
         self.holder = run_id
-        return Lease(output, run_id, T0 + duration)
+        return Lease(output, run_id, T0 + duration, previous_finished=self.last_finished)
 
     def extend(self, lease: Lease, duration: timedelta) -> Lease:
         self.writes += 1
@@ -63,6 +65,7 @@ class FakeState:
         return False
 
     def registrations(self, output: str) -> list[Registration]:
+        self.reads += 1
         return [r for (o, _, _), r in sorted(self.regs.items()) if o == output]
 
     def put_registrations(self, registrations: Sequence[Registration]) -> None:

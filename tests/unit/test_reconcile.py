@@ -309,3 +309,14 @@ def test_a_secret_replaced_since_we_wrote_it_is_never_pruned() -> None:
     assert name in store.secrets
     reg = next(r for r in state.regs.values() if r.kube_cluster == "c")
     assert reg.deleted_at is None and reg.version is not None and reg.last_error
+
+
+def test_a_run_reads_the_registry_once_unless_another_run_finished_since() -> None:
+    clock = Clock()
+    rec, state, _store, _ = reconciler(PROD, clock)
+    rec.run(output(), FORCED)
+    assert state.reads == 1
+    state.reads = 0
+    state.last_finished = clock() + timedelta(seconds=1)  # a run released the lease after our read
+    rec.run(output(), FORCED)
+    assert state.reads == 2

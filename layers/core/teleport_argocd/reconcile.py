@@ -222,6 +222,7 @@ class Reconciler:
         report.started = self.clock()
         try:
             listing = self._list(output, trigger)
+            read_at = self.clock()
             decided = self._plan(output, trigger.scope, listing)
         except TeleportArgoCDError as exc:
             self._fail(report, exc)
@@ -237,7 +238,7 @@ class Reconciler:
             self._report_plan(report, decided, listing)
             report.finished = self.clock()
             return report
-        return self._apply_under_lease(output, trigger, report, listing)
+        return self._apply_under_lease(output, trigger, report, listing, decided, read_at)
 
     def close(self) -> None:
         """Drop the Teleport connection (the caller owns closing the session itself)."""
@@ -321,7 +322,13 @@ class Reconciler:
     # -- applying -------------------------------------------------------------------------
 
     def _apply_under_lease(
-        self, output: OutputConfig, trigger: Trigger, report: OutputReport, listing: _Listing
+        self,
+        output: OutputConfig,
+        trigger: Trigger,
+        report: OutputReport,
+        listing: _Listing,
+        decided: Plan,
+        read_at: datetime,
     ) -> OutputReport:
         run_id = uuid.uuid4().hex
         report.run_id = run_id
@@ -333,6 +340,9 @@ class Reconciler:
             report.status = "queued"
             return report
         scope = trigger.scope
+        planned: Plan | None = decided
+        if lease.taken_over or (lease.previous_finished is not None and lease.previous_finished >= read_at):
+            planned = None  # another run wrote the registry after we read it: plan again under the lease
         try:
             while True:
                 report.passes += 1
@@ -342,7 +352,8 @@ class Reconciler:
                         scope = Scope(renew=Renewal.DUE)
                         report.started = self.clock()
                         listing = self._list(output, replace(trigger, scope=scope))
-                    lease = self._one_pass(output, report, lease, scope, listing)
+                        planned = None
+                    lease = self._one_pass(output, report, lease, scope, listing, planned)
                 except TeleportArgoCDError as exc:
                     self._fail(report, exc)
                     self._record_run(output, report)
@@ -358,13 +369,19 @@ class Reconciler:
         return report
 
     def _one_pass(
-        self, output: OutputConfig, report: OutputReport, lease: Lease, scope: Scope, listing: _Listing
+        self,
+        output: OutputConfig,
+        report: OutputReport,
+        lease: Lease,
+        scope: Scope,
+        listing: _Listing,
+        planned: Plan | None,
     ) -> Lease:
         report.clusters.clear()
         report.errors[:] = listing.errors
         report.status = "completed"
         report.cert_expires = listing.identity.expires
-        decided = self._plan(output, scope, listing)  # the registry as of now, under the lease
+        decided = planned or self._plan(output, scope, listing)
         now = self.clock()
         records: list[Registration] = []
         for step in decided.steps:
@@ -410,9 +427,13 @@ class Reconciler:
                 done, pending = wait(pending, timeout=extend_every, return_when=FIRST_COMPLETED)
                 for future in done:
                     buffer.append(self._outcome(output, futures[future], future, identity, report))
-                if len(buffer) >= FLUSH_EVERY or not pending:
+                if not pending:
                     self.state.put_registrations(buffer)
                     buffer = []
+                elif len(buffer) >= FLUSH_EVERY:  # whole batches only; the rest waits for more results
+                    full = len(buffer) - len(buffer) % FLUSH_EVERY
+                    self.state.put_registrations(buffer[:full])
+                    buffer = buffer[full:]
                 if time.monotonic() - renewed_at >= extend_every:
                     lease = self.state.extend(lease, self.lease_duration)
                     renewed_at = time.monotonic()

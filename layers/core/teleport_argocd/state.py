@@ -49,7 +49,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import islice
@@ -91,11 +91,18 @@ def utcnow() -> datetime:
 
 @dataclass(frozen=True)
 class Lease:
-    """The right to run one output until `expires_at`, held by `run_id`."""
+    """The right to run one output until `expires_at`, held by `run_id`.
+
+    `taken_over` (from a holder presumed dead) and `previous_finished` (when the last run
+    released it) tell a run whether the registrations it read before taking the lease may have
+    changed since: every registration is written under the lease.
+    """
 
     output: str
     run_id: str
     expires_at: datetime
+    taken_over: bool = False
+    previous_finished: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -162,7 +169,7 @@ class StateStore:
         for _ in range(_ACQUIRE_ATTEMPTS):
             now = self._clock()
             expires = now + duration
-            taken = self._write(
+            old = self._write_returning_old(
                 "update_item",
                 Key=_key(output, _LEASE),
                 UpdateExpression=(
@@ -181,8 +188,14 @@ class StateStore:
                     ":now": _n(_epoch(now)),
                 },
             )
-            if taken:
-                return Lease(output, run_id, expires)
+            if old is not None:
+                return Lease(
+                    output,
+                    run_id,
+                    expires,
+                    taken_over=_str(old, "holder") not in (None, run_id),
+                    previous_finished=_time(old, "last_finished"),
+                )
             if self._mark_pending(output, reason, now):
                 return None
             # The holder released or expired between our two writes: try to take it again.
@@ -271,7 +284,7 @@ class StateStore:
             },
         ):
             raise StateError(f"run {lease.run_id} lost the lease of output {lease.output!r}")
-        return Lease(lease.output, lease.run_id, expires)
+        return replace(lease, expires_at=expires)
 
     def lease_status(self, output: str) -> dict[str, Any]:
         """The lease item for a status report, JSON-ready (times as ISO strings).
@@ -395,6 +408,19 @@ class StateStore:
             return self._request(operation, **kwargs)
         except (ClientError, BotoCoreError) as exc:
             raise self._error(operation, exc) from exc
+
+    def _write_returning_old(self, operation: str, **kwargs: Any) -> dict[str, Any] | None:
+        """Issue one conditional write; the item as it was before it, or None when the condition failed."""
+        self.writes += 1
+        try:
+            response = self._request(operation, ReturnValues="ALL_OLD", **kwargs)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return None
+            raise self._error(operation, exc) from exc
+        except BotoCoreError as exc:
+            raise self._error(operation, exc) from exc
+        return dict(response.get("Attributes", {}))
 
     def _write(self, operation: str, **kwargs: Any) -> bool:
         """Issue one write request; False when its condition did not hold."""
