@@ -11,6 +11,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from standins.aws import ACCOUNT_ID
+
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
 
@@ -88,15 +90,19 @@ def drain_runs(queue_url: str, sqs: Any) -> list[Any]:
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
-def deliver_audit_events(queue_url: str, sqs: Any) -> list[Any]:
+def deliver_audit_events(queue_url: str, sqs: Any) -> list[tuple[dict[str, Any], Any]]:
     """Hand every event the audit rule matched to the audit function, as EventBridge would invoke
-    it; returns the function's answers. The rule's target here is a queue holding the envelopes."""
-    answers: list[Any] = []
+    it; returns (event, answer) pairs. The rule's target here is a queue holding the envelopes."""
+    answers: list[tuple[dict[str, Any], Any]] = []
     while True:
         received = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
         messages = received.get("Messages", [])
         if not messages:
             return answers
         for message in messages:
-            answers.append(invoke("audit_event", json.loads(message["Body"])))
+            envelope = json.loads(message["Body"])
+            # EventBridge's event structure always carries `account` (EventBridge user guide, "AWS
+            # service event metadata"); moto's SQS target leaves it out, so it is filled in here.
+            envelope.setdefault("account", ACCOUNT_ID)
+            answers.append((envelope, invoke("audit_event", envelope)))
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
