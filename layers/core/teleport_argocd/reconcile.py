@@ -221,9 +221,12 @@ class Reconciler:
         report.dry_run = trigger.dry_run
         report.started = self.clock()
         try:
-            listing = self._list(output, trigger)
+            # The registry and Teleport are independent reads: fetch them side by side.
             read_at = self.clock()
-            decided = self._plan(output, trigger.scope, listing)
+            with ThreadPoolExecutor(max_workers=1) as reader:
+                registry = reader.submit(self.state.registrations, output.name)
+                listing = self._list(output, trigger)
+                decided = self._plan(output, trigger.scope, listing, registry.result())
         except TeleportArgoCDError as exc:
             self._fail(report, exc)
             if not trigger.dry_run:
@@ -308,13 +311,20 @@ class Reconciler:
             delay = min(delay * 2, 15.0)
         return tuple(c for c in found.values() if any(matches(s, c) for s in output.selectors))
 
-    def _plan(self, output: OutputConfig, scope: Scope, listing: _Listing) -> Plan:
+    def _plan(
+        self,
+        output: OutputConfig,
+        scope: Scope,
+        listing: _Listing,
+        registry: list[Registration] | None = None,
+    ) -> Plan:
+        """Plan against `registry`, or against the registry as it is now."""
         return plan(
             output,
             teleport_cluster=self._teleport().teleport_cluster,
             rendered=listing.rendered,
             failures=listing.failures,
-            registrations=self.state.registrations(output.name),
+            registrations=self.state.registrations(output.name) if registry is None else registry,
             now=self.clock(),
             scope=scope,
         )
