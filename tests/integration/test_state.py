@@ -7,6 +7,7 @@ import json
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -501,3 +502,48 @@ def test_naive_times_are_rejected(table: str, dynamodb: Any) -> None:
 
     with pytest.raises(ValueError, match="timezone-aware"):
         store.try_acquire("main", run_id="r", duration=LEASE, reason="schedule")
+
+
+class CountingClient:
+    """The real client, counting requests by operation."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.calls: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.client, name)
+
+        def call(**kwargs: Any) -> Any:
+            self.calls[name] += 1
+            return method(**kwargs)
+
+        return call
+
+
+def test_a_warm_process_rereads_registrations_only_after_a_run_wrote_them(
+    table: str, dynamodb: Any, clock: Clock
+) -> None:
+    client = CountingClient(dynamodb)
+    store = StateStore(table, client=client, clock=clock)
+    lease = store.try_acquire("main", run_id="run-1", duration=LEASE, reason="schedule")
+    assert lease
+    store.put_registrations([registration("a")])
+    assert [r.kube_cluster for r in store.registrations("main")] == ["a"]  # held: always read
+    store.finish(lease)
+
+    store.registrations("main")
+    client.calls.clear()
+    again = store.registrations("main")
+    assert [r.kube_cluster for r in again] == ["a"]
+    assert client.calls == {"get_item": 1}  # the release stamp only
+
+    other = StateStore(table, client=dynamodb, clock=clock)  # another execution environment's run
+    lease = other.try_acquire("main", run_id="run-2", duration=LEASE, reason="schedule")
+    assert lease
+    other.put_registrations([registration("b")])
+    clock.advance(timedelta(seconds=1))
+    other.finish(lease)
+
+    assert [r.kube_cluster for r in store.registrations("main")] == ["a", "b"]
+    assert client.calls["query"] == 1

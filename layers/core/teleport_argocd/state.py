@@ -85,6 +85,11 @@ _TRUE = {"BOOL": True}
 _FALSE = {"BOOL": False}
 
 
+# What this process last read of each output's registrations, with the lease release it was
+# read after: (table, output) -> (release stamp, registrations). See `StateStore.registrations`.
+_REGISTRY: dict[tuple[str, str], tuple[str, tuple[Registration, ...]]] = {}
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -309,8 +314,34 @@ class StateStore:
     # -- registrations -----------------------------------------------------------
 
     def registrations(self, output: str) -> list[Registration]:
-        """Every registration of `output` (one Query, paged): a run reads them once."""
-        return [_registration(output, item) for item in self._query(output, "reg#")]
+        """Every registration of `output`: a run reads them once.
+
+        A warm execution environment keeps what it read last and checks it with one GetItem of
+        the lease item: registrations are only written under the lease and `finish` stamps the
+        release, so an unheld lease with the same release stamp means nothing was written since.
+        Otherwise one Query, paged (a thousand registrations are most of a megabyte).
+        """
+        stamp = self._release_stamp(output)  # read before the registrations, never after
+        key = (self._table, output)
+        cached = _REGISTRY.get(key)
+        if stamp is not None and cached is not None and cached[0] == stamp:
+            return list(cached[1])
+        registrations = [_registration(output, item) for item in self._query(output, "reg#")]
+        if stamp is not None:
+            _REGISTRY[key] = (stamp, tuple(registrations))
+        return registrations
+
+    def _release_stamp(self, output: str) -> str | None:
+        """The last release of an unheld lease (None while it is held or was never released)."""
+        item = self._read(
+            "get_item",
+            Key=_key(output, _LEASE),
+            ConsistentRead=True,
+            ProjectionExpression="holder, last_run_id, last_finished",
+        ).get("Item", {})
+        if "holder" in item or "last_finished" not in item:
+            return None
+        return f"{_str(item, 'last_run_id')}@{_str(item, 'last_finished')}"
 
     def put_registrations(self, registrations: Sequence[Registration]) -> None:
         """Store whole registrations, 25 to a `BatchWriteItem`, retrying what DynamoDB leaves unprocessed.
