@@ -213,7 +213,6 @@ class Reconciler:
     concurrency: int = 16
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     sleep: Callable[[float], None] = time.sleep
-    _connection: Connection | None = None
 
     def run(self, output: OutputConfig, trigger: Trigger) -> OutputReport:
         """Reconcile one output as far as `trigger` asks, or mark it pending if another run holds it."""
@@ -242,10 +241,6 @@ class Reconciler:
             report.finished = self.clock()
             return report
         return self._apply_under_lease(output, trigger, report, listing, decided, read_at)
-
-    def close(self) -> None:
-        """Drop the Teleport connection (the caller owns closing the session itself)."""
-        self._connection = None
 
     # -- listing and planning ---------------------------------------------------------
 
@@ -555,9 +550,7 @@ class Reconciler:
         )
 
     def _teleport(self) -> Connection:
-        if self._connection is None:
-            self._connection = self.connect_teleport()
-        return self._connection
+        return self.connect_teleport()  # the caller joins once per invocation and keeps it
 
 
 def _carry_out(store: SecretStoreLike, step: Step) -> WriteResultLike | bool:
