@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import copy
 import json
-from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
@@ -23,12 +22,6 @@ from standins.template import audit_rule, load_template
 from teleport_argocd.triggers import REACTED_EVENTS
 
 BUS = "teleport-audit"
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
 
 
 class Bus:

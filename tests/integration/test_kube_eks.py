@@ -28,12 +28,6 @@ GROUP = "teleport-argocd-writers"
 
 
 @pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def credentials(moto: MotoServer) -> AwsCredentials:
     return lambda_role_credentials(moto, role_name=ROLE, session="renew")
 

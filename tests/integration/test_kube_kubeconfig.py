@@ -24,12 +24,6 @@ from teleport_argocd.kubeconfig import kubeconfig_from_secret
 
 
 @pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def server() -> Iterator[KubeApiServer]:
     with KubeApiServer() as s:
         s.allow(group="writers", verbs=["get", "create", "update", "delete"], namespaces=["argocd"])

@@ -8,13 +8,13 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from standins.aws import MotoServer
+from standins.template import create_tables
 from teleport_argocd.errors import StateError
 from teleport_argocd.model import SecretVersion
 from teleport_argocd.state import Lease, Registration, RunRecord, StateStore
@@ -37,33 +37,16 @@ class Clock:
         self.now += delta
 
 
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture
 def dynamodb(moto: MotoServer) -> Any:
     return moto.client("dynamodb")
 
 
 @pytest.fixture
 def table(dynamodb: Any) -> str:
-    """A fresh table per test (cheaper than resetting the server)."""
+    """A fresh table per test, as template.yaml declares the state table (cheaper than a reset)."""
     name = f"state-{uuid.uuid4().hex[:8]}"
-    dynamodb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    dynamodb.update_time_to_live(
-        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
-    )
+    create_tables(dynamodb, {"StateTable": name})
     return name
 
 

@@ -1,0 +1,33 @@
+"""Fixtures and markers every test directory shares.
+
+Markers, applied by directory: `e2e` (the real handlers against a whole local stack) and `fuzz`
+(property-based, FUZZ_EXAMPLES examples a test). The fast suite is what remains:
+
+    .venv/bin/python -m pytest -m "not e2e and not fuzz"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from standins.aws import MotoServer
+
+TESTS = Path(__file__).parent
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[MotoServer]:
+    """One open moto server for the run (signing off); tests that need a clean account reset it,
+    and the rest name their tables, secrets and queues so they never collide."""
+    with MotoServer() as server:
+        yield server
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        directory = Path(str(item.path)).relative_to(TESTS).parts[0]
+        if directory in ("e2e", "fuzz"):
+            item.add_marker(getattr(pytest.mark, directory))
