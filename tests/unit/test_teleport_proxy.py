@@ -20,9 +20,13 @@ from teleport_argocd.teleport.proxy import find_proxy, kube_server_name, split_a
 
 
 class FindServer:
-    """Answers GET /webapi/find with whatever the test sets."""
+    """Answers GET /webapi/find with whatever the test sets.
 
-    def __init__(self, ca: trustme.CA) -> None:
+    By default it negotiates `teleport-reversetunnel` like a proxy routing on ALPN; with `alpn` of
+    only `http/1.1` it is what a client sees of a proxy behind an L7 load balancer.
+    """
+
+    def __init__(self, ca: trustme.CA, alpn: tuple[str, ...] = ("teleport-reversetunnel", "http/1.1")) -> None:
         self.status = 200
         self.body: bytes = b"{}"
         server = self
@@ -42,6 +46,7 @@ class FindServer:
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
+        context.set_alpn_protocols(list(alpn))
         self._http.socket = context.wrap_socket(self._http.socket, server_side=True)
         self.addr = f"localhost:{self._http.server_address[1]}"
         self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 KUBE_SNI_PREFIX = "kube-teleport-proxy-alpn."
 AUTH_ALPN_PREFIX = "teleport-auth@"
 PROXY_GRPC_ALPN = "teleport-proxy-grpc"
+REVERSE_TUNNEL_ALPN = "teleport-reversetunnel"  # agents' SSH tunnels; clients probe with it
 WEB_ALPN = ("h2", "http/1.1")
 
 _HANDSHAKE = 22
@@ -34,6 +35,7 @@ class Route(enum.Enum):
     JOIN = "join"
     AUTH = "auth"
     KUBE = "kube"
+    REVERSE_TUNNEL = "reversetunnel"
     REFUSE = "refuse"
 
 
@@ -142,6 +144,8 @@ def choose_route(hello: ClientHello, encoded_cluster: str) -> Route:
             return Route.AUTH if protocol[len(AUTH_ALPN_PREFIX) :] == encoded_cluster else Route.REFUSE
         if protocol == PROXY_GRPC_ALPN:
             return Route.JOIN
+        if protocol == REVERSE_TUNNEL_ALPN:
+            return Route.REVERSE_TUNNEL
         if protocol in WEB_ALPN:
             return Route.WEB
     return Route.REFUSE

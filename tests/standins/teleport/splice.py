@@ -48,12 +48,27 @@ class Splicer:
         self._thread.join(timeout=10)
         self._loop.close()
 
-    def pipe(self, sock: socket.socket, backend_port: int, tls: ssl.SSLContext | None = None) -> None:
-        """Take ownership of `sock` and pipe it to 127.0.0.1:`backend_port` (thread-safe)."""
-        self._loop.call_soon_threadsafe(self._spawn, sock, backend_port, tls)
+    def pipe(
+        self,
+        sock: socket.socket,
+        backend_port: int,
+        tls: ssl.SSLContext | None = None,
+        backend_tls: ssl.SSLContext | None = None,
+    ) -> None:
+        """Take ownership of `sock` and pipe it to 127.0.0.1:`backend_port` (thread-safe).
 
-    def _spawn(self, sock: socket.socket, backend_port: int, tls: ssl.SSLContext | None) -> None:
-        task = self._loop.create_task(self._pipe(sock, backend_port, tls))
+        `tls` terminates the client's TLS first; `backend_tls` opens TLS to the backend (no SNI).
+        """
+        self._loop.call_soon_threadsafe(self._spawn, sock, backend_port, tls, backend_tls)
+
+    def _spawn(
+        self,
+        sock: socket.socket,
+        backend_port: int,
+        tls: ssl.SSLContext | None,
+        backend_tls: ssl.SSLContext | None,
+    ) -> None:
+        task = self._loop.create_task(self._pipe(sock, backend_port, tls, backend_tls))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -63,7 +78,13 @@ class Splicer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _pipe(self, sock: socket.socket, backend_port: int, tls: ssl.SSLContext | None) -> None:
+    async def _pipe(
+        self,
+        sock: socket.socket,
+        backend_port: int,
+        tls: ssl.SSLContext | None,
+        backend_tls: ssl.SSLContext | None,
+    ) -> None:
         writers: list[asyncio.StreamWriter] = []
         try:
             if tls is None:
@@ -76,7 +97,12 @@ class Splicer:
                 )
                 client_writer = asyncio.StreamWriter(transport, protocol, client_reader, self._loop)
             writers.append(client_writer)
-            backend_reader, backend_writer = await asyncio.open_connection("127.0.0.1", backend_port)
+            backend_reader, backend_writer = await asyncio.open_connection(
+                "127.0.0.1",
+                backend_port,
+                ssl=backend_tls,
+                server_hostname="" if backend_tls is not None else None,
+            )
             writers.append(backend_writer)
             await asyncio.gather(_copy(client_reader, backend_writer), _copy(backend_reader, client_writer))
         except (TimeoutError, OSError, ssl.SSLError):

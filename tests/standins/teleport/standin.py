@@ -4,6 +4,16 @@ The parts are real servers speaking Teleport's protocols: the router sorts conne
 ClientHello like the proxy; joins run on an insecure gRPC server behind TLS the router
 terminates with the web certificate; Auth is a gRPC server with mutual TLS reached through
 an untouched pipe; the Kubernetes proxy and web API are HTTPS servers.
+
+`behind_l7_lb=True` puts the proxy behind a stand-in for an L7 load balancer such as an AWS ALB:
+the public port terminates TLS with the public web certificate, negotiates only `http/1.1` (custom
+ALPN values and the SNI never reach the proxy) and forwards the decrypted stream to the proxy over
+a new TLS connection offering `http/1.1`, so it lands on the web API, where
+`/webapi/connectionupgrade` hands upgraded streams back to the router (`connupgrade`). Behind such a
+load balancer the proxy has no public certificate of its own and presents its host certificate
+(`lib/client/proxy/insecure/insecure.go` expects `teleport.cluster.local` on the tunnelled join).
+`kube_listener=True` adds the dedicated Kubernetes listener (`kube_listen_addr`, announced as
+`kube_public_addr`) that TLS routing otherwise makes unnecessary.
 """
 
 from __future__ import annotations
@@ -27,7 +37,14 @@ from standins.teleport.auth import AuthService, TrustService
 from standins.teleport.httpserve import serve_https
 from standins.teleport.join import IamJoiner, JoinV1Service, LegacyJoinService
 from standins.teleport.kubeproxy import KubeHandler, KubeProxy
-from standins.teleport.router import Connection, Listener, Route, choose_route, peek_client_hello
+from standins.teleport.router import (
+    REVERSE_TUNNEL_ALPN,
+    Connection,
+    Listener,
+    Route,
+    choose_route,
+    peek_client_hello,
+)
 from standins.teleport.rpc import new_server
 from standins.teleport.splice import Splicer
 from standins.teleport.state import (
@@ -86,9 +103,13 @@ class TeleportStandin:
         tls_routing: bool = True,
         new_join_enabled: bool = True,
         fips: bool = False,
+        behind_l7_lb: bool = False,
+        kube_listener: bool = False,
     ) -> None:
         self.sts_endpoint = sts_endpoint
         self.tls_routing = tls_routing
+        self.behind_l7_lb = behind_l7_lb
+        self.kube_listener = kube_listener or not tls_routing
         self._cluster = Cluster(
             name=cluster_name,
             server_version=server_version,
@@ -102,8 +123,15 @@ class TeleportStandin:
         self.host_ca_pem: bytes = self._cluster.host_ca.cert_pem
         self.user_ca_pem: bytes = self._cluster.user_ca.cert_pem
         web_pair = (web_cert.cert_chain_pems[0].bytes(), web_cert.private_key_pem.bytes())
-        self._web_tls = _server_context(*web_pair, ["http/1.1"])
-        self._join_tls = _server_context(*web_pair, ["teleport-proxy-grpc"])
+        proxy_pair = web_pair
+        if behind_l7_lb:
+            proxy_pair = self._cluster.host_ca.issue_server(
+                "proxy", ["teleport.cluster.local", "*.teleport.cluster.local", "localhost"], ["127.0.0.1"]
+            )
+            self._lb_tls = _server_context(*web_pair, ["http/1.1"])
+        self._web_tls = _server_context(*proxy_pair, ["http/1.1"])
+        self._join_tls = _server_context(*proxy_pair, ["teleport-proxy-grpc"])
+        self._reverse_tunnel_tls = _server_context(*proxy_pair, [REVERSE_TUNNEL_ALPN])
         kube_pair = self._cluster.host_ca.issue_server(
             "kube",
             [KUBE_SERVER_NAME, "*.teleport.cluster.local", "teleport.cluster.local", "localhost"],
@@ -154,8 +182,20 @@ class TeleportStandin:
         self._splicer.start()
         proxy = Listener(self._route, "teleport-standin-proxy")
         self._web.proxy_port = proxy.port
+        self._web.alpn_handler = self._route  # the proxy serves the upgrade endpoint in every mode
         self._listeners.append(proxy)
-        if not self.tls_routing:
+        if self.behind_l7_lb:
+            backend = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            backend.check_hostname = False
+            backend.verify_mode = ssl.CERT_NONE  # an ALB does not verify its targets
+            backend.set_alpn_protocols(["http/1.1"])
+            lb = Listener(
+                lambda conn: self._splicer.pipe(conn.sock, proxy.port, self._lb_tls, backend),
+                "teleport-standin-lb",
+            )
+            self._web.proxy_port = lb.port
+            self._listeners.append(lb)
+        if self.kube_listener:
             kube = Listener(
                 lambda conn: serve_https(conn, self._kube_tls, KubeHandler, self._kube),
                 "teleport-standin-kube",
@@ -197,6 +237,10 @@ class TeleportStandin:
             self._splicer.pipe(conn.sock, self._join_port, self._join_tls)
         elif route is Route.AUTH:
             self._splicer.pipe(conn.sock, self._auth_port)
+        elif route is Route.REVERSE_TUNNEL:
+            # Only the handshake: agents' SSH tunnels are not part of the stand-in.
+            conn.sock = self._reverse_tunnel_tls.wrap_socket(conn.sock, server_side=True)
+            conn.sock.close()
         else:
             conn.sock.close()
 
@@ -204,13 +248,24 @@ class TeleportStandin:
 
     @property
     def proxy_addr(self) -> str:
-        """`localhost:<port>` of the proxy's one TLS port (web API, joins, Auth, Kubernetes)."""
+        """`localhost:<port>` of the proxy's public TLS port (web API, joins, Auth, Kubernetes), or of
+        the load balancer in front of it."""
         return self._web.proxy_addr
 
     @property
     def kube_addr(self) -> str:
-        """Where Kubernetes clients connect: the proxy port, or the separate listener without TLS routing."""
-        return f"localhost:{self._web.kube_port}" if not self.tls_routing else self.proxy_addr
+        """Where Kubernetes clients connect: the separate Kubernetes listener, if any, or the proxy port."""
+        return f"localhost:{self._web.kube_port}" if self.kube_listener else self.proxy_addr
+
+    @property
+    def conn_upgrades(self) -> list[str]:
+        """The WebSocket sub-protocol of each connection upgraded through `/webapi/connectionupgrade`."""
+        return list(self._web.upgrades.subprotocols)
+
+    @property
+    def upgrade_pongs(self) -> int:
+        """Pongs clients sent on upgraded connections (each answers the ping sent after the upgrade)."""
+        return self._web.upgrades.pongs
 
     @property
     def cluster_name(self) -> str:

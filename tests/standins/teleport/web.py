@@ -1,12 +1,16 @@
-"""The proxy's unauthenticated web API: `/webapi/find` and `/webapi/ping`."""
+"""The proxy's unauthenticated web API: `/webapi/find`, `/webapi/ping` and `/webapi/connectionupgrade`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from standins.teleport import connupgrade
 from standins.teleport.httpserve import JsonHandler
+from standins.teleport.router import Connection
 from standins.teleport.state import Cluster
 
 
@@ -17,7 +21,10 @@ class WebApi:
     cluster: Cluster
     tls_routing: bool
     proxy_port: int = 0
-    kube_port: int = 0  # the separate Kubernetes listener when TLS routing is off
+    kube_port: int = 0  # a separate Kubernetes listener (always there when TLS routing is off)
+    # The proxy's ALPN router, which upgraded connections are handed to (`ALPNHandler`).
+    alpn_handler: Callable[[Connection], None] | None = None
+    upgrades: connupgrade.UpgradeLog = field(default_factory=connupgrade.UpgradeLog)
 
     @property
     def proxy_addr(self) -> str:
@@ -26,7 +33,8 @@ class WebApi:
     def find(self) -> dict[str, Any]:
         """`webclient.PingResponse` as `/webapi/find` returns it (with the auth subset tbot reads)."""
         c = self.cluster
-        kube_port = self.proxy_port if self.tls_routing else self.kube_port
+        # `kube_public_addr` is announced whatever the listener mode (`lib/service/proxy_settings.go`).
+        kube_port = self.kube_port or self.proxy_port
         auth: dict[str, Any] = {}
         if c.signature_suite:
             auth["signature_algorithm_suite"] = c.signature_suite
@@ -75,6 +83,22 @@ class WebApi:
 
 class WebHandler(JsonHandler):
     server: WebApi  # type: ignore[assignment]
+
+    def do_GET(self) -> None:
+        if urlsplit(self.path).path != connupgrade.PATH or self.server.alpn_handler is None:
+            self._respond()
+            return
+        refused = connupgrade.serve_upgrade(self, self.server.alpn_handler, self.server.upgrades)
+        if refused is not None:
+            self._send_json(*refused)
+
+    def _send_json(self, status: int, body: Any) -> None:
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
 
     def answer(self) -> tuple[int, Any]:
         url = urlsplit(self.path)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf.empty_pb2 import Empty
@@ -28,6 +28,9 @@ from teleport_argocd.teleport.proto import (
 )
 from teleport_argocd.teleport.tls import auth_context, encode_cluster_name
 from teleport_argocd.teleport.tunnel import Tunnel
+
+if TYPE_CHECKING:  # wsproto is imported only for a proxy that needs the upgrade
+    from teleport_argocd.teleport.wstunnel import WebSocketDialer
 
 GET_ROLE = "/proto.AuthService/GetRole"
 GENERATE_USER_CERTS = "/proto.AuthService/GenerateUserCerts"
@@ -53,9 +56,12 @@ class AuthClient:
         identity: Identity,
         trusted_ca_pems: Iterable[bytes],
         timeout: float,
+        upgrade: WebSocketDialer | None = None,
     ) -> None:
         context = auth_context(cluster_name, trusted_ca_pems, identity.cert_pem, identity.key_pem)
-        self._tunnel = Tunnel(host, port, context, encode_cluster_name(cluster_name), timeout=timeout)
+        self._tunnel = Tunnel(
+            host, port, context, encode_cluster_name(cluster_name), timeout=timeout, upgrade=upgrade
+        )
         self._auth = authservice_pb2_grpc.AuthServiceStub(self._tunnel.channel)
         self._trust = trust_service_pb2_grpc.TrustServiceStub(self._tunnel.channel)
 

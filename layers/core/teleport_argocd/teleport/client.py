@@ -11,6 +11,9 @@ certificate (`lib/joinserver/joinserver.go` `setBotParameters`; the new service'
 certificates (`lib/service/service.go` `initPublicGRPCServer`) and its forwarder passes on only the
 address and version (`lib/join/joinv1/forwarding_server.go`), so a join there always starts a new
 instance. The rejoin therefore goes over the mutual-TLS `teleport-auth@` route, to Auth itself.
+
+Behind an L7 load balancer (`ProxyInfo.conn_upgrade`) every connection, join and Auth alike, goes
+through the proxy's connection-upgrade endpoint (`wstunnel`), with the same TLS inside.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from botocore.credentials import Credentials, ReadOnlyCredentials
 
@@ -28,9 +32,19 @@ from teleport_argocd.teleport.auth import GET_ROLE, AuthClient
 from teleport_argocd.teleport.iamjoin import JoinRequest, join_bot
 from teleport_argocd.teleport.identity import identity_from_certificate, issuer_name
 from teleport_argocd.teleport.lifetime import DEFAULT_BOT_TTL, warn_if_shortened
-from teleport_argocd.teleport.proxy import ProxyInfo, find_proxy, split_address
-from teleport_argocd.teleport.tls import auth_context, encode_cluster_name, join_context
+from teleport_argocd.teleport.proxy import ProxyInfo, find_proxy, join_host_port, split_address
+from teleport_argocd.teleport.tls import (
+    auth_context,
+    check_teleport_host_cert,
+    encode_cluster_name,
+    join_context,
+    upgraded_join_context,
+    web_context,
+)
 from teleport_argocd.teleport.tunnel import Tunnel
+
+if TYPE_CHECKING:
+    from teleport_argocd.teleport.wstunnel import WebSocketDialer
 
 logger = logging.getLogger("teleport_argocd.teleport")
 
@@ -49,11 +63,13 @@ class TeleportSession:
         proxy_addr: str,
         trusted_ca_pems: Sequence[bytes],
         host_ca_pems: Sequence[bytes] | None = None,
+        upgrade: WebSocketDialer | None = None,
     ) -> None:
         self.proxy = proxy
         self.bot = bot
         self.join_protocol = join_protocol
         self.trusted_ca_pems: tuple[bytes, ...] = tuple(trusted_ca_pems)
+        self.upgrade = upgrade  # how connections reach a proxy behind an L7 load balancer
         self._host, self._port = split_address(proxy_addr)
         self._clients: dict[bytes, AuthClient] = {}
         self._host_ca_pems = list(host_ca_pems) if host_ca_pems is not None else None
@@ -136,6 +152,7 @@ class TeleportSession:
                 identity=identity,
                 trusted_ca_pems=self.trusted_ca_pems,
                 timeout=CONNECT_TIMEOUT,
+                upgrade=self.upgrade,
             )
             self._clients[identity.cert_pem] = client
         return client
@@ -152,16 +169,26 @@ def join(
     bot_ttl: timedelta = DEFAULT_BOT_TTL,
     previous: Identity | None = None,
     trusted_ca_pems: Sequence[bytes] = (),
+    conn_upgrade: bool | None = None,
 ) -> TeleportSession:
     """Joins the cluster behind `proxy_addr` as the bot of IAM token `token`, proving the Lambda's role.
 
     With `previous`, the current bot identity (still valid, of this cluster) and `trusted_ca_pems`,
     the CA certificates its join returned, the join goes to Auth presenting that certificate, so
     Teleport keeps the bot instance (module docstring). Without, it goes through the proxy's join
-    route and Teleport starts a new bot instance.
+    route and Teleport starts a new bot instance. `conn_upgrade`, when known from an earlier join,
+    spares the test for an L7 load balancer.
     """
-    proxy = find_proxy(proxy_addr, ca_pem=ca_pem, insecure=insecure, timeout=CONNECT_TIMEOUT)
+    proxy = find_proxy(
+        proxy_addr, ca_pem=ca_pem, insecure=insecure, timeout=CONNECT_TIMEOUT, conn_upgrade=conn_upgrade
+    )
     host, port = split_address(proxy_addr)
+    upgrade = None
+    if proxy.conn_upgrade:
+        from teleport_argocd.teleport.wstunnel import WebSocketDialer  # wsproto only when needed
+
+        lb_context = web_context(ca_pem=ca_pem, insecure=insecure)
+        upgrade = WebSocketDialer(host, port, lb_context, host_header=join_host_port(host, port))
     request = JoinRequest(
         token=token,
         credentials=credentials,
@@ -172,12 +199,17 @@ def join(
     )
     asked_at = datetime.now(UTC)
     presented = _presentable(previous, proxy.cluster_name, trusted_ca_pems, asked_at)
+    check_peer = None
     if presented is not None:
         context = auth_context(proxy.cluster_name, trusted_ca_pems, presented.cert_pem, presented.key_pem)
         server_name = encode_cluster_name(proxy.cluster_name)
+    elif upgrade is not None and not insecure:
+        context, server_name, check_peer = upgraded_join_context(), host, check_teleport_host_cert
     else:
         context, server_name = join_context(ca_pem=ca_pem, insecure=insecure), host
-    with Tunnel(host, port, context, server_name, timeout=CONNECT_TIMEOUT) as tunnel:
+    with Tunnel(
+        host, port, context, server_name, timeout=CONNECT_TIMEOUT, upgrade=upgrade, check_peer=check_peer
+    ) as tunnel:
         result = join_bot(tunnel, request)
     bot = identity_from_certificate(result.cert_pem, result.key_pem)
     warn_if_shortened("bot", bot_ttl, asked_at, bot.expires)
@@ -196,7 +228,9 @@ def join(
             bot.bot_instance_id,
             presented.bot_instance_id,
         )
-    return TeleportSession(proxy, bot, result.protocol, proxy_addr=proxy_addr, trusted_ca_pems=result.ca_pems)
+    return TeleportSession(
+        proxy, bot, result.protocol, proxy_addr=proxy_addr, trusted_ca_pems=result.ca_pems, upgrade=upgrade
+    )
 
 
 def _presentable(

@@ -5,8 +5,9 @@ a delegated join that does not present the previous bot certificate starts a new
 process creates one `BotKeeper` at module level and asks it for a session per invocation: the kept
 bot certificate is reused while it has enough life left, and otherwise renewed by a rejoin that
 presents it, as tbot renews (`client.join`, `previous=`). Only identities and the facts learnt with
-them (proxy discovery, trust roots, host CAs) are kept: sockets and tunnels belong to a session and
-end with its `close()`, since a frozen execution environment would leave them dead anyway.
+them (proxy discovery, whether the proxy needs the connection upgrade, trust roots, host CAs) are
+kept: sockets and tunnels belong to a session and end with its `close()`, since a frozen execution
+environment would leave them dead anyway.
 
 Lambda runs one invocation at a time per execution environment. `session()` holds a lock, so
 overlapping callers (threads, tests) still join at most once, but sessions themselves are not
@@ -108,6 +109,8 @@ class BotKeeper:
                 bot_ttl=settings.bot_ttl,
                 previous=kept.session.bot if kept is not None else None,
                 trusted_ca_pems=kept.session.trusted_ca_pems if kept is not None else (),
+                # Whether the proxy sits behind an L7 load balancer is tested once per bot.
+                conn_upgrade=kept.session.proxy.conn_upgrade if kept is not None else None,
             )
             self._kept = _Kept(settings, now, session)
             self._record_join(now)
@@ -141,6 +144,7 @@ class BotKeeper:
             proxy_addr=kept.settings.proxy_addr,
             trusted_ca_pems=previous.trusted_ca_pems,
             host_ca_pems=previous.known_host_ca_pems,
+            upgrade=previous.upgrade,
         )
         # The next reuse reads the host CAs this session fetches, if it fetches them.
         self._kept = _Kept(kept.settings, kept.joined_at, session)

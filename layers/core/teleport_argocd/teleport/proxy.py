@@ -4,6 +4,13 @@ The Kubernetes address and TLS server name follow tbot's rules, so the Secrets w
 tbot's would: with TLS routing, the web address and SNI `kube-teleport-proxy-alpn.<host>` (the
 `teleport.cluster.local` form when the host is empty, `localhost` or an IP, which no certificate
 names); otherwise the proxy's dedicated Kubernetes listener, without an SNI.
+
+Behind an L7 load balancer (`upgrade`) our own connections tunnel through the proxy's upgrade
+endpoint, but Argo CD connects with plain TLS, and the load balancer would answer the Kubernetes SNI
+with its own certificate and never route it. tbot's Argo CD output refuses such a proxy
+(`lib/tbot/services/k8s/argocd_output.go`); we point Argo CD at the proxy's dedicated Kubernetes
+listener when the proxy announces one at another address (`kube_public_addr`, reached around the
+load balancer), and otherwise fail with that reason.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import httpx
 from teleport_argocd.errors import ProxyError
 from teleport_argocd.model import KubeEndpoint
 from teleport_argocd.teleport.tls import API_DOMAIN, web_context
+from teleport_argocd.teleport.upgrade import conn_upgrade_required
 
 logger = logging.getLogger("teleport_argocd.teleport")
 
@@ -39,15 +47,22 @@ class ProxyInfo:
     web_addr: str  # host:port clients use for the web API (the proxy's public address)
     kube: KubeEndpoint
     signature_suite: str  # "" when the cluster does not say, which means legacy (RSA)
+    conn_upgrade: bool = False  # behind an L7 load balancer: connect through the upgrade endpoint
 
 
 def find_proxy(
-    addr: str, *, ca_pem: bytes | None = None, insecure: bool = False, timeout: float = 10.0
+    addr: str,
+    *,
+    ca_pem: bytes | None = None,
+    insecure: bool = False,
+    timeout: float = 10.0,
+    conn_upgrade: bool | None = None,
 ) -> ProxyInfo:
     """Asks the proxy at `addr` (`host[:port]`, port 443 by default) about its cluster.
 
     The proxy's certificate is verified against the system roots plus `ca_pem`; `insecure` turns
-    verification off for test clusters and says so in the log on every call.
+    verification off for test clusters and says so in the log on every call. Whether connections
+    need the upgrade is tested (`upgrade`) unless `conn_upgrade` already says.
     """
     host, port = split_address(addr)
     if insecure:
@@ -78,7 +93,11 @@ def find_proxy(
         body = None
     if not isinstance(body, dict) or not body.get("cluster_name") or not isinstance(body.get("proxy"), dict):
         raise ProxyError(f"{addr} is not a Teleport proxy: GET /webapi/find did not describe a cluster")
-    return _proxy_info(addr, host, port, body)
+    if conn_upgrade is None:
+        addrs = (join_host_port(host, port), addr)
+        context = web_context(ca_pem=ca_pem, insecure=insecure)
+        conn_upgrade = conn_upgrade_required(host, port, addrs, context, timeout=timeout)
+    return _proxy_info(addr, host, port, body, conn_upgrade)
 
 
 def split_address(addr: str) -> tuple[str, int]:
@@ -104,7 +123,7 @@ def kube_server_name(host: str) -> str:
     return KUBE_SNI_PREFIX + host
 
 
-def _proxy_info(addr: str, host: str, port: int, body: dict[str, Any]) -> ProxyInfo:
+def _proxy_info(addr: str, host: str, port: int, body: dict[str, Any], conn_upgrade: bool) -> ProxyInfo:
     proxy = body["proxy"]
     web_addr = _dig(proxy, "ssh", "public_addr") or join_host_port(host, port)
     tls_routing = bool(proxy.get("tls_routing_enabled"))
@@ -114,13 +133,28 @@ def _proxy_info(addr: str, host: str, port: int, body: dict[str, Any]) -> ProxyI
         fips=bool(body.get("fips")),
         tls_routing=tls_routing,
         web_addr=web_addr,
-        kube=_kube_endpoint(addr, web_addr, tls_routing, proxy),
+        kube=_kube_endpoint(addr, web_addr, tls_routing, proxy, conn_upgrade),
         signature_suite=_dig(body, "auth", "signature_algorithm_suite"),
+        conn_upgrade=conn_upgrade,
     )
 
 
-def _kube_endpoint(addr: str, web_addr: str, tls_routing: bool, proxy: dict[str, Any]) -> KubeEndpoint:
+def _kube_endpoint(
+    addr: str, web_addr: str, tls_routing: bool, proxy: dict[str, Any], conn_upgrade: bool
+) -> KubeEndpoint:
     web_host = urlsplit("//" + web_addr).hostname or ""
+    if tls_routing and conn_upgrade:
+        public_addr = _dig(proxy, "kube", "public_addr")
+        if public_addr and _canonical(public_addr) != _canonical(web_addr):
+            return KubeEndpoint(f"https://{public_addr}")
+        raise ProxyError(
+            f"Teleport proxy {addr} is behind a TLS-terminating load balancer that does not pass ALPN "
+            f"and SNI through, so Argo CD cannot reach Kubernetes at {web_addr} (it needs TLS server "
+            f"name {kube_server_name(web_host)} to reach the proxy itself). Give the proxy a Kubernetes "
+            "listener outside that load balancer (kube_listen_addr, announced as kube_public_addr, "
+            "behind a TCP/TLS-passthrough load balancer) or put the proxy behind a TCP/TLS-passthrough "
+            "load balancer"
+        )
     if tls_routing:
         return KubeEndpoint(f"https://{web_addr}", kube_server_name(web_host))
     if public_addr := _dig(proxy, "kube", "public_addr"):
@@ -132,6 +166,14 @@ def _kube_endpoint(addr: str, web_addr: str, tls_routing: bool, proxy: dict[str,
         f"Teleport proxy {addr} has no Kubernetes address: TLS routing is off and it announces "
         "no Kubernetes public or listen address"
     )
+
+
+def _canonical(hostport: str) -> tuple[str, int]:
+    parts = urlsplit("//" + hostport)
+    try:
+        return (parts.hostname or "").lower(), parts.port or _DEFAULT_WEB_PORT
+    except ValueError:
+        return hostport.lower(), 0
 
 
 def _dig(data: Any, *path: str) -> str:

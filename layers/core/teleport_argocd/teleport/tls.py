@@ -13,7 +13,10 @@ import ssl
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+
+from cryptography import x509
 
 from teleport_argocd.errors import ProxyError
 
@@ -46,6 +49,35 @@ def join_context(*, ca_pem: bytes | None = None, insecure: bool = False) -> ssl.
     context = web_context(ca_pem=ca_pem, insecure=insecure)
     context.set_alpn_protocols([PROXY_GRPC_ALPN, "h2"])
     return context
+
+
+def upgraded_join_context() -> ssl.SSLContext:
+    """The join route inside a connection upgrade, where the proxy presents its host certificate.
+
+    Before joining there is no host CA to verify it against, so, as Teleport's client does
+    (`lib/client/proxy/insecure/insecure.go`, `verifyALPNUpgradedConn`), the chain is not verified
+    here and `check_teleport_host_cert` checks the certificate after the handshake instead. The load
+    balancer in front was verified against the web trust roots, as the direct route verifies the proxy.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols([PROXY_GRPC_ALPN, "h2"])
+    return context
+
+
+def check_teleport_host_cert(cert_der: bytes) -> None:
+    """Raises ProxyError unless the certificate names `teleport.cluster.local` and has not expired."""
+    try:
+        cert = x509.load_der_x509_certificate(cert_der)
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        valid = API_DOMAIN in names.get_values_for_type(x509.DNSName)
+        valid = valid and datetime.now(UTC) < cert.not_valid_after_utc
+    except (ValueError, x509.ExtensionNotFound):
+        valid = False
+    if not valid:
+        raise ProxyError("the server is not a Teleport proxy or its certificate has expired")
 
 
 def auth_context(

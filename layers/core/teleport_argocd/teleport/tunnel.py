@@ -5,6 +5,11 @@ grpcio always offers ALPN `h2` and nothing else, while Teleport's proxy routes o
 route's ALPN, SNI, trust roots and client certificate) and grpcio speaks cleartext HTTP/2 to a
 loopback listener whose connections are copied byte for byte onto it. One event-loop thread per
 tunnel does the copying; `close()` ends the channel, the connections and the thread.
+
+How the raw stream under that TLS is obtained is the one thing that differs between routes: a TCP
+connection to the proxy, or, for a proxy behind an L7 load balancer, a WebSocket through its
+connection-upgrade endpoint (`wstunnel`). `check_peer` adds a check of the server certificate
+after the handshake, for the upgraded join route, where the proxy presents its host certificate.
 """
 
 from __future__ import annotations
@@ -12,14 +17,17 @@ from __future__ import annotations
 import asyncio
 import ssl
 import threading
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
 from teleport_argocd import __version__
 from teleport_argocd.errors import ProxyError
 from teleport_argocd.teleport.metadata import VersionMetadata
+
+if TYPE_CHECKING:  # wsproto is imported only for a proxy that needs the upgrade
+    from teleport_argocd.teleport.wstunnel import WebSocketDialer
 
 T = TypeVar("T")
 
@@ -39,14 +47,25 @@ class Tunnel:
     """A gRPC channel whose connections reach the proxy over TLS we open ourselves."""
 
     def __init__(
-        self, host: str, port: int, context: ssl.SSLContext, server_hostname: str, *, timeout: float
+        self,
+        host: str,
+        port: int,
+        context: ssl.SSLContext,
+        server_hostname: str,
+        *,
+        timeout: float,
+        upgrade: WebSocketDialer | None = None,
+        check_peer: Callable[[bytes], None] | None = None,
     ) -> None:
-        self.description = f"{host}:{port} (TLS server name {server_hostname})"
+        via = f", through {upgrade.description}" if upgrade is not None else ""
+        self.description = f"{host}:{port} (TLS server name {server_hostname}{via})"
         self.last_error: BaseException | None = None
         self._host, self._port = host, port
         self._context, self._server_hostname, self._timeout = context, server_hostname, timeout
+        self._upgrade, self._check_peer = upgrade, check_peer
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._bridges: set[asyncio.Task[None]] = set()
         self._first: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._server: asyncio.Server | None = None
         self._channel: grpc.Channel | None = None
@@ -105,16 +124,7 @@ class Tunnel:
 
     async def _dial(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(
-                    self._host,
-                    self._port,
-                    ssl=self._context,
-                    server_hostname=self._server_hostname,
-                    ssl_handshake_timeout=self._timeout,
-                ),
-                self._timeout,
-            )
+            reader, writer = await asyncio.wait_for(self._open_tls(), self._timeout)
         except ssl.SSLCertVerificationError as exc:
             raise ProxyError(f"TLS verification of {self.description} failed: {exc.verify_message}") from exc
         except ssl.SSLError as exc:
@@ -123,8 +133,34 @@ class Tunnel:
             raise ProxyError(f"proxy {self.description} did not answer within {self._timeout:g}s") from exc
         except OSError as exc:
             raise ProxyError(f"proxy {self.description} is unreachable: {exc.strerror or exc}") from exc
+        if self._check_peer is not None:
+            try:
+                self._check_peer(writer.get_extra_info("ssl_object").getpeercert(binary_form=True))
+            except ProxyError:
+                _close(writer)
+                raise
         self._writers.add(writer)
         return reader, writer
+
+    async def _open_tls(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Our TLS session with the route's ALPN and SNI, over the raw stream to the proxy (the seam)."""
+        context, name, timeout = self._context, self._server_hostname, self._timeout
+        if self._upgrade is None:
+            return await asyncio.open_connection(
+                self._host, self._port, ssl=context, server_hostname=name, ssl_handshake_timeout=timeout
+            )
+        sock, bridge = await self._upgrade.open()
+        task = asyncio.ensure_future(bridge)
+        self._bridges.add(task)
+        task.add_done_callback(self._bridges.discard)
+        try:
+            return await asyncio.open_connection(
+                sock=sock, ssl=context, server_hostname=name, ssl_handshake_timeout=timeout
+            )
+        except BaseException:
+            sock.close()
+            task.cancel()
+            raise
 
     async def _listen(self) -> asyncio.Server:
         return await asyncio.start_server(self._splice, "127.0.0.1", 0)
@@ -175,9 +211,9 @@ class Tunnel:
         for writer in self._writers:
             writer.transport.abort()
         self._writers.clear()
-        for task in self._tasks:
+        for task in self._tasks | self._bridges:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._bridges, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
         # The executor thread that resolved the proxy's name must not outlive the tunnel either.
