@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -26,7 +26,7 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ConfigDict, Field
 
-from teleport_argocd import logs
+from teleport_argocd import logs, tracing
 from teleport_argocd.errors import ClusterNotListed, MalformedEvent, NotConfigured
 from teleport_argocd.ingest import check_bounds
 from teleport_argocd.metrics import record_metrics
@@ -37,7 +37,6 @@ logger = Logger()
 # The core logs through the standard library; give it the same JSON format and correlation id.
 copy_config_to_registered_loggers(source_logger=logger, include={"teleport_argocd"})
 logs.configure(logger.log_level)  # our loggers only: libraries log credentials at DEBUG
-tracer = Tracer()
 metrics = Metrics()
 session = boto3.Session()  # reused across warm invocations
 idempotency = IdempotencyConfig(event_key_jmespath="detail.uid", raise_on_no_idempotency_key=True)
@@ -63,7 +62,7 @@ class AuditEnvelope(EventBridgeModel):
 
 
 @logger.inject_lambda_context(correlation_id_path="detail.uid", clear_state=True)
-@tracer.capture_lambda_handler
+@tracing.capture
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:

@@ -19,7 +19,7 @@ import os
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.data_classes import (
     APIGatewayProxyEventV2,
@@ -28,7 +28,7 @@ from aws_lambda_powertools.utilities.data_classes import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from teleport_argocd import logs
+from teleport_argocd import logs, tracing
 from teleport_argocd.errors import EventTooLarge, MalformedEvent
 from teleport_argocd.ingest import Forwarder, from_stream_record, is_reacted, parse_event
 
@@ -42,7 +42,6 @@ logger = Logger()
 # The core logs through the standard library; give it the same JSON format and correlation id.
 copy_config_to_registered_loggers(source_logger=logger, include={"teleport_argocd"})
 logs.configure(logger.log_level)  # our loggers only: libraries log credentials at DEBUG
-tracer = Tracer()
 metrics = Metrics()
 session = boto3.Session()  # reused across warm invocations
 forwarder = Forwarder(
@@ -53,7 +52,7 @@ forwarder = Forwarder(
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)
-@tracer.capture_lambda_handler
+@tracing.capture
 @metrics.log_metrics(capture_cold_start_metric=True)
 @event_source(data_class=APIGatewayProxyEventV2)
 def http_handler(event: APIGatewayProxyEventV2, context: LambdaContext) -> dict[str, Any]:
@@ -82,7 +81,7 @@ def http_handler(event: APIGatewayProxyEventV2, context: LambdaContext) -> dict[
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@tracing.capture
 @metrics.log_metrics(capture_cold_start_metric=True)
 @event_source(data_class=DynamoDBStreamEvent)
 def stream_handler(event: DynamoDBStreamEvent, context: LambdaContext) -> dict[str, Any]:

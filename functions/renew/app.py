@@ -11,12 +11,12 @@ import os
 from typing import Any, Literal
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.parser import BaseModel, event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from teleport_argocd import fanout, logs
+from teleport_argocd import fanout, logs, tracing
 from teleport_argocd.errors import NotConfigured
 from teleport_argocd.metrics import record_metrics
 from teleport_argocd.plan import Renewal, Scope
@@ -27,7 +27,6 @@ logger = Logger()
 # The core logs through the standard library; give it the same JSON format and correlation id.
 copy_config_to_registered_loggers(source_logger=logger, include={"teleport_argocd"})
 logs.configure(logger.log_level)  # our loggers only: libraries log credentials at DEBUG
-tracer = Tracer()
 metrics = Metrics()
 session = boto3.Session()  # reused across warm invocations
 
@@ -45,7 +44,7 @@ class ScheduleEvent(BaseModel):
 
 
 @logger.inject_lambda_context(correlation_id_path="scheduled_time", clear_state=True)
-@tracer.capture_lambda_handler
+@tracing.capture
 @metrics.log_metrics(capture_cold_start_metric=True)
 @event_parser(model=ScheduleEvent)
 def handler(event: ScheduleEvent, context: LambdaContext) -> dict[str, Any]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from teleport_argocd import fanout, logs
+from teleport_argocd import fanout, logs, tracing
 from teleport_argocd.errors import MalformedRunMessage, NotConfigured, UnknownOutput
 from teleport_argocd.metrics import record_metrics
 from teleport_argocd.runtime import open_runtime
@@ -23,13 +23,12 @@ logger = Logger()
 # The core logs through the standard library; give it the same JSON format and correlation id.
 copy_config_to_registered_loggers(source_logger=logger, include={"teleport_argocd"})
 logs.configure(logger.log_level)  # our loggers only: libraries log credentials at DEBUG
-tracer = Tracer()
 metrics = Metrics()
 session = boto3.Session()  # reused across warm invocations
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@tracing.capture
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     failures = []

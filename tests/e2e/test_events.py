@@ -20,7 +20,7 @@ from standins.handlers import event, invoke, unload_handlers
 from standins.stack import ARGOCD_NAMESPACE, CONFIG_PARAMETER, STATE_TABLE, LocalStack
 from teleport_argocd.argocd import secret_name
 from teleport_argocd.errors import ClusterNotListed
-from teleport_argocd.runtime import KEEPER
+from teleport_argocd.runtime import keeper
 from teleport_argocd.state import StateStore
 
 
@@ -103,7 +103,7 @@ def test_warm_invocations_keep_one_bot_instance(stack: LocalStack) -> None:
     assert stack.teleport is not None
     # The keeper lives as long as the process, like a warm execution environment; earlier tests'
     # stacks count in its joins too.
-    joins_before = KEEPER.joins_in_last_hour(datetime.now(UTC))
+    joins_before = keeper().joins_in_last_hour(datetime.now(UTC))
     for trigger in ("schedule.json", "discovery.json", "schedule.json", "discovery.json"):
         invoke("renew", event(trigger))
     invoke("reload", event("reload.json"))

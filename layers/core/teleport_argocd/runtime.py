@@ -6,6 +6,7 @@ Nothing here knows Lambda types; the local demo and the tests drive it the same 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -16,24 +17,31 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from teleport_argocd import teleport
 from teleport_argocd.config import Config, Destination, OutputConfig, load_config
 from teleport_argocd.errors import ConfigError, ConfigProblem, JoinError, NotConfigured, UnknownOutput
 from teleport_argocd.plan import Renewal, Scope
 from teleport_argocd.reconcile import Connection, OutputReport, Reconciler, Trigger
 from teleport_argocd.state import StateStore
 from teleport_argocd.status import status_report
-from teleport_argocd.teleport import lifetime
 from teleport_argocd.triggers import KUBE_EVENTS, concerns_bot, kube_event_outputs
 
 if TYPE_CHECKING:
-    from teleport_argocd import kube
+    from teleport_argocd import kube, teleport
 
 logger = logging.getLogger(__name__)
 
-# The bot identity outlives an invocation: a warm execution environment rejoins with it, so
-# Teleport keeps one bot instance (teleport_argocd.teleport.keeper).
-KEEPER = teleport.BotKeeper()
+
+@functools.cache
+def keeper() -> teleport.BotKeeper:
+    """The process's bot keeper: the bot identity outlives an invocation, so a warm execution
+    environment rejoins with it and Teleport keeps one bot instance (teleport.keeper).
+
+    Made on first use, with the Teleport client's import (grpc, httpx, cryptography: a quarter of
+    a cold start), which dropped events and queued triggers never need.
+    """
+    from teleport_argocd.teleport import BotKeeper
+
+    return BotKeeper()
 
 
 @dataclass(frozen=True)
@@ -189,10 +197,8 @@ class Runtime:
     def status(self, outputs: Sequence[OutputConfig]) -> dict[str, Any]:
         """Every registration, the lease and the last runs of each output, for an operator."""
         now = self.clock()
-        facts = {
-            "bot_instance_id": KEEPER.bot_instance_id,
-            "joins_in_last_hour": KEEPER.joins_in_last_hour(now),
-        }
+        bot = keeper()
+        facts = {"bot_instance_id": bot.bot_instance_id, "joins_in_last_hour": bot.joins_in_last_hour(now)}
         return status_report(self.state, outputs, teleport=facts)
 
     # -- seams for the reconciler --------------------------------------------------
@@ -204,12 +210,14 @@ class Runtime:
         return self._connection
 
     def _connect_teleport(self) -> Connection:
+        from teleport_argocd.teleport import JoinSettings, lifetime
+
         cfg = self.config.teleport
         credentials = self.session.get_credentials()
         if credentials is None:
             raise JoinError("no AWS credentials available for the IAM join")
         longest = self.config.longest_credential_ttl
-        settings = teleport.JoinSettings(
+        settings = JoinSettings(
             proxy_addr=cfg.proxy_addr,
             token=cfg.join_token,
             region=self.settings.region,
@@ -219,7 +227,7 @@ class Runtime:
             # rejoins; Teleport never lets an impersonated certificate outlive the bot's own.
             bot_ttl=min(max(lifetime.DEFAULT_BOT_TTL, 2 * longest), lifetime.DEFAULT_BOT_MAX_SESSION_TTL),
         )
-        self._teleport = KEEPER.session(settings, credentials.get_frozen_credentials(), valid_for=longest)
+        self._teleport = keeper().session(settings, credentials.get_frozen_credentials(), valid_for=longest)
         proxy = self._teleport.proxy
         return Connection(session=self._teleport, teleport_cluster=proxy.cluster_name, endpoint=proxy.kube)
 
