@@ -70,6 +70,10 @@ class LocalStack:
     # audit function (moto cannot invoke a function: the rule's target here is SQS).
     audit_bus: bool = False
     kube_latency: float = 0.0  # seconds per Kubernetes request, as a real API server's round trip
+    # The Teleport proxy behind an L7 load balancer (an ALB), reached through its connection upgrade;
+    # with its dedicated Kubernetes listener (kube_public_addr) too, Argo CD's way around the balancer.
+    teleport_behind_l7_lb: bool = False
+    teleport_kube_listener: bool = False
     aws: MotoServer = field(default_factory=MotoServer)
     sts: MotoServer = field(default_factory=lambda: MotoServer(signing=True))
     credentials: AwsCredentials | None = None
@@ -85,7 +89,11 @@ class LocalStack:
             self.sts, role_name=ROLE_NAME, session="teleport-argocd-renew"
         )
         self.sts.enforce_signing()
-        self.teleport = TeleportStandin(sts_endpoint=self.sts.endpoint).start()
+        self.teleport = TeleportStandin(
+            sts_endpoint=self.sts.endpoint,
+            behind_l7_lb=self.teleport_behind_l7_lb,
+            kube_listener=self.teleport_kube_listener,
+        ).start()
         self.teleport.add_role("argocd-clusters", kubernetes_labels={"*": "*"})
         self.teleport.add_bot(BOT_NAME, roles=["argocd-clusters"])
         self.teleport.add_iam_token(
