@@ -134,3 +134,26 @@ def test_before_the_configuration_exists_runs_end_quietly(stack: LocalStack) -> 
     assert invoke("renew", event("schedule.json")) == {"status": "not configured"}
     assert invoke("audit_event", kube_event("prod-us-east", {"env": "prod"})) == {"status": "not configured"}
     assert kube_writes(stack) == []
+
+
+@pytest.mark.parametrize(
+    ("event_type", "name", "runs"),
+    [
+        ("role.updated", "someone-elses-role", False),
+        ("bot.update", "another-bot", False),
+        ("role.updated", "argocd-clusters", True),  # a role our bot impersonates
+        ("role.created", "bot-argocd", True),  # the bot's own role
+        ("bot.update", "argocd", True),
+    ],
+)
+def test_role_and_bot_events_run_everything_only_when_they_concern_our_bot(
+    stack: LocalStack, event_type: str, name: str, runs: bool
+) -> None:
+    invoke("renew", event("schedule.json"))
+    before = len(kube_writes(stack))
+    payload = kube_event(name, {}, event_type)
+
+    result = invoke("audit_event", payload)
+
+    assert bool(result["outputs"]) is runs
+    assert len(kube_writes(stack)) - before == (2 if runs else 0)  # a full run rewrites both Secrets
