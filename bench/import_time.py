@@ -8,14 +8,29 @@ function (Lambda's own variables included, so Powertools' Tracer is on when the 
 `Tracing: Active`, as in Lambda). Median of `--repeat` fresh processes; then one run under
 `python -X importtime` names the modules that cost most (cumulative, any depth, so a package
 and its heaviest submodules both show).
+
+    .venv/bin/python bench/import_time.py --layer [--repeat 5] [--top 10] [--json]
+
+measures each handler both ways, side by side: against the dev venv as above, and against the
+layer as Lambda loads it. The dev venv holds `awscrt` and dev tools that make `boto3` and
+`s3transfer` heavier to import than on Lambda, so `layers/core/requirements.txt` is installed for
+this machine's platform into `build/layer-<hash>/python` (once; the hash covers the requirements
+and the interpreter) and each handler runs under `python -S -E` (no site-packages, no PYTHON*
+variables) with only the function folder, `layers/core` and that folder on `sys.path`, in
+Lambda's order. Lambda's runtime ships its own boto3/botocore, but the layer pins them and the
+layer comes first on Lambda's path, so the layer's copy is what a handler imports and what this
+measures. Wheels are this machine's (x86_64 here), not the deployed arm64 ones.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -31,9 +46,12 @@ TARGET_S = 0.400
 TIMEOUT_S = 60.0
 MARK = "--handler import starts--"
 LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
+LAYER_REQUIREMENTS = ROOT / "layers" / "core" / "requirements.txt"
+PIP_TIMEOUT_S = 600.0
 # The startup imports come before MARK; the handler's after. Prints the load's wall time.
+# Arguments: the function folder, then any folders to put after it on sys.path.
 LOAD = (
-    "import importlib.util, sys, time; sys.path.insert(0, sys.argv[1]); "
+    "import importlib.util, sys, time; sys.path[:0] = sys.argv[1:]; "
     f"print({MARK!r}, file=sys.stderr, flush=True); "
     "t = time.perf_counter(); spec = importlib.util.spec_from_file_location('app', sys.argv[1] + '/app.py'); "
     "spec.loader.exec_module(importlib.util.module_from_spec(spec)); print(time.perf_counter() - t)"
@@ -71,9 +89,40 @@ def lambda_env(function: str) -> dict[str, str]:
     }
 
 
-def _load(function: str, *flags: str) -> subprocess.CompletedProcess[str]:
+def layer_site() -> Path:
+    """The layer's dependencies installed for this interpreter and platform, installed on first use."""
+    tag = f"{LAYER_REQUIREMENTS.read_text()}|{sys.version}|{platform.machine()}|{sys.platform}"
+    site = ROOT / "build" / f"layer-{hashlib.sha256(tag.encode()).hexdigest()[:12]}" / "python"
+    if site.is_dir():
+        return site
+    partial = site.with_name("python.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--target",
+            str(partial),
+            "-r",
+            str(LAYER_REQUIREMENTS),
+        ],
+        check=True,
+        timeout=PIP_TIMEOUT_S,
+    )
+    partial.rename(site)
+    return site
+
+
+def _load(function: str, *flags: str, layer: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """One cold load; with `layer`, isolated from the venv and with only the layer on the path."""
+    isolation = ("-S", "-E") if layer is not None else ()
+    path = [str(ROOT / "layers" / "core"), str(layer)] if layer is not None else []
     return subprocess.run(
-        [sys.executable, *flags, "-c", LOAD, str(ROOT / "functions" / function)],
+        [sys.executable, *isolation, *flags, "-c", LOAD, str(ROOT / "functions" / function), *path],
         env=lambda_env(function),
         capture_output=True,
         text=True,
@@ -82,17 +131,18 @@ def _load(function: str, *flags: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def measure(function: str, repeat: int, top: int) -> dict[str, Any]:
+def measure(function: str, repeat: int, top: int, layer: Path | None = None) -> dict[str, Any]:
     """Median wall time of `repeat` cold loads, and the `top` modules by cumulative import time."""
-    _load(function)  # writes the .pyc files a deployed layer would already have
-    seconds = [float(_load(function).stdout.split()[-1]) for _ in range(repeat)]
-    traced = _load(function, "-X", "importtime").stderr.partition(MARK)[2]
+    _load(function, layer=layer)  # writes the .pyc files a deployed layer would already have
+    seconds = [float(_load(function, layer=layer).stdout.split()[-1]) for _ in range(repeat)]
+    traced = _load(function, "-X", "importtime", layer=layer).stderr.partition(MARK)[2]
     modules = sorted(
         ((int(m[2]) / 1e6, m[4]) for m in LINE.finditer(traced)),
         reverse=True,
     )
     return {
         "handler": function,
+        "mode": "venv" if layer is None else "layer",
         "median_s": statistics.median(seconds),
         "min_s": min(seconds),
         "max_s": max(seconds),
@@ -107,15 +157,46 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--top", type=int, default=10)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--layer", action="store_true", help="also measure against the layer, side by side")
     args = parser.parse_args()
-    results = [measure(f, max(1, args.repeat), args.top) for f in handlers()]
+    repeat = max(1, args.repeat)
+    layer = layer_site() if args.layer else None
+    results = [measure(f, repeat, args.top) for f in handlers()]
+    if layer is not None:
+        results += [measure(f, repeat, args.top, layer) for f in handlers()]
     if args.json:
         print(json.dumps(results, indent=2))
-        return
+    elif layer is not None:
+        print(side_by_side(results, repeat, layer))
+    else:
+        print_venv(results, repeat)
+
+
+def side_by_side(results: list[dict[str, Any]], repeat: int, layer: Path) -> str:
+    """The README table: each handler's median in both modes; then the layer's heaviest modules."""
+    by = {(r["handler"], r["mode"]): r for r in results}
+    lines = [
+        f"| handler | dev venv ms | layer ms (≤ {TARGET_S * 1000:.0f}) "
+        "| layer's heaviest imports (cumulative ms) |",
+        "|---|---:|---:|---|",
+    ]
+    for name in handlers():
+        venv, lay = by[name, "venv"], by[name, "layer"]
+        top = ", ".join(f"{m['module']} {m['cumulative_s'] * 1000:.0f}" for m in lay["top"][:4])
+        lines.append(f"| {name} | {venv['median_s'] * 1000:.0f} | {lay['median_s'] * 1000:.0f} | {top} |")
+    lines += [
+        "",
+        f"Medians of {repeat} fresh interpreters each; layer: `python -S -E` with {layer.relative_to(ROOT)} "
+        "(this machine's wheels).",
+    ]
+    return "\n".join(lines)
+
+
+def print_venv(results: list[dict[str, Any]], repeat: int) -> None:
     for r in results:
         verdict = "ok" if r["median_s"] <= TARGET_S else f"over {TARGET_S * 1000:.0f} ms"
         print(
-            f"{r['handler']:12} {r['median_s'] * 1000:6.0f} ms median of {args.repeat} "
+            f"{r['handler']:12} {r['median_s'] * 1000:6.0f} ms median of {repeat} "
             f"({r['min_s'] * 1000:.0f}-{r['max_s'] * 1000:.0f}), {verdict}"
         )
         for m in r["top"]:

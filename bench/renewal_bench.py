@@ -35,10 +35,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "layers" / "core"), str(ROOT / "tests")]
 
 from kube_patterns import Target, floor, precreate, secret_names, tbot_pattern  # noqa: E402
+from warm import DynamoCounter, vm_hwm_mb  # noqa: E402
 
 FUNCTION_TIMEOUT = 300.0  # seconds, the functions' timeout in template.yaml
 CHILD_TIMEOUT = 900.0  # a run past this is broken, not slow
-DYNAMODB_WRITES = frozenset({"BatchWriteItem", "PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems"})
 
 
 @dataclass
@@ -78,17 +78,11 @@ def child() -> None:
 
     for module in pkgutil.walk_packages(teleport_argocd.__path__, "teleport_argocd."):
         importlib.import_module(module.name)
-    writes: Counter[str] = Counter()
-
-    def count_write(request: Any, **_: Any) -> None:
-        target = request.headers.get("X-Amz-Target", b"")
-        operation = (target.decode() if isinstance(target, bytes) else target).rpartition(".")[2]
-        if operation in DYNAMODB_WRITES:
-            writes[operation] += 1
+    dynamodb = DynamoCounter()
 
     started = time.perf_counter()
     session = boto3.Session()
-    session.events.register("before-send.dynamodb", count_write)
+    dynamodb.attach(session.events)
     with open_runtime(session=session) as runtime:
         trigger = Trigger(kind="reload", reason="benchmark", scope=Scope(renew=Renewal.ALL))
         reports = runtime.reconcile(runtime.outputs(), trigger)
@@ -100,19 +94,11 @@ def child() -> None:
                 "reports": [
                     {"status": r.status, "counts": r.counts, "errors": r.errors[:3]} for r in reports
                 ],
-                "dynamodb_writes": dict(writes),
-                "peak_mb": _vm_hwm_mb(),
+                "dynamodb_writes": dynamodb.snapshot()["writes"],
+                "peak_mb": vm_hwm_mb(),
             }
         )
     )
-
-
-def _vm_hwm_mb() -> float:
-    """This process's own peak resident set (VmHWM, reset by exec), in MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 # -- the parent: stack, patterns, runs ---------------------------------------------------------
@@ -176,8 +162,7 @@ def measure(size: int, latency_ms: float, repeat: int, workers: int) -> Row:
         tbot_over_project=tbot_s / renewal_s,
         kube_requests_per_cluster=statistics.median(c.total() for c in kube_counts) / size,
         kube_requests_by_method={m: statistics.median(c[m] for c in kube_counts) / size for m in methods},
-        dynamodb_writes_per_cluster=statistics.median(sum(r["dynamodb_writes"].values()) for r in renewals)
-        / size,
+        dynamodb_writes_per_cluster=statistics.median(r["dynamodb_writes"] for r in renewals) / size,
         peak_mb=max(r["peak_mb"] for r in [create, *renewals]),
         secret_bytes=sizes[0],
         floor_secret_bytes=sizes[1],

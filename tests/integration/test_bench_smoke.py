@@ -1,4 +1,5 @@
-"""The renewal benchmark's reference patterns make exactly the requests they claim (no timings)."""
+"""The benchmarks measure what they claim: the renewal's reference patterns make exactly the requests
+they say, and the event bench's event writes one Secret and one registration (no timings)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from bench.event_bench import measure as measure_event
 from bench.kube_patterns import Target, floor, precreate, secret_names, tbot_pattern
 from standins.kubeapi import KubeApiServer
 
@@ -43,3 +45,12 @@ def test_tbot_pattern_reads_then_writes_each_secret(kube: KubeApiServer) -> None
     assert [r.method for r in kube.requests[:2]] == ["GET", "PUT"]  # one Secret at a time
     merged = kube.secret("argocd", names[0])
     assert merged is not None and merged["metadata"]["annotations"]["by"] == "argocd"
+
+
+@pytest.mark.e2e  # the real audit function against a whole local stack
+def test_event_bench_writes_one_secret_and_one_registration() -> None:
+    row = measure_event(size=10, latency_ms=1.0, repeat=1)
+
+    assert row.kube_writes == [1]
+    assert row.registration_writes == [1]
+    assert row.dynamodb_writes > 0  # the hook sees the child's requests
