@@ -1,0 +1,153 @@
+"""Least-privilege Kubernetes access for the functions, derived from the configuration.
+
+RBAC grants exactly the verbs `kube` uses on Secrets (get, create, update, delete) in each
+namespace an output writes to: no list or watch (they would expose every Secret there, Argo CD's
+own included) and no patch. RBAC cannot restrict `create` by name, so a ValidatingAdmissionPolicy
+(admissionregistration.k8s.io/v1, Kubernetes 1.30+) limits the same identity to Secrets named with
+an output's prefix in that output's namespace and labelled as Argo CD cluster Secrets.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from teleport_argocd.argocd import SECRET_TYPE_LABEL
+from teleport_argocd.config import Config
+
+NAME = "teleport-argocd-cluster-secrets"
+DEFAULT_GROUP = "teleport-argocd-secret-writers"
+VERBS = ("get", "create", "update", "delete")
+LABELS = {"app.kubernetes.io/name": "teleport-argocd"}
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Who the functions are in the cluster: an EKS access-entry group, or a kubeconfig's user."""
+
+    kind: str  # "Group" or "User"
+    name: str
+
+    def cel_match(self) -> str:
+        """CEL that is true for requests made by this subject."""
+        if self.kind == "Group":
+            return f"{_cel_string(self.name)} in request.userInfo.groups"
+        return f"request.userInfo.username == {_cel_string(self.name)}"
+
+
+def writes(config: Config) -> dict[str, tuple[str, ...]]:
+    """The Secret name prefixes each namespace receives, namespaces and prefixes sorted."""
+    found: dict[str, set[str]] = {}
+    for output in config.outputs:
+        found.setdefault(output.secret_namespace, set()).add(output.secret_name_prefix)
+    return {ns: tuple(sorted(prefixes)) for ns, prefixes in sorted(found.items())}
+
+
+def manifests(config: Config, subject: Subject) -> list[dict[str, Any]]:
+    """One Role and RoleBinding per namespace, then the admission policy and its binding."""
+    targets = writes(config)
+    result: list[dict[str, Any]] = []
+    for namespace in targets:
+        result += [role(namespace), role_binding(namespace, subject)]
+    return [*result, admission_policy(targets, subject), admission_binding(targets)]
+
+
+def role(namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": NAME, "namespace": namespace, "labels": dict(LABELS)},
+        "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": list(VERBS)}],
+    }
+
+
+def role_binding(namespace: str, subject: Subject) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": NAME, "namespace": namespace, "labels": dict(LABELS)},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": NAME},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": subject.kind, "name": subject.name}],
+    }
+
+
+def secret_check(var: str, targets: dict[str, tuple[str, ...]]) -> str:
+    """CEL: the Secret `var` is named with a prefix of its namespace and labelled as a cluster."""
+    places = " || ".join(
+        f"(request.namespace == {_cel_string(ns)} && "
+        + _any(f"{var}.metadata.name.startsWith({_cel_string(prefix + '.')})" for prefix in prefixes)
+        + ")"
+        for ns, prefixes in targets.items()
+    )
+    label = _cel_string(SECRET_TYPE_LABEL)
+    return (
+        f"(({places}) && has({var}.metadata.labels) && {label} in {var}.metadata.labels"
+        f" && {var}.metadata.labels[{label}] == {_cel_string('cluster')})"
+    )
+
+
+def admission_policy(targets: dict[str, tuple[str, ...]], subject: Subject) -> dict[str, Any]:
+    # CREATE has no oldObject and DELETE no object (null); an UPDATE (patch included) must keep a
+    # Secret ours on both sides, so none is taken over or given away by relabelling.
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": NAME, "labels": dict(LABELS)},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE", "UPDATE", "DELETE"],
+                        "resources": ["secrets"],
+                    }
+                ]
+            },
+            "matchConditions": [{"name": "teleport-argocd-identity", "expression": subject.cel_match()}],
+            "validations": [
+                {
+                    "expression": 'request.operation == "DELETE" || ' + secret_check("object", targets),
+                    "message": "teleport-argocd may only write Argo CD cluster Secrets with its name prefix",
+                    "reason": "Forbidden",
+                },
+                {
+                    "expression": 'request.operation == "CREATE" || ' + secret_check("oldObject", targets),
+                    "message": "teleport-argocd may only change or delete its own Argo CD cluster Secrets",
+                    "reason": "Forbidden",
+                },
+            ],
+        },
+    }
+
+
+def admission_binding(targets: dict[str, tuple[str, ...]]) -> dict[str, Any]:
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": NAME, "labels": dict(LABELS)},
+        "spec": {
+            "policyName": NAME,
+            "validationActions": ["Deny"],
+            "matchResources": {
+                "namespaceSelector": {
+                    "matchExpressions": [
+                        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": list(targets)}
+                    ]
+                }
+            },
+        },
+    }
+
+
+def _any(terms: Iterable[str]) -> str:
+    items = list(terms)
+    return items[0] if len(items) == 1 else "(" + " || ".join(items) + ")"
+
+
+def _cel_string(value: str) -> str:
+    """A CEL string literal (CEL accepts JSON's double-quoted escapes)."""
+    return json.dumps(value)
