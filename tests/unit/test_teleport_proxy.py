@@ -26,7 +26,9 @@ class FindServer:
     only `http/1.1` it is what a client sees of a proxy behind an L7 load balancer.
     """
 
-    def __init__(self, ca: trustme.CA, alpn: tuple[str, ...] = ("teleport-reversetunnel", "http/1.1")) -> None:
+    def __init__(
+        self, ca: trustme.CA, alpn: tuple[str, ...] = ("teleport-reversetunnel", "http/1.1")
+    ) -> None:
         self.status = 200
         self.body: bytes = b"{}"
         server = self
@@ -44,6 +46,8 @@ class FindServer:
                 pass
 
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # The upgrade test hangs up after the handshake, which socketserver would print as an error.
+        self._http.handle_error = lambda *args: None  # type: ignore[method-assign]
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
         context.set_alpn_protocols(list(alpn))
@@ -212,3 +216,66 @@ def test_kube_server_name(host: str, expected: str) -> None:
 def test_extra_ca_that_is_not_pem(server: FindServer) -> None:
     with pytest.raises(ProxyError, match="extra CA for the Teleport proxy is not a PEM certificate"):
         find_proxy(server.addr, ca_pem=b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----")
+
+
+# -- behind an L7 load balancer ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def balancer(ca: trustme.CA) -> Iterator[FindServer]:
+    """What a client sees of a proxy behind an ALB: only `http/1.1` is negotiated."""
+    found = FindServer(ca, alpn=("http/1.1",))
+    yield found
+    found.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TELEPORT_TLS_ROUTING_CONN_UPGRADE", raising=False)
+
+
+def test_direct_proxy_needs_no_upgrade(server: FindServer, ca: trustme.CA) -> None:
+    server.answer(_find())
+    assert find_proxy(server.addr, ca_pem=ca.cert_pem.bytes()).conn_upgrade is False
+
+
+def test_behind_a_balancer_argo_cd_gets_the_dedicated_kube_listener(
+    balancer: FindServer, ca: trustme.CA
+) -> None:
+    balancer.answer(_find("teleport.example.com:443", public_addr="kube.example.com:3026"))
+    info = find_proxy(balancer.addr, ca_pem=ca.cert_pem.bytes())
+    assert info.conn_upgrade is True
+    assert info.kube == KubeEndpoint("https://kube.example.com:3026")
+
+
+@pytest.mark.parametrize(
+    "kube",
+    [{}, {"public_addr": "teleport.example.com:443"}, {"public_addr": "Teleport.Example.com"}],
+    ids=["none", "the-balancer", "the-balancer-default-port"],
+)
+def test_behind_a_balancer_without_a_kube_listener_fails_with_the_reason(
+    balancer: FindServer, ca: trustme.CA, kube: dict[str, str]
+) -> None:
+    balancer.answer(_find("teleport.example.com:443", **kube))
+    with pytest.raises(
+        ProxyError,
+        match=r"behind a TLS-terminating load balancer .* cannot reach Kubernetes at "
+        r"teleport\.example\.com:443 \(it needs TLS server name "
+        r"kube-teleport-proxy-alpn\.teleport\.example\.com",
+    ):
+        find_proxy(balancer.addr, ca_pem=ca.cert_pem.bytes())
+
+
+def test_without_tls_routing_the_balancer_changes_nothing_for_argo_cd(
+    balancer: FindServer, ca: trustme.CA
+) -> None:
+    balancer.answer(_find(tls_routing=False, listen_addr="0.0.0.0:3026"))
+    info = find_proxy(balancer.addr, ca_pem=ca.cert_pem.bytes())
+    assert info.conn_upgrade and info.kube == KubeEndpoint("https://teleport.example.com:3026")
+
+
+def test_a_known_answer_skips_the_test(balancer: FindServer, ca: trustme.CA) -> None:
+    balancer.answer(_find())
+    info = find_proxy(balancer.addr, ca_pem=ca.cert_pem.bytes(), conn_upgrade=False)
+    assert info.conn_upgrade is False
+    assert info.kube.server_name == "kube-teleport-proxy-alpn.teleport.example.com"

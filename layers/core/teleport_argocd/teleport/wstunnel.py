@@ -33,6 +33,7 @@ from wsproto.events import (
     RejectConnection,
     Request,
 )
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from teleport_argocd.errors import ProxyError
 
@@ -55,7 +56,10 @@ class WebSocketDialer:
         cancels the coroutine and closes the socket. Raises ProxyError when the upgrade fails."""
         reader, writer = await self._connect()
         try:
-            ws = await self._handshake(reader, writer)
+            try:
+                ws = await self._handshake(reader, writer)
+            except (LocalProtocolError, RemoteProtocolError) as exc:
+                raise ProxyError(f"{self.description}: bad WebSocket handshake answer: {exc}") from exc
             ours, theirs = socket.socketpair()
         except BaseException:
             writer.transport.abort()
