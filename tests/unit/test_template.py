@@ -315,7 +315,7 @@ def test_failing_runs_alarm_within_half_the_certificate_lifetime() -> None:
     half_life = DEFAULT_CREDENTIAL_TTL.total_seconds() / 2
     discovery = default_seconds("DiscoveryIntervalMinutes")
     timeout = TEMPLATE["Globals"]["Function"]["Timeout"]
-    for name in ("RunsFailedAlarm", "RunsCrashedAlarm"):
+    for name in ("RunsFailedAlarm", "RunsCrashedAlarm", "WorkerErrorsAlarm"):
         props = alarm(name, cfn)
         # Every period of an outage holds a failed run: the next tick starts within one interval.
         assert props["Period"] >= discovery
