@@ -62,7 +62,8 @@ def handler(event: ScheduleEvent, context: LambdaContext) -> dict[str, Any]:
     with runtime:
         outputs = runtime.outputs()
         if queue := os.environ.get("OUTPUT_RUNS_QUEUE"):
-            queued = fanout.enqueue(session.client("sqs"), queue, outputs, trigger)
+            shards = runtime.shards(outputs)
+            queued = fanout.enqueue(session.client("sqs"), queue, outputs, trigger, shards)
             metrics.add_metric("RunsQueued", "Count", queued)
             return {"status": "queued", "outputs": queued}
         reports = runtime.reconcile(outputs, trigger)

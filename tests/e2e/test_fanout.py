@@ -73,3 +73,25 @@ def test_a_queued_run_names_its_output_and_renewal() -> None:
     ):
         with pytest.raises(MalformedRunMessage):
             fanout.parse(body)
+
+
+def test_a_large_output_is_split_into_shards_that_each_write_only_their_clusters(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert stack.kube is not None and stack.teleport is not None
+    monkeypatch.setenv("SHARD_SIZE", "1")  # one registration a shard, so two outputs of two make four
+    invoke("renew", event("schedule.json"))
+    drain_runs(stack.queue_url, stack.aws.client("sqs"))
+    new = [f"prod-new-{i}" for i in range(6)]
+    for name in new:
+        stack.teleport.add_kube_cluster(name, labels={"env": "prod"})
+    before = len(stack.kube.requests)
+
+    assert invoke("renew", event("schedule.json")) == {"status": "queued", "outputs": 4}
+    answers = drain_runs(stack.queue_url, stack.aws.client("sqs"))
+
+    assert answers == [{"batchItemFailures": []}] * 4
+    creates = [r for r in stack.kube.requests[before:] if r.verb == "create"]
+    assert len(creates) == len(new)  # each new cluster written once, by the one shard it hashes to
+    for name in new:
+        assert stack.kube.secret(ARGOCD_NAMESPACE, secret_name("teleport.argocd-cluster", "root", name))

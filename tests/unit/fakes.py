@@ -43,9 +43,15 @@ class FakeState:
     writes: int = 0
     reads: int = 0
     last_finished: datetime | None = None
+    shard_leases: list[str] = field(default_factory=list)
 
-    def try_acquire(self, output: str, *, run_id: str, duration: timedelta, reason: str) -> Lease | None:
+    def try_acquire(
+        self, output: str, *, run_id: str, duration: timedelta, reason: str, shard: str = ""
+    ) -> Lease | None:
         self.writes += 1
+        if shard:  # shards' leases are independent of the output's
+            self.shard_leases.append(shard)
+            return Lease(output, run_id, T0 + duration, shard=shard)
         if self.holder not in (None, run_id):
             self.pending += 1
             return None
@@ -58,6 +64,8 @@ class FakeState:
 
     def finish(self, lease: Lease) -> bool:
         self.writes += 1
+        if lease.shard:
+            return False
         if self.pending:
             self.pending = 0
             return True

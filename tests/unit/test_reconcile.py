@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from teleport_argocd.plan import Renewal, Scope
+from teleport_argocd.plan import Renewal, Scope, shard_of
 from teleport_argocd.reconcile import Trigger
 
 from .fakes import Clock, output, reconciler
@@ -320,3 +320,26 @@ def test_a_run_reads_the_registry_once_unless_another_run_finished_since() -> No
     state.last_finished = clock() + timedelta(seconds=1)  # a run released the lease after our read
     rec.run(output(), FORCED)
     assert state.reads == 2
+
+
+def test_shards_of_an_output_split_its_clusters_between_them_under_their_own_leases() -> None:
+    clusters = {f"c{i:02d}": {"env": "prod"} for i in range(40)}
+    rec, state, _store, _ = reconciler(clusters)
+    written: list[str] = []
+    for index in range(4):
+        report = rec.run(output(), Trigger("schedule", "tick", Scope(renew=Renewal.DUE, shard=(index, 4))))
+        assert report.shard == f"{index}/4"
+        written += [c.kube_cluster for c in report.clusters if c.action == "created"]
+    assert sorted(written) == sorted(clusters)  # every cluster once, in exactly one shard
+    assert state.shard_leases == ["0/4", "1/4", "2/4", "3/4"]
+    assert all(any(shard_of(n, 4) == i for n in clusters) for i in range(4))  # no shard is empty
+
+
+def test_a_shard_prunes_and_unmarks_only_its_own_clusters() -> None:
+    clusters = {f"c{i:02d}": {"env": "prod"} for i in range(20)}
+    rec, _state, _store, session = reconciler(clusters)
+    rec.run(output(), RENEWAL)
+    session.clusters.clear()  # gone from Teleport
+    report = rec.run(output(), Trigger("discovery", "tick", Scope(renew=Renewal.NONE, shard=(1, 2))))
+    unmatched = {c.kube_cluster for c in report.clusters if c.action == "unmatched"}
+    assert unmatched == {n for n in clusters if shard_of(n, 2) == 1}

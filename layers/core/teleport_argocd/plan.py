@@ -48,11 +48,32 @@ class Scope:
 
     `clusters` None is the whole output; otherwise only those kube clusters (an audit event),
     and `removed` says Teleport deleted them, so they are unmatched without being looked up.
+    `shard` (i, n): only the clusters whose name hashes to i of n, when a schedule splits a
+    large output into runs side by side.
     """
 
     renew: Renewal = Renewal.DUE
     clusters: frozenset[str] | None = None
     removed: bool = False
+    shard: tuple[int, int] = (0, 1)
+
+    def covers(self, kube_cluster: str) -> bool:
+        if self.clusters is not None and kube_cluster not in self.clusters:
+            return False
+        index, count = self.shard
+        return count == 1 or shard_of(kube_cluster, count) == index
+
+    @property
+    def shard_id(self) -> str:
+        """The shard's name in state ("" for a whole output)."""
+        index, count = self.shard
+        return "" if count == 1 else f"{index}/{count}"
+
+
+def shard_of(kube_cluster: str, count: int) -> int:
+    """A stable shard for a cluster name (the same in every process, unlike `hash`)."""
+    digest = hashlib.sha256(kube_cluster.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % count
 
 
 @dataclass(frozen=True)
@@ -116,8 +137,12 @@ def plan(
 ) -> Plan:
     """One step per selected cluster, per cluster that failed to render, and per registration
     of this Teleport cluster that the selectors no longer pick (within the scope)."""
-    known = {r.kube_cluster: r for r in registrations if r.teleport_cluster == teleport_cluster}
-    in_scope = (lambda name: True) if scope.clusters is None else scope.clusters.__contains__
+    known = {
+        r.kube_cluster: r
+        for r in registrations
+        if r.teleport_cluster == teleport_cluster and scope.covers(r.kube_cluster)
+    }
+    in_scope = scope.covers
     steps: list[Step] = []
     seen: set[str] = set()
     if not scope.removed:

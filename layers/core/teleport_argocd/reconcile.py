@@ -84,7 +84,9 @@ class SecretStoreLike(Protocol):
 class StateLike(Protocol):
     """What a run needs from the state table (teleport_argocd.state.StateStore)."""
 
-    def try_acquire(self, output: str, *, run_id: str, duration: timedelta, reason: str) -> Lease | None: ...
+    def try_acquire(
+        self, output: str, *, run_id: str, duration: timedelta, reason: str, shard: str = ""
+    ) -> Lease | None: ...
 
     def extend(self, lease: Lease, duration: timedelta) -> Lease: ...
 
@@ -147,6 +149,7 @@ class OutputReport:
     status: str
     trigger: str
     run_id: str = ""
+    shard: str = ""
     dry_run: bool = False
     passes: int = 0
     started: datetime | None = None
@@ -180,6 +183,7 @@ class OutputReport:
             "status": self.status,
             "trigger": self.trigger,
             "run_id": self.run_id,
+            "shard": self.shard,
             "dry_run": self.dry_run,
             "passes": self.passes,
             "started": _iso(self.started),
@@ -218,6 +222,7 @@ class Reconciler:
         """Reconcile one output as far as `trigger` asks, or mark it pending if another run holds it."""
         report = OutputReport(output=output.name, status="completed", trigger=trigger.kind)
         report.dry_run = trigger.dry_run
+        report.shard = trigger.scope.shard_id
         report.started = self.clock()
         try:
             # The registry and Teleport are independent reads: fetch them side by side.
@@ -261,7 +266,8 @@ class Reconciler:
                 return conn.session.list_kube_clusters(identity, name=query.name, labels=query.labels)
 
             selection = select(output.selectors, fetch)
-            clusters, errors = selection.clusters, [str(e) for e in selection.errors]
+            clusters = tuple(c for c in selection.clusters if scope.covers(c.name))
+            errors = [str(e) for e in selection.errors]
         rendered, failures = render_secrets(
             output,
             clusters,
@@ -338,7 +344,11 @@ class Reconciler:
         run_id = uuid.uuid4().hex
         report.run_id = run_id
         lease = self.state.try_acquire(
-            output.name, run_id=run_id, duration=self.lease_duration, reason=trigger.reason
+            output.name,
+            run_id=run_id,
+            duration=self.lease_duration,
+            reason=trigger.reason,
+            shard=trigger.scope.shard_id,
         )
         if lease is None:
             logger.info("output %s is being reconciled by another run; marked pending", output.name)
@@ -354,7 +364,7 @@ class Reconciler:
                 try:
                     if report.passes > 1:
                         # Triggers arrived meanwhile: go round once more over the whole output.
-                        scope = Scope(renew=Renewal.DUE)
+                        scope = Scope(renew=Renewal.DUE, shard=trigger.scope.shard)
                         report.started = self.clock()
                         listing = self._list(output, replace(trigger, scope=scope))
                         planned = None

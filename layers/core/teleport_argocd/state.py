@@ -18,6 +18,9 @@ during a run, so none is lost:
     last_run_id      S     the run that last released the lease
     last_finished    S     when it did
 
+``sk = "lease#<i>/<n>"`` is the same for shard i of n, when a schedule splits a large output;
+releasing one also stamps `last_run_id`/`last_finished` on the output's own lease item.
+
 ``sk = "reg#<teleport cluster>#<kube cluster>"`` is what we wrote for one cluster (the
 names are attributes too; they are never parsed back out of the key). A run reads all of an
 output's registrations once and writes back only those that changed, whole, in batches:
@@ -108,6 +111,7 @@ class Lease:
     expires_at: datetime
     taken_over: bool = False
     previous_finished: datetime | None = None
+    shard: str = ""
 
 
 @dataclass(frozen=True)
@@ -163,7 +167,9 @@ class StateStore:
 
     # -- lease -----------------------------------------------------------------
 
-    def try_acquire(self, output: str, *, run_id: str, duration: timedelta, reason: str) -> Lease | None:
+    def try_acquire(
+        self, output: str, *, run_id: str, duration: timedelta, reason: str, shard: str = ""
+    ) -> Lease | None:
         """Take the lease if it is free or expired; otherwise flag a rerun for the holder and return None.
 
         Taking the lease clears `pending`: the run starting now covers earlier triggers. A
@@ -176,7 +182,7 @@ class StateStore:
             expires = now + duration
             old = self._write_returning_old(
                 "update_item",
-                Key=_key(output, _LEASE),
+                Key=_key(output, _lease_sk(shard)),
                 UpdateExpression=(
                     "SET holder = :run, lease_expires = :expires, lease_seconds = :seconds,"
                     " acquired = :at, reason = :reason, pending = :false"
@@ -200,20 +206,21 @@ class StateStore:
                     expires,
                     taken_over=_str(old, "holder") not in (None, run_id),
                     previous_finished=_time(old, "last_finished"),
+                    shard=shard,
                 )
-            if self._mark_pending(output, reason, now):
+            if self._mark_pending(output, reason, now, shard):
                 return None
             # The holder released or expired between our two writes: try to take it again.
         raise StateError(f"lease of output {output!r} kept changing hands; gave up")
 
-    def _mark_pending(self, output: str, reason: str, now: datetime) -> bool:
+    def _mark_pending(self, output: str, reason: str, now: datetime, shard: str) -> bool:
         """Flag a rerun for the live holder; False if there is no live holder any more."""
         live = "attribute_exists(holder) AND lease_expires >= :now"
         values = {":true": _TRUE, ":at": _s(_iso(now)), ":now": _n(_epoch(now))}
         set_pending = "SET pending = :true, pending_since = if_not_exists(pending_since, :at)"
         if self._write(
             "update_item",
-            Key=_key(output, _LEASE),
+            Key=_key(output, _lease_sk(shard)),
             UpdateExpression=f"{set_pending} ADD pending_reasons :reasons",
             ConditionExpression=(
                 f"{live} AND (attribute_not_exists(pending_reasons)"
@@ -230,7 +237,7 @@ class StateStore:
         # Either the reasons are full (flag the rerun without recording why) or the lease is gone.
         return self._write(
             "update_item",
-            Key=_key(output, _LEASE),
+            Key=_key(output, _lease_sk(shard)),
             UpdateExpression=set_pending,
             ConditionExpression=live,
             ExpressionAttributeValues=values,
@@ -246,21 +253,29 @@ class StateStore:
         """
         now = self._clock()
         run = _s(lease.run_id)
+        released = {":run": run, ":at": _s(_iso(now))}
         if self._write(
             "update_item",
-            Key=_key(lease.output, _LEASE),
+            Key=_key(lease.output, _lease_sk(lease.shard)),
             UpdateExpression=(
                 "REMOVE holder, lease_expires, lease_seconds, acquired, reason"
                 " SET last_run_id = :run, last_finished = :at"
             ),
             ConditionExpression="holder = :run AND (attribute_not_exists(pending) OR pending = :false)",
-            ExpressionAttributeValues={":run": run, ":at": _s(_iso(now)), ":false": _FALSE},
+            ExpressionAttributeValues={**released, ":false": _FALSE},
         ):
+            if lease.shard:  # stamp the output's own lease too: warm readers check only that one
+                self._write(
+                    "update_item",
+                    Key=_key(lease.output, _LEASE),
+                    UpdateExpression="SET last_run_id = :run, last_finished = :at",
+                    ExpressionAttributeValues=released,
+                )
             return False
         # Only a new holder clears `pending`, so while we hold the lease it is still set.
         return self._write(
             "update_item",
-            Key=_key(lease.output, _LEASE),
+            Key=_key(lease.output, _lease_sk(lease.shard)),
             UpdateExpression=(
                 "SET pending = :false, lease_expires = :now + lease_seconds"
                 " REMOVE pending_reasons, pending_since"
@@ -279,7 +294,7 @@ class StateStore:
         expires = self._clock() + duration
         if not self._write(
             "update_item",
-            Key=_key(lease.output, _LEASE),
+            Key=_key(lease.output, _lease_sk(lease.shard)),
             UpdateExpression="SET lease_expires = :expires, lease_seconds = :seconds",
             ConditionExpression="holder = :run",
             ExpressionAttributeValues={
@@ -522,6 +537,11 @@ def _registration(output: str, item: Mapping[str, Any]) -> Registration:
 
 def _pk(output: str) -> str:
     return f"output#{output}"
+
+
+def _lease_sk(shard: str) -> str:
+    """The output's lease, or one shard's ("lease#2/4") when a schedule splits a large output."""
+    return f"{_LEASE}#{shard}" if shard else _LEASE
 
 
 def _reg(teleport_cluster: str, kube_cluster: str) -> str:
