@@ -166,8 +166,8 @@ def test_audit_function_also_gets_idempotency_records() -> None:
     }
 
 
-def test_renew_function_only_queues_and_touches_no_table() -> None:
-    assert dynamodb_grants("RenewFunction") == {}
+def test_renew_function_only_reads_registrations() -> None:
+    assert dynamodb_grants("RenewFunction") == {"<StateTable.Arn>": {"dynamodb:Query"}}
 
 
 def test_state_actions_are_the_calls_the_state_store_makes() -> None:
