@@ -530,3 +530,19 @@ def test_a_warm_process_rereads_registrations_only_after_a_run_wrote_them(
 
     assert [r.kube_cluster for r in store.registrations("main")] == ["a", "b"]
     assert client.calls["query"] == 1
+
+
+def test_shard_leases_are_independent_and_their_release_stamps_the_output(store: StateStore) -> None:
+    whole = store.try_acquire("main", run_id="whole", duration=LEASE, reason="event")
+    first = store.try_acquire("main", run_id="s0", duration=LEASE, reason="schedule", shard="0/2")
+    second = store.try_acquire("main", run_id="s1", duration=LEASE, reason="schedule", shard="1/2")
+    assert whole and first and second and (first.shard, second.shard) == ("0/2", "1/2")
+    assert (
+        store.try_acquire("main", run_id="s0-again", duration=LEASE, reason="schedule", shard="0/2") is None
+    )
+
+    assert store.finish(whole) is False
+    stamp = store.lease_status("main")["last_run_id"]
+    assert store.finish(first) is True  # the second acquire asked for a rerun
+    assert store.finish(first) is False
+    assert (stamp, store.lease_status("main")["last_run_id"]) == ("whole", "s0")
