@@ -35,12 +35,6 @@ def running(lease_seconds: int) -> Iterator[LocalStack]:
 
 
 @pytest.fixture
-def stack() -> Iterator[LocalStack]:
-    with running(lease_seconds=360) as stack:
-        yield stack
-
-
-@pytest.fixture
 def short_lease_stack() -> Iterator[LocalStack]:
     """Leases of 3 s, so a dead run's lease expires within the test."""
     with running(lease_seconds=3) as stack:

@@ -642,6 +642,15 @@ class KubeApiServer:
 
     # -- direct access, as another writer would have (not logged) ------------------------
 
+    def reset(self) -> None:
+        """No Secrets, no request log, no hooks or injected faults; namespaces and access stay.
+        End-to-end tests share one server and each starts from this."""
+        with self._lock:
+            self._secrets.clear()
+            self.requests.clear()
+            self._hooks.clear()
+            self._faults.clear()
+
     def add_namespace(self, name: str) -> dict[str, Any]:
         with self._lock:
             self._namespaces[name] = {

@@ -374,6 +374,14 @@ class TeleportStandin:
     def remove_kube_cluster(self, name: str) -> None:
         self._cluster.remove_kube_cluster(name)
 
+    def set_kube_clusters(self, clusters: Mapping[str, Mapping[str, str]]) -> None:
+        """Exactly these clusters (name → static labels), one agent each, whatever was there before:
+        end-to-end tests share one stand-in and each starts from the same clusters."""
+        for name in self._cluster.kube_cluster_names():
+            self._cluster.remove_kube_cluster(name)
+        for name, labels in clusters.items():
+            self.add_kube_cluster(name, labels=labels)
+
     def issue_user_cert(
         self,
         username: str,

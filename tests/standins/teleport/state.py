@@ -287,6 +287,10 @@ class Cluster:
         with self.lock:
             return self._kube.get(name)
 
+    def kube_cluster_names(self) -> list[str]:
+        with self.lock:
+            return list(self._kube)
+
     def remove_kube_cluster(self, name: str) -> None:
         with self.lock:
             if self._kube.pop(name, None) is None:
