@@ -61,6 +61,10 @@ class Result:
     sequential_s: float
     kube_writes_per_output: float
     dynamodb_writes_per_output: float
+    # CPU the parent (the Teleport and Kubernetes stand-ins) used per second of the concurrent runs:
+    # near 1.0, the GIL-bound stand-in, not the workers, sets the pace.
+    standin_cpu_share: float
+    worker_cpu_per_output_s: float  # CPU one worker invocation used for one output, in the child
 
     @property
     def speedup(self) -> float:
@@ -129,7 +133,7 @@ def measure(n_outputs: int, size: int, parallel: int, latency_ms: float, repeat:
         concurrently(workers, [run_message(n, Renewal.NONE) for n in names])
         setup_s = time.perf_counter() - started
         _check_writes(kube_writes(kube_requests(kube, 0)), n_outputs * size, "setup")
-        one, many, serial, kube_per_output, dynamo_per_output = [], [], [], [], []
+        one, many, serial, kube_per_output, dynamo_per_output, cpu_share, worker_cpu = ([] for _ in range(7))
         for _ in range(repeat):
             before = len(kube.requests)
             started = time.perf_counter()
@@ -138,9 +142,11 @@ def measure(n_outputs: int, size: int, parallel: int, latency_ms: float, repeat:
             _check_writes(kube_writes(kube_requests(kube, before)), size, "one output")
 
             before = len(kube.requests)
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             results = concurrently(workers, forced)
             many.append(time.perf_counter() - started)
+            cpu_share.append((time.process_time() - cpu) / many[-1])
+            worker_cpu.append(statistics.median(r["cpu_seconds"] for r in results))
             writes = kube_writes(kube_requests(kube, before))
             _check_writes(writes, n_outputs * size, "concurrent")
             kube_per_output.append(writes / n_outputs)
@@ -162,6 +168,8 @@ def measure(n_outputs: int, size: int, parallel: int, latency_ms: float, repeat:
         sequential_s=statistics.median(serial),
         kube_writes_per_output=statistics.median(kube_per_output),
         dynamodb_writes_per_output=statistics.median(dynamo_per_output),
+        standin_cpu_share=statistics.median(cpu_share),
+        worker_cpu_per_output_s=statistics.median(worker_cpu),
     )
 
 
@@ -187,7 +195,10 @@ def markdown(r: Result, repeat: int) -> str:
             f"latency {r.latency_ms:g} ms per request; medians of {repeat}; "
             f"{r.kube_writes_per_output:,.0f} Kubernetes writes and {r.dynamodb_writes_per_output:,.0f} "
             "DynamoDB write requests per output. Setup (every output's Secrets created, concurrently): "
-            f"{r.setup_s:.1f} s. Stand-ins and workers share 2 cores.",
+            f"{r.setup_s:.1f} s. Stand-ins and workers share 2 cores; during the concurrent runs the "
+            f"stand-ins' process used {r.standin_cpu_share:.2f} CPU-seconds per second, and each output's "
+            f"worker invocation {r.worker_cpu_per_output_s:.1f} CPU-seconds, so {r.outputs} outputs need at "
+            f"least {r.outputs * r.worker_cpu_per_output_s / 2:.1f} s on 2 cores however many run at once.",
         ]
     )
 

@@ -117,11 +117,12 @@ def serve(functions: list[str]) -> None:
     for line in sys.stdin:
         command = json.loads(line)
         counter.reset()
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         answer = invoke(command["function"], command["event"])
         seconds = time.perf_counter() - started
         result = {
             "seconds": seconds,
+            "cpu_seconds": time.process_time() - cpu,
             "dynamodb": counter.snapshot(),
             "answer": answer,
             "peak_mb": vm_hwm_mb(),
