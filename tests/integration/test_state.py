@@ -546,3 +546,50 @@ def test_shard_leases_are_independent_and_their_release_stamps_the_output(store:
     assert store.finish(first) is True  # the second acquire asked for a rerun
     assert store.finish(first) is False
     assert (stamp, store.lease_status("main")["last_run_id"]) == ("whole", "s0")
+
+
+def test_a_run_that_read_an_unheld_registry_leaves_what_it_wrote_for_the_next_run(
+    table: str, dynamodb: Any, clock: Clock
+) -> None:
+    client = CountingClient(dynamodb)
+    store = StateStore(table, client=client, clock=clock)
+    first = store.try_acquire("main", run_id="run-0", duration=LEASE, reason="schedule")
+    assert first
+    store.finish(first)  # a released lease, so reads can be checked against its stamp
+
+    assert store.registrations("main") == []
+    lease = store.try_acquire("main", run_id="run-1", duration=LEASE, reason="event")
+    assert lease
+    store.put_registrations([registration("b"), registration("a")])
+    clock.advance(timedelta(seconds=1))
+    store.finish(lease)
+    client.calls.clear()
+
+    assert [r.kube_cluster for r in store.registrations("main")] == ["a", "b"]  # in Query's order
+    assert client.calls == {"get_item": 1}
+
+
+def test_a_run_does_not_cache_what_it_wrote_when_another_run_released_meanwhile(
+    table: str, dynamodb: Any, clock: Clock
+) -> None:
+    client = CountingClient(dynamodb)
+    store = StateStore(table, client=client, clock=clock)
+    other = StateStore(table, client=dynamodb, clock=clock)
+    first = store.try_acquire("main", run_id="run-0", duration=LEASE, reason="schedule")
+    assert first
+    store.finish(first)
+    store.registrations("main")  # read while unheld...
+    theirs = other.try_acquire("main", run_id="theirs", duration=LEASE, reason="event")
+    assert theirs
+    other.put_registrations([registration("theirs")])  # ...then another run wrote and released
+    clock.advance(timedelta(seconds=1))
+    other.finish(theirs)
+    lease = store.try_acquire("main", run_id="ours", duration=LEASE, reason="schedule")
+    assert lease
+    store.put_registrations([registration("ours")])
+    clock.advance(timedelta(seconds=1))
+    store.finish(lease)
+    client.calls.clear()
+
+    assert [r.kube_cluster for r in store.registrations("main")] == ["ours", "theirs"]
+    assert client.calls["query"] == 1

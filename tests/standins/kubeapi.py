@@ -1069,6 +1069,9 @@ class _HttpServer(ThreadingHTTPServer):
 
     daemon_threads = True
     block_on_close = False
+    # socketserver's default backlog of 5 drops connections when several clients open their pools
+    # at once; a real API server (Go's net/http) listens with the kernel's somaxconn.
+    request_queue_size = 128
 
     def __init__(self, api: KubeApiServer, context: ssl.SSLContext) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)

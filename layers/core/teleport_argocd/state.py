@@ -164,6 +164,9 @@ class StateStore:
         self._client = client
         self._clock = clock
         self.writes = 0
+        # What this store read of each output's registrations (with the release stamp it was read
+        # after) and has written since: on release, the next run's cache (see `finish`).
+        self._seen: dict[str, tuple[str | None, dict[str, Registration]]] = {}
 
     # -- lease -----------------------------------------------------------------
 
@@ -254,7 +257,7 @@ class StateStore:
         now = self._clock()
         run = _s(lease.run_id)
         released = {":run": run, ":at": _s(_iso(now))}
-        if self._write(
+        old = self._write_returning_old(
             "update_item",
             Key=_key(lease.output, _lease_sk(lease.shard)),
             UpdateExpression=(
@@ -263,8 +266,11 @@ class StateStore:
             ),
             ConditionExpression="holder = :run AND (attribute_not_exists(pending) OR pending = :false)",
             ExpressionAttributeValues={**released, ":false": _FALSE},
-        ):
-            if lease.shard:  # stamp the output's own lease too: warm readers check only that one
+        )
+        if old is not None:
+            if not lease.shard:
+                self._keep_for_next_run(lease.output, old, f"{lease.run_id}@{_iso(now)}")
+            else:  # stamp the output's own lease too: warm readers check only that one
                 self._write(
                     "update_item",
                     Key=_key(lease.output, _LEASE),
@@ -340,11 +346,23 @@ class StateStore:
         key = (self._table, output)
         cached = _REGISTRY.get(key)
         if stamp is not None and cached is not None and cached[0] == stamp:
-            return list(cached[1])
-        registrations = [_registration(output, item) for item in self._query(output, "reg#")]
-        if stamp is not None:
-            _REGISTRY[key] = (stamp, tuple(registrations))
+            registrations = list(cached[1])
+        else:
+            registrations = [_registration(output, item) for item in self._query(output, "reg#")]
+            if stamp is not None:
+                _REGISTRY[key] = (stamp, tuple(registrations))
+        self._seen[output] = (stamp, {_reg_sk(r): r for r in registrations})
         return registrations
+
+    def _keep_for_next_run(self, output: str, released: Mapping[str, Any], stamp: str) -> None:
+        """After releasing the output's lease, cache what this run read and wrote, if that is the
+        whole registry: the release it read after is the one just replaced (no other run released
+        in between) and it read while no run held the lease."""
+        seen = self._seen.get(output)
+        read_after = f"{_str(released, 'last_run_id')}@{_str(released, 'last_finished')}"
+        if seen is not None and seen[0] is not None and seen[0] == read_after:
+            current = tuple(reg for _, reg in sorted(seen[1].items()))
+            _REGISTRY[(self._table, output)] = (stamp, current)
 
     def _release_stamp(self, output: str) -> str | None:
         """The last release of an unheld lease (None while it is held or was never released)."""
@@ -367,6 +385,9 @@ class StateStore:
         for start in range(0, len(registrations), _BATCH):
             requests = [{"PutRequest": {"Item": _reg_item(r)}} for r in registrations[start : start + _BATCH]]
             self._batch_write(requests)
+            for reg in registrations[start : start + _BATCH]:
+                if reg.output in self._seen:
+                    self._seen[reg.output][1][_reg_sk(reg)] = reg
 
     def _batch_write(self, requests: list[dict[str, Any]]) -> None:
         for attempt in range(_BATCH_ATTEMPTS):
@@ -542,6 +563,10 @@ def _pk(output: str) -> str:
 def _lease_sk(shard: str) -> str:
     """The output's lease, or one shard's ("lease#2/4") when a schedule splits a large output."""
     return f"{_LEASE}#{shard}" if shard else _LEASE
+
+
+def _reg_sk(reg: Registration) -> str:
+    return _reg(reg.teleport_cluster, reg.kube_cluster)
 
 
 def _reg(teleport_cluster: str, kube_cluster: str) -> str:
