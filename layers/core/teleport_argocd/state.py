@@ -491,16 +491,7 @@ class StateStore:
 
     def _write(self, operation: str, **kwargs: Any) -> bool:
         """Issue one write request; False when its condition did not hold."""
-        self.writes += 1
-        try:
-            self._request(operation, **kwargs)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise self._error(operation, exc) from exc
-        except BotoCoreError as exc:
-            raise self._error(operation, exc) from exc
-        return True
+        return self._write_returning_old(operation, **kwargs) is not None
 
     def _request(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         response: dict[str, Any] = getattr(self._client, operation)(TableName=self._table, **kwargs)
