@@ -116,7 +116,7 @@ def _body(event: APIGatewayProxyEventV2) -> bytes:
         return body.encode()
     try:
         return base64.b64decode(body, validate=True)
-    except binascii.Error:
+    except (binascii.Error, ValueError):  # ValueError: non-ASCII text
         raise MalformedEvent("body is not valid base64") from None
 
 

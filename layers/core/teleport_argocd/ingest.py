@@ -81,7 +81,10 @@ def check_bounds(obj: object) -> None:
                 if depth + 1 > MAX_DEPTH:
                     raise MalformedEvent(f"event nested deeper than {MAX_DEPTH} levels")
                 stack.append((child, depth + 1))
-    size = len(_to_json(obj).encode())
+    try:
+        size = len(_to_json(obj).encode())
+    except UnicodeEncodeError:  # a lone surrogate (JSON "\ud800"): no UTF-8, no EventBridge entry
+        raise MalformedEvent("event holds a string that is not valid Unicode") from None
     if size > MAX_DETAIL_BYTES:
         raise EventTooLarge(f"event JSON of {size} bytes exceeds {MAX_DETAIL_BYTES}")
 
