@@ -3,7 +3,9 @@ to Kubernetes and to the state table, and what it leaves alone."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
+from typing import Any
 
 from teleport_argocd.plan import Renewal, Scope, shard_of
 from teleport_argocd.reconcile import Trigger
@@ -343,3 +345,27 @@ def test_a_shard_prunes_and_unmarks_only_its_own_clusters() -> None:
     report = rec.run(output(), Trigger("discovery", "tick", Scope(renew=Renewal.NONE, shard=(1, 2))))
     unmatched = {c.kube_cluster for c in report.clusters if c.action == "unmatched"}
     assert unmatched == {n for n in clusters if shard_of(n, 2) == 1}
+
+
+def test_the_lease_is_extended_while_writes_go_on() -> None:
+    rec, state, store, _ = reconciler(PROD)
+    rec.lease_duration = timedelta(seconds=0.15)  # extended every 0.05 s of a run
+    rec.concurrency = 1
+    slow_write = store.write
+
+    def write(manifest: Any, known: Any) -> Any:
+        time.sleep(0.06)
+        return slow_write(manifest, known)
+
+    store.write = write  # type: ignore[method-assign]
+    extends = 0
+    real_extend = state.extend
+
+    def counting_extend(lease: Any, duration: timedelta) -> Any:
+        nonlocal extends
+        extends += 1
+        return real_extend(lease, duration)
+
+    state.extend = counting_extend  # type: ignore[method-assign]
+    assert rec.run(output(), FORCED).counts["created"] == 3
+    assert extends >= 2

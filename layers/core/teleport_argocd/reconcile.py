@@ -12,11 +12,13 @@ fails the run and touches no Secret.
 
 from __future__ import annotations
 
+import functools
 import logging
+import queue
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -429,26 +431,31 @@ class Reconciler:
         report: OutputReport,
         lease: Lease,
     ) -> Lease:
-        """Write through a bounded pool; record results in batches; keep the lease alive meanwhile."""
+        """Write through a bounded pool; record results in batches; keep the lease alive meanwhile.
+
+        Results come back through a queue as each write finishes: `concurrent.futures.wait` on
+        thousands of pending futures costs time in proportion to all of them at every call.
+        """
         extend_every = self.lease_duration.total_seconds() / 3
         renewed_at = time.monotonic()
         buffer: list[Registration] = []
+        finished: queue.SimpleQueue[tuple[Step, Future[WriteResultLike | bool]]] = queue.SimpleQueue()
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(writes))) as pool:
-            futures: dict[Future[WriteResultLike | bool], Step] = {
-                pool.submit(_carry_out, store, step): step for step in writes
-            }
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, timeout=extend_every, return_when=FIRST_COMPLETED)
-                for future in done:
-                    buffer.append(self._outcome(output, futures[future], future, identity, report))
-                if not pending:
-                    self.state.put_registrations(buffer)
-                    buffer = []
-                elif len(buffer) >= FLUSH_EVERY:  # whole batches only; the rest waits for more results
-                    full = len(buffer) - len(buffer) % FLUSH_EVERY
-                    self.state.put_registrations(buffer[:full])
-                    buffer = buffer[full:]
+            for step in writes:
+                future = pool.submit(_carry_out, store, step)
+                future.add_done_callback(functools.partial(_put, finished, step))
+            done = 0
+            while done < len(writes):
+                try:
+                    step, future = finished.get(timeout=extend_every)
+                except queue.Empty:
+                    pass  # nothing finished for a while: still, keep the lease
+                else:
+                    done += 1
+                    buffer.append(self._outcome(output, step, future, identity, report))
+                    if len(buffer) == FLUSH_EVERY or done == len(writes):
+                        self.state.put_registrations(buffer)
+                        buffer = []
                 if time.monotonic() - renewed_at >= extend_every:
                     lease = self.state.extend(lease, self.lease_duration)
                     renewed_at = time.monotonic()
@@ -561,6 +568,14 @@ class Reconciler:
 
     def _teleport(self) -> Connection:
         return self.connect_teleport()  # the caller joins once per invocation and keeps it
+
+
+def _put(
+    finished: queue.SimpleQueue[tuple[Step, Future[WriteResultLike | bool]]],
+    step: Step,
+    future: Future[WriteResultLike | bool],
+) -> None:
+    finished.put((step, future))
 
 
 def _carry_out(store: SecretStoreLike, step: Step) -> WriteResultLike | bool:
