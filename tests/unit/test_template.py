@@ -328,11 +328,24 @@ def test_failing_runs_alarm_within_half_the_certificate_lifetime() -> None:
 def test_silence_and_expiry_alarm_within_half_the_certificate_lifetime() -> None:
     props = alarm("CertificateExpiryAlarm", Cfn())
     assert props["TreatMissingData"] == "breaching"
-    assert props["Period"] >= default_seconds("DiscoveryIntervalMinutes")
+    periods = {m["MetricStat"]["Period"] for m in props["Metrics"] if "MetricStat" in m}
+    [period] = periods
+    assert period >= default_seconds("DiscoveryIntervalMinutes")
     # The period holding the last report, then EvaluationPeriods empty ones.
-    worst = (props["EvaluationPeriods"] + 1) * props["Period"] + ALARM_LAG_SECONDS
+    worst = (props["EvaluationPeriods"] + 1) * period + ALARM_LAG_SECONDS
     assert worst < DEFAULT_CREDENTIAL_TTL.total_seconds() / 2
     assert int(props["Threshold"]) < DEFAULT_CREDENTIAL_TTL.total_seconds() / 2
+
+
+def test_a_fresh_stack_is_quiet_until_its_configuration_exists() -> None:
+    """The schedules report NotConfigured until the parameter exists (functions/renew/app.py); the
+    expiry alarm reads it as a day left, so a new stack does not alarm while it is set up."""
+    props = alarm("CertificateExpiryAlarm", Cfn())
+    names = {m["Id"]: m["MetricStat"]["Metric"]["MetricName"] for m in props["Metrics"] if "MetricStat" in m}
+    assert names == {"expiry": "CertificateExpirySeconds", "unconfigured": "NotConfigured"}
+    [expression] = [m["Expression"] for m in props["Metrics"] if m.get("ReturnData")]
+    assert expression.startswith("IF(FILL(unconfigured, 0) > 0, 86400,")
+    assert '"NotConfigured"' in (ROOT / "functions/renew/app.py").read_text()
 
 
 @pytest.mark.parametrize("minutes", TEMPLATE["Parameters"]["DiscoveryIntervalMinutes"]["AllowedValues"])
