@@ -27,7 +27,7 @@ import pytest
 from aws_lambda_powertools import Logger
 from botocore.awsrequest import AWSResponse
 
-from standins.handlers import event, invoke, load_handler
+from standins.handlers import emitted_metrics, event, invoke, load_handler
 from standins.kubeapi import ApiError
 from standins.stack import ARGOCD_NAMESPACE, STATE_TABLE, LocalStack
 from teleport_argocd import kube
@@ -76,19 +76,6 @@ def writes(stack: LocalStack) -> list[Any]:
 
 def lease_free(stack: LocalStack) -> bool:
     return state(stack).lease_status("production")["holder"] in (None, "")
-
-
-def emitted_metrics(out: str) -> dict[str, float]:
-    """The EMF metrics Powertools printed to stdout: name → value (summed over records)."""
-    metrics: dict[str, float] = {}
-    for line in out.splitlines():
-        if line.startswith("{") and '"_aws"' in line:
-            record = json.loads(line)
-            for definition in record["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
-                value = record[definition["Name"]]
-                value = sum(value) if isinstance(value, list) else value
-                metrics[definition["Name"]] = metrics.get(definition["Name"], 0) + value
-    return metrics
 
 
 @contextmanager

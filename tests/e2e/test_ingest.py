@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from standins.aws import REGION, MotoServer
-from standins.handlers import LambdaContext, event, load_handler, unload_handlers
+from standins.handlers import LambdaContext, emitted_metrics, event, load_handler, unload_handlers
 from standins.template import audit_rule, load_template
 from teleport_argocd.triggers import REACTED_EVENTS
 
@@ -90,18 +90,6 @@ def post(app: ModuleType, body: str, *, route: str = "POST /events", b64: bool =
 
 def sample_event() -> dict[str, Any]:
     return json.loads(event("ingest_http.json")["body"])
-
-
-def emitted_metrics(out: str) -> dict[str, float]:
-    """The EMF metrics Powertools printed: name → value."""
-    metrics: dict[str, float] = {}
-    for line in out.splitlines():
-        if line.startswith("{") and '"_aws"' in line:
-            record = json.loads(line)
-            for definition in record["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
-                value = record[definition["Name"]]
-                metrics[definition["Name"]] = sum(value) if isinstance(value, list) else value
-    return metrics
 
 
 # -- the template agrees with the code ------------------------------------------------

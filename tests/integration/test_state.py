@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from unit.fakes import Clock
 
 from standins.aws import MotoServer
 from standins.template import create_tables
@@ -22,19 +23,6 @@ from teleport_argocd.state import Lease, Registration, RunRecord, StateStore
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=5)
 CERT_EXPIRES = T0 + timedelta(hours=1)
-
-
-class Clock:
-    """A settable clock, so expiry needs no sleeping."""
-
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
 
 
 @pytest.fixture
@@ -52,7 +40,7 @@ def table(dynamodb: Any) -> str:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture

@@ -106,3 +106,16 @@ def deliver_audit_events(queue_url: str, sqs: Any) -> list[tuple[dict[str, Any],
             envelope.setdefault("account", ACCOUNT_ID)
             answers.append((envelope, invoke("audit_event", envelope)))
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def emitted_metrics(out: str) -> dict[str, float]:
+    """The EMF metrics Powertools printed to stdout: name → value, summed over records."""
+    metrics: dict[str, float] = {}
+    for line in out.splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            record = json.loads(line)
+            for definition in record["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
+                value = record[definition["Name"]]
+                value = sum(value) if isinstance(value, list) else value
+                metrics[definition["Name"]] = metrics.get(definition["Name"], 0) + value
+    return metrics
