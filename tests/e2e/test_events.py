@@ -157,3 +157,14 @@ def test_role_and_bot_events_run_everything_only_when_they_concern_our_bot(
 
     assert bool(result["outputs"]) is runs
     assert len(kube_writes(stack)) - before == (2 if runs else 0)  # a full run rewrites both Secrets
+
+
+def test_an_event_recreating_our_bot_makes_the_next_run_join_afresh(stack: LocalStack) -> None:
+    invoke("renew", event("schedule.json"))
+    joins = keeper().joins_in_last_hour(datetime.now(UTC))
+
+    result = invoke("audit_event", kube_event("argocd", {}, "bot.create"))
+
+    assert result["outputs"] and keeper().joins_in_last_hour(datetime.now(UTC)) == joins + 1
+    invoke("renew", event("discovery.json"))
+    assert keeper().joins_in_last_hour(datetime.now(UTC)) == joins + 1  # kept again afterwards

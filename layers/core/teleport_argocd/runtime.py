@@ -181,6 +181,9 @@ class Runtime:
             )
             trigger = Trigger("audit", reason, scope, wait_for_listing=self.settings.wait_for_listing)
             return outputs, trigger
+        if event_type in ("bot.create", "bot.delete") and detail.get("name") == keeper().bot_name:
+            # Our bot was deleted or made again: Teleport may no longer honour the kept identity.
+            keeper().forget()
         self.connection()
         assert self._teleport is not None
         bot = self._teleport.bot.bot_name

@@ -117,6 +117,12 @@ class BotKeeper:
             return session
 
     @property
+    def bot_name(self) -> str:
+        """The bot of the kept identity ("" before the first join)."""
+        kept = self._kept
+        return kept.session.bot.bot_name if kept is not None else ""
+
+    @property
     def bot_instance_id(self) -> str:
         """The bot instance of the kept identity ("" before the first join)."""
         kept = self._kept
