@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from teleport_argocd.errors import StateError
 from teleport_argocd.plan import Renewal, Scope, shard_of
 from teleport_argocd.reconcile import Trigger
 
@@ -369,3 +370,16 @@ def test_the_lease_is_extended_while_writes_go_on() -> None:
     state.extend = counting_extend  # type: ignore[method-assign]
     assert rec.run(output(), FORCED).counts["created"] == 3
     assert extends >= 2
+
+
+def test_a_state_table_outage_is_reported_not_raised() -> None:
+    rec, state, store, _ = reconciler(PROD)
+
+    def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise StateError("DynamoDB query on table state failed: Could not connect")
+
+    state.registrations = unreachable  # type: ignore[method-assign]
+    state.put_run = unreachable  # type: ignore[method-assign]
+    report = rec.run(output(), RENEWAL)
+    assert report.status == "failed" and "Could not connect" in report.errors[0]
+    assert store.writes == []

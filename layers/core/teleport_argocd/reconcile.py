@@ -236,7 +236,7 @@ class Reconciler:
         except TeleportArgoCDError as exc:
             self._fail(report, exc)
             if not trigger.dry_run:
-                self._record_run(output, report)  # a run that could not even list is news
+                self._record_failed_run(output, report)  # a run that could not even list is news
             return report
         if trigger.dry_run:
             self._report_plan(report, decided, listing)
@@ -373,7 +373,7 @@ class Reconciler:
                     lease = self._one_pass(output, report, lease, scope, listing, planned)
                 except TeleportArgoCDError as exc:
                     self._fail(report, exc)
-                    self._record_run(output, report)
+                    self._record_failed_run(output, report)
                 if not self.state.finish(lease):
                     break
                 logger.info("output %s: triggers arrived during the run; running once more", output.name)
@@ -549,6 +549,14 @@ class Reconciler:
         report.errors.append(str(exc))
         report.finished = self.clock()
         logger.error("output %s: run failed: %s", report.output, exc)
+
+    def _record_failed_run(self, output: OutputConfig, report: OutputReport) -> None:
+        """Record a failed run if the state table lets us: when it is the table that failed, the
+        report still says why, and the next run records itself."""
+        try:
+            self._record_run(output, report)
+        except TeleportArgoCDError as exc:
+            logger.error("output %s: the failed run could not be recorded: %s", output.name, exc)
 
     def _record_run(self, output: OutputConfig, report: OutputReport) -> None:
         report.finished = self.clock()
