@@ -38,7 +38,10 @@ test: lint typecheck proto-check unit sam-check
 
 bench: venv
 	$(PY) bench/renewal_bench.py --sizes 10,100,1000
-	$(PY) bench/import_time.py
+	$(PY) bench/event_bench.py --sizes 10,100,1000
+	$(PY) bench/discovery_bench.py --clusters 1000
+	$(PY) bench/fanout_bench.py --outputs 20 --clusters 200
+	$(PY) bench/import_time.py --layer
 
 clean:
 	rm -rf $(VENV) .aws-sam
