@@ -168,3 +168,21 @@ def test_an_event_recreating_our_bot_makes_the_next_run_join_afresh(stack: Local
     assert result["outputs"] and keeper().joins_in_last_hour(datetime.now(UTC)) == joins + 1
     invoke("renew", event("discovery.json"))
     assert keeper().joins_in_last_hour(datetime.now(UTC)) == joins + 1  # kept again afterwards
+
+
+def test_a_kube_create_delivered_after_a_later_kube_delete_is_not_waited_for(stack: LocalStack) -> None:
+    """The Event Handler delivers at least once, with retries, so order is not kept: a kube.create
+    can arrive after the kube.delete that followed it. The cluster is gone; the create is stale."""
+    assert stack.teleport is not None
+    invoke("renew", event("schedule.json"))
+    created = kube_event("prod-us-east", {"env": "prod"})
+    created["detail"]["time"] = "2020-01-01T00:00:00.000Z"  # emitted long before the delete below
+    stack.teleport.remove_kube_cluster("prod-us-east")
+    deleted = invoke("audit_event", kube_event("prod-us-east", {"env": "prod"}, "kube.delete"))
+    assert deleted["outputs"][0]["clusters"][0]["action"] == "unmatched"
+    before = len(kube_writes(stack))
+
+    late = invoke("audit_event", created)  # would wait and then fail for a retry if not recognised
+
+    assert late == {"status": "processed", "event": "kube.create", "outputs": []}
+    assert len(kube_writes(stack)) == before

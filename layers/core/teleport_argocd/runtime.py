@@ -22,7 +22,7 @@ from teleport_argocd.errors import ConfigError, ConfigProblem, JoinError, NotCon
 from teleport_argocd.fanout import shard_count
 from teleport_argocd.plan import Renewal, Scope
 from teleport_argocd.reconcile import Connection, OutputReport, Reconciler, Trigger
-from teleport_argocd.state import StateStore
+from teleport_argocd.state import Registration, StateStore
 from teleport_argocd.status import status_report
 from teleport_argocd.triggers import KUBE_EVENTS, concerns_bot, kube_event_outputs
 
@@ -171,14 +171,18 @@ class Runtime:
         reason = f"{event_type} {detail.get('name', '')} ({detail.get('uid', '')})"
         if event_type in KUBE_EVENTS:
             name = str(detail.get("name", ""))
-            registered_names = {
-                o.name: {r.kube_cluster for r in self.state.registrations(o.name) if r.matches}
-                for o in self.config.outputs
-            }
+            registrations = {o.name: self.state.registrations(o.name) for o in self.config.outputs}
             scope = Scope(renew=Renewal.ALL, clusters=frozenset({name}), removed=event_type == "kube.delete")
             outputs = kube_event_outputs(
-                self.config.outputs, event_type, detail, lambda o, c: c in registered_names[o.name]
+                self.config.outputs,
+                event_type,
+                detail,
+                lambda o, c: any(r.kube_cluster == c and r.matches for r in registrations[o.name]),
             )
+            if event_type != "kube.delete" and (happened := _event_time(detail)) is not None:
+                # Delivered after a later kube.delete (at-least-once delivery does not keep order):
+                # the cluster is gone, and waiting for it to be listed would only end in retries.
+                outputs = [o for o in outputs if not _removed_since(registrations[o.name], name, happened)]
             trigger = Trigger("audit", reason, scope, wait_for_listing=self.settings.wait_for_listing)
             return outputs, trigger
         if event_type in ("bot.create", "bot.delete") and detail.get("name") == keeper().bot_name:
@@ -254,6 +258,26 @@ class Runtime:
         if destination not in self._stores:
             self._stores[destination] = kube.connect(destination, session=self.session)
         return self._stores[destination]
+
+
+def _event_time(detail: Mapping[str, Any]) -> datetime | None:
+    """When Teleport emitted the event (its `time`, RFC 3339), or None if it cannot be read."""
+    try:
+        happened = datetime.fromisoformat(str(detail.get("time", "")).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return happened if happened.tzinfo is not None else None
+
+
+def _removed_since(registrations: Sequence[Registration], kube_cluster: str, happened: datetime) -> bool:
+    """Whether the cluster was marked unmatched after `happened`: the event is older than that."""
+    return any(
+        r.kube_cluster == kube_cluster
+        and not r.matches
+        and r.unmatched_since is not None
+        and r.unmatched_since > happened
+        for r in registrations
+    )
 
 
 def open_runtime(env: Mapping[str, str] = os.environ, session: boto3.Session | None = None) -> Runtime:
