@@ -314,3 +314,27 @@ def test_an_uncapped_certificate_logs_nothing(env: Env, caplog: pytest.LogCaptur
     with env.join(bot_ttl=timedelta(hours=1)) as session:
         session.impersonate(timedelta(minutes=30))
     assert not [r for r in caplog.records if "shorter than" in r.getMessage()]
+
+
+def test_a_failed_rejoin_keeps_the_current_bot_while_it_is_valid(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock()
+    keeper = BotKeeper(clock=clock)
+    with keeper.session(env.settings(), env.credentials) as first:
+        pass
+    refused = Credentials(
+        "AKIAREFUSEDBYSTS0000", "not-the-secret", "not-a-token"
+    )  # STS rejects the signature
+
+    clock.now = first.bot.expires - timedelta(minutes=15)  # due for a rejoin
+    with (
+        caplog.at_level(logging.WARNING, logger="teleport_argocd"),
+        keeper.session(env.settings(), refused) as kept,
+    ):
+        assert kept.bot.cert_pem == first.bot.cert_pem
+    assert "rejoin failed" in caplog.text
+
+    clock.now = first.bot.expires - timedelta(minutes=4)  # too close to expiry to be of use
+    with pytest.raises(JoinError):
+        keeper.session(env.settings(), refused)

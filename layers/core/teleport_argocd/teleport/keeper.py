@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 
 from botocore.credentials import Credentials, ReadOnlyCredentials
 
+from teleport_argocd.errors import TeleportError
 from teleport_argocd.teleport.client import TeleportSession, join
 from teleport_argocd.teleport.lifetime import DEFAULT_BOT_TTL
 
@@ -99,19 +100,31 @@ class BotKeeper:
                 logger.info(
                     "bot certificate expires at %s; rejoining with it", kept.session.bot.expires.isoformat()
                 )
-            session = join(
-                settings.proxy_addr,
-                settings.token,
-                credentials=credentials,
-                region=settings.region,
-                ca_pem=settings.ca_pem,
-                insecure=settings.insecure,
-                bot_ttl=settings.bot_ttl,
-                previous=kept.session.bot if kept is not None else None,
-                trusted_ca_pems=kept.session.trusted_ca_pems if kept is not None else (),
-                # Whether the proxy sits behind an L7 load balancer is tested once per bot.
-                conn_upgrade=kept.session.proxy.conn_upgrade if kept is not None else None,
-            )
+            try:
+                session = join(
+                    settings.proxy_addr,
+                    settings.token,
+                    credentials=credentials,
+                    region=settings.region,
+                    ca_pem=settings.ca_pem,
+                    insecure=settings.insecure,
+                    bot_ttl=settings.bot_ttl,
+                    previous=kept.session.bot if kept is not None else None,
+                    trusted_ca_pems=kept.session.trusted_ca_pems if kept is not None else (),
+                    # Whether the proxy sits behind an L7 load balancer is tested once per bot.
+                    conn_upgrade=kept.session.proxy.conn_upgrade if kept is not None else None,
+                )
+            except TeleportError as exc:
+                # As tbot does, a failed renewal keeps the current identity while it is valid: the run
+                # gets shorter certificates (capped at the bot's expiry, logged) rather than none.
+                if kept is None or now + MIN_REMAINING >= kept.session.bot.expires:
+                    raise
+                logger.warning(
+                    "rejoin failed (%s); using the kept bot certificate until %s",
+                    exc,
+                    kept.session.bot.expires.isoformat(),
+                )
+                return self._reuse(kept)
             self._kept = _Kept(settings, now, session)
             self._record_join(now)
             return session
