@@ -142,18 +142,17 @@ def plan(
         for r in registrations
         if r.teleport_cluster == teleport_cluster and scope.covers(r.kube_cluster)
     }
-    in_scope = scope.covers
     steps: list[Step] = []
     seen: set[str] = set()
     if not scope.removed:
         for secret in rendered:
             name = secret.cluster.name
             seen.add(name)
-            if in_scope(name):
+            if scope.covers(name):
                 steps.append(_write_step(output, secret, known.get(name), now, scope.renew))
         for cluster, message in failures:
             seen.add(cluster.name)
-            if in_scope(cluster.name):
+            if scope.covers(cluster.name):
                 steps.append(
                     Step(
                         cluster.name,
@@ -164,16 +163,16 @@ def plan(
                         error=message,
                     )
                 )
-    held = None
-    if output.prune.enabled and scope.clusters is None:
-        held = _prune_guard(output, len(seen), known.values())
+    # Events concern one cluster each: only a run over the whole output (or shard) prunes.
+    pruning = output.prune.enabled and scope.clusters is None
+    held = _prune_guard(output, len(seen), known.values()) if pruning else None
     for name, reg in sorted(known.items()):
-        if name in seen or not in_scope(name) or reg.deleted_at is not None:
+        if name in seen or reg.deleted_at is not None:
             continue
         if reg.matches:
             reason = "deleted in Teleport" if scope.removed else "no longer selected"
             steps.append(Step(name, Action.UNMATCHED, reason, registration=reg, labels=dict(reg.labels)))
-        elif held is None and output.prune.enabled and scope.clusters is None and _prunable(output, reg, now):
+        elif pruning and held is None and _prunable(output, reg, now):
             grace = output.prune.grace_period
             steps.append(Step(name, Action.PRUNE, f"unmatched for more than {grace}", registration=reg))
     return Plan(tuple(steps), prune_held=held)
