@@ -33,7 +33,8 @@ from standins.stack import ARGOCD_NAMESPACE, STATE_TABLE, LocalStack
 from teleport_argocd import kube
 from teleport_argocd import state as state_module
 from teleport_argocd.argocd import secret_name
-from teleport_argocd.state import Registration, StateStore
+from teleport_argocd.model import Registration
+from teleport_argocd.state import StateStore
 
 PROD = ("prod-eu-west", "prod-us-east")  # what the default output selects from the demo clusters
 

@@ -17,8 +17,8 @@ from unit.fakes import Clock
 from standins.aws import MotoServer
 from standins.template import create_tables
 from teleport_argocd.errors import StateError
-from teleport_argocd.model import SecretVersion
-from teleport_argocd.state import Lease, Registration, RunRecord, StateStore
+from teleport_argocd.model import Registration, SecretVersion
+from teleport_argocd.state import Lease, RunRecord, StateStore
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=5)

@@ -13,9 +13,9 @@ from typing import Any
 
 from teleport_argocd.config import OutputConfig, load_config
 from teleport_argocd.errors import DestinationUnreachable, NotManagedError
-from teleport_argocd.model import Identity, KubeCluster, KubeEndpoint, SecretVersion
+from teleport_argocd.model import Identity, KubeCluster, KubeEndpoint, Registration, SecretVersion
 from teleport_argocd.reconcile import Connection, Reconciler
-from teleport_argocd.state import Lease, Registration, RunRecord
+from teleport_argocd.state import Lease, RunRecord
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 HOST_CA = b"-----BEGIN CERTIFICATE-----\nHOSTCA\n-----END CERTIFICATE-----\n"

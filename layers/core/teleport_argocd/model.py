@@ -56,3 +56,27 @@ class SecretVersion:
 
     uid: str
     resource_version: str
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What we last wrote (or failed to write) for one cluster of one output."""
+
+    output: str
+    teleport_cluster: str
+    kube_cluster: str
+    secret_namespace: str = ""
+    secret_name: str = ""
+    server: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    fingerprint: str = ""
+    version: SecretVersion | None = None
+    matches: bool = True
+    last_error: str | None = None
+    first_written: datetime | None = None
+    last_written: datetime | None = None
+    last_attempt: datetime | None = None
+    cert_expires: datetime | None = None
+    last_error_at: datetime | None = None
+    unmatched_since: datetime | None = None
+    deleted_at: datetime | None = None

@@ -18,8 +18,7 @@ from enum import StrEnum
 
 from teleport_argocd.argocd import UPDATED_ANNOTATION, RenderedSecret
 from teleport_argocd.config import OutputConfig
-from teleport_argocd.model import KubeCluster, SecretVersion
-from teleport_argocd.state import Registration
+from teleport_argocd.model import KubeCluster, Registration, SecretVersion
 
 # A schedule fires late by up to a minute; renew that much early so a tick is never missed.
 SCHEDULE_SLACK = timedelta(minutes=1)

@@ -27,10 +27,10 @@ from teleport_argocd import __version__
 from teleport_argocd.argocd import RenderedSecret, render_secrets
 from teleport_argocd.config import Destination, OutputConfig
 from teleport_argocd.errors import ClusterNotListed, TeleportArgoCDError
-from teleport_argocd.model import Identity, KubeCluster, KubeEndpoint, SecretVersion
+from teleport_argocd.model import Identity, KubeCluster, KubeEndpoint, Registration, SecretVersion
 from teleport_argocd.plan import Action, Plan, Renewal, Scope, Step, plan
 from teleport_argocd.selectors import ClusterQuery, matches, select
-from teleport_argocd.state import Lease, Registration, RunRecord
+from teleport_argocd.state import Lease, RunRecord
 
 logger = logging.getLogger(__name__)
 

@@ -20,9 +20,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from teleport_argocd.config import Config, Destination, OutputConfig, load_config
 from teleport_argocd.errors import ConfigError, ConfigProblem, JoinError, NotConfigured, UnknownOutput
 from teleport_argocd.fanout import shard_count
+from teleport_argocd.model import Registration
 from teleport_argocd.plan import Renewal, Scope
 from teleport_argocd.reconcile import Connection, OutputReport, Reconciler, Trigger
-from teleport_argocd.state import Registration, StateStore
+from teleport_argocd.state import StateStore
 from teleport_argocd.status import status_report
 from teleport_argocd.triggers import KUBE_EVENTS, concerns_bot, kube_event_outputs
 

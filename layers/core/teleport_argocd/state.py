@@ -52,7 +52,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import islice
@@ -61,7 +61,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from teleport_argocd.errors import StateError
-from teleport_argocd.model import SecretVersion
+from teleport_argocd.model import Registration, SecretVersion
 
 _LEASE = "lease"
 _MAX_ERROR = 1000
@@ -112,30 +112,6 @@ class Lease:
     taken_over: bool = False
     previous_finished: datetime | None = None
     shard: str = ""
-
-
-@dataclass(frozen=True)
-class Registration:
-    """What we last wrote (or failed to write) for one cluster of one output."""
-
-    output: str
-    teleport_cluster: str
-    kube_cluster: str
-    secret_namespace: str = ""
-    secret_name: str = ""
-    server: str = ""
-    labels: Mapping[str, str] = field(default_factory=dict)
-    fingerprint: str = ""
-    version: SecretVersion | None = None
-    matches: bool = True
-    last_error: str | None = None
-    first_written: datetime | None = None
-    last_written: datetime | None = None
-    last_attempt: datetime | None = None
-    cert_expires: datetime | None = None
-    last_error_at: datetime | None = None
-    unmatched_since: datetime | None = None
-    deleted_at: datetime | None = None
 
 
 @dataclass(frozen=True)

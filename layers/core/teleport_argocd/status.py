@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from teleport_argocd.config import OutputConfig
-from teleport_argocd.state import Registration, StateStore
+from teleport_argocd.model import Registration
+from teleport_argocd.state import StateStore
 
 
 def status_report(
