@@ -9,10 +9,8 @@ from typing import Any
 import pytest
 
 from teleport_argocd.argocd import (
-    DEFAULT_SECRET_NAME_PREFIX,
     RenderedSecret,
     encode_path_component,
-    is_reserved_annotation,
     render_secret,
     render_secrets,
     secret_name,
@@ -22,12 +20,14 @@ from teleport_argocd.config import OutputConfig, load_config
 from teleport_argocd.errors import RenderError
 from teleport_argocd.k8snames import label_value_problem, qualified_name_problem
 from teleport_argocd.model import (
+    DEFAULT_SECRET_NAME_PREFIX,
     MANAGED_KEYS_ANNOTATION,
     TBOT_VERSION_ANNOTATION,
     VERSION_ANNOTATION,
     Identity,
     KubeCluster,
     KubeEndpoint,
+    is_reserved_annotation,
 )
 
 HOST_CA = b"-----BEGIN CERTIFICATE-----\nHOSTCA\n-----END CERTIFICATE-----\n"

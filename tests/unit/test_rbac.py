@@ -15,8 +15,8 @@ from kubernetes.client import models
 from scripts import rbac as script
 from standins.template import ROOT
 from teleport_argocd import rbac
-from teleport_argocd.argocd import SECRET_TYPE_LABEL
 from teleport_argocd.config import load_config
+from teleport_argocd.model import SECRET_TYPE_LABEL
 
 CONFIG = """
 teleport: {proxy_addr: teleport.example.com, join_token: t}

@@ -22,44 +22,20 @@ from teleport_argocd import gotemplate
 from teleport_argocd.errors import RenderError
 from teleport_argocd.k8snames import label_value_problem
 from teleport_argocd.model import (
-    MANAGED_KEYS_ANNOTATION,
-    TBOT_VERSION_ANNOTATION,
+    BOT_NAME_ANNOTATION,
+    KUBE_CLUSTER_ANNOTATION,
+    SECRET_TYPE_LABEL,
+    TELEPORT_CLUSTER_ANNOTATION,
+    UPDATED_ANNOTATION,
     VERSION_ANNOTATION,
     Identity,
     KubeCluster,
     KubeEndpoint,
+    is_reserved_annotation,
 )
 
 if TYPE_CHECKING:
     from teleport_argocd.config import OutputConfig
-
-DEFAULT_SECRET_NAME_PREFIX = "teleport.argocd-cluster"
-SECRET_TYPE_LABEL = "argocd.argoproj.io/secret-type"
-BOT_NAME_ANNOTATION = "teleport.dev/bot-name"
-KUBE_CLUSTER_ANNOTATION = "teleport.dev/kubernetes-cluster-name"
-TELEPORT_CLUSTER_ANNOTATION = "teleport.dev/teleport-cluster-name"
-UPDATED_ANNOTATION = "teleport.dev/updated"
-# Labels we always write; user labels may not replace them (tbot's rule).
-RESERVED_LABELS = frozenset({SECRET_TYPE_LABEL})
-# tbot's five annotations and ours; user annotations may not replace them. Other `teleport.dev/`
-# keys are the user's: tbot reserves only its five.
-RESERVED_ANNOTATIONS = frozenset(
-    {
-        BOT_NAME_ANNOTATION,
-        KUBE_CLUSTER_ANNOTATION,
-        TELEPORT_CLUSTER_ANNOTATION,
-        UPDATED_ANNOTATION,
-        TBOT_VERSION_ANNOTATION,
-        VERSION_ANNOTATION,
-        MANAGED_KEYS_ANNOTATION,
-    }
-)
-
-
-def is_reserved_annotation(key: str) -> bool:
-    """Whether `key` is an annotation we write ourselves, which `secret_annotations` cannot set."""
-    return key in RESERVED_ANNOTATIONS
-
 
 # -- rendering ---------------------------------------------------------------
 

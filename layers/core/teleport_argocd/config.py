@@ -21,8 +21,9 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from teleport_argocd import argocd, gotemplate, k8snames
+from teleport_argocd import gotemplate, k8snames
 from teleport_argocd.errors import ConfigError, ConfigProblem
+from teleport_argocd.model import DEFAULT_SECRET_NAME_PREFIX, RESERVED_LABELS, is_reserved_annotation
 
 OUTPUT_TYPE = "kubernetes/argo-cd"
 DEFAULT_CLUSTER_NAME_TEMPLATE = "{{.ClusterName}}-{{.KubeName}}"
@@ -693,7 +694,7 @@ class _Loader:
         return tuple(selectors)
 
     def secret_name_prefix(self, value: Any, path: str) -> str:
-        prefix = self.string(value, path) or argocd.DEFAULT_SECRET_NAME_PREFIX
+        prefix = self.string(value, path) or DEFAULT_SECRET_NAME_PREFIX
         # tbot's check: Kubernetes' name-prefix validation, which tolerates one trailing '-'.
         masked = prefix[:-1] + "a" if len(prefix) > 1 and prefix.endswith("-") else prefix
         if not k8snames.is_dns_subdomain(masked):
@@ -729,7 +730,7 @@ class _Loader:
         return text
 
     def secret_label(self, key: str, text: str, path: str) -> None:
-        if key in argocd.RESERVED_LABELS:
+        if key in RESERVED_LABELS:
             self.problem(path, "this label is set by teleport-argocd and cannot be overridden")
         elif problem := k8snames.qualified_name_problem(key):
             self.problem(path, f"invalid label key: {problem}")
@@ -745,7 +746,7 @@ class _Loader:
             self.problem(path, f"invalid label value {text!r}: {problem}")
 
     def secret_annotation(self, key: str, text: str, path: str) -> None:
-        if argocd.is_reserved_annotation(key):
+        if is_reserved_annotation(key):
             self.problem(path, "tbot's teleport.dev/ annotations and ours are set by teleport-argocd")
         elif problem := k8snames.qualified_name_problem(key):
             self.problem(path, f"invalid annotation key: {problem}")

@@ -29,7 +29,6 @@ import httpx
 import yaml
 
 from teleport_argocd import __version__
-from teleport_argocd.argocd import KUBE_CLUSTER_ANNOTATION, TELEPORT_CLUSTER_ANNOTATION
 from teleport_argocd.config import Destination, EksDestination
 from teleport_argocd.errors import (
     DestinationConflict,
@@ -42,7 +41,13 @@ from teleport_argocd.errors import (
     NotManagedError,
 )
 from teleport_argocd.kubeconfig import ClusterAccess, cluster_access, tls_context
-from teleport_argocd.model import MANAGED_KEYS_ANNOTATION, TBOT_VERSION_ANNOTATION, SecretVersion
+from teleport_argocd.model import (
+    KUBE_CLUSTER_ANNOTATION,
+    MANAGED_KEYS_ANNOTATION,
+    TBOT_VERSION_ANNOTATION,
+    TELEPORT_CLUSTER_ANNOTATION,
+    SecretVersion,
+)
 
 if TYPE_CHECKING:
     import boto3

@@ -1,4 +1,4 @@
-"""Value types shared across module boundaries (no I/O, no library types)."""
+"""Value types and Secret keys shared across module boundaries (no I/O, no library types)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,35 @@ VERSION_ANNOTATION = "teleport-argocd.dev/version"
 MANAGED_KEYS_ANNOTATION = "teleport-argocd.dev/managed-keys"
 # The annotation only tbot writes; it marks a Secret we may take over from tbot.
 TBOT_VERSION_ANNOTATION = "teleport.dev/tbot-version"
+
+# The keys of an Argo CD cluster Secret as tbot writes it (tbot-argocd.md §1.5): rendering writes
+# them, the configuration may not set them, the writer recognises tbot's Secrets by them.
+DEFAULT_SECRET_NAME_PREFIX = "teleport.argocd-cluster"
+SECRET_TYPE_LABEL = "argocd.argoproj.io/secret-type"
+BOT_NAME_ANNOTATION = "teleport.dev/bot-name"
+KUBE_CLUSTER_ANNOTATION = "teleport.dev/kubernetes-cluster-name"
+TELEPORT_CLUSTER_ANNOTATION = "teleport.dev/teleport-cluster-name"
+UPDATED_ANNOTATION = "teleport.dev/updated"
+# Labels we always write; user labels may not replace them (tbot's rule).
+RESERVED_LABELS = frozenset({SECRET_TYPE_LABEL})
+# tbot's five annotations and ours; user annotations may not replace them. Other `teleport.dev/`
+# keys are the user's: tbot reserves only its five.
+RESERVED_ANNOTATIONS = frozenset(
+    {
+        BOT_NAME_ANNOTATION,
+        KUBE_CLUSTER_ANNOTATION,
+        TELEPORT_CLUSTER_ANNOTATION,
+        UPDATED_ANNOTATION,
+        TBOT_VERSION_ANNOTATION,
+        VERSION_ANNOTATION,
+        MANAGED_KEYS_ANNOTATION,
+    }
+)
+
+
+def is_reserved_annotation(key: str) -> bool:
+    """Whether `key` is an annotation we write ourselves, which `secret_annotations` cannot set."""
+    return key in RESERVED_ANNOTATIONS
 
 
 @dataclass(frozen=True)

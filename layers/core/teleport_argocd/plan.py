@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from teleport_argocd.argocd import UPDATED_ANNOTATION, RenderedSecret
+from teleport_argocd.argocd import RenderedSecret
 from teleport_argocd.config import OutputConfig
-from teleport_argocd.model import KubeCluster, Registration, SecretVersion
+from teleport_argocd.model import UPDATED_ANNOTATION, KubeCluster, Registration, SecretVersion
 
 # A schedule fires late by up to a minute; renew that much early so a tick is never missed.
 SCHEDULE_SLACK = timedelta(minutes=1)

@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from teleport_argocd.argocd import SECRET_TYPE_LABEL
 from teleport_argocd.config import Config
+from teleport_argocd.model import SECRET_TYPE_LABEL
 
 NAME = "teleport-argocd-cluster-secrets"
 DEFAULT_GROUP = "teleport-argocd-secret-writers"
