@@ -26,13 +26,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from kubernetes import client as kube_client
 
-from standins.aws import ACCOUNT_ID, REGION, MotoServer, lambda_role_credentials
+from standins.aws import ACCOUNT_ID, REGION
+from standins.stack import ROLE_NAME
 from standins.teleport import TeleportStandin
 from teleport_argocd.errors import AuthCallError, JoinError
 from teleport_argocd.model import Identity, KubeEndpoint
 from teleport_argocd.teleport import TeleportSession, iamjoin, join
 
-ROLE_NAME = "teleport-argocd-RenewFunctionRole"
 ALLOWED_ARN = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{ROLE_NAME}/*"
 MANY = 2_500
 LIST_RESOURCES = "/proto.AuthService/ListResources"
@@ -54,15 +54,6 @@ class Env:
             ca_pem=self.teleport.web_ca_pem,
             bot_ttl=timedelta(hours=2),
         )
-
-
-@pytest.fixture(scope="module")
-def credentials() -> Iterator[tuple[str, Credentials]]:
-    """(STS endpoint, assumed-role credentials of the Lambda's role) on a moto that checks signatures."""
-    with MotoServer(signing=True) as sts:
-        creds = lambda_role_credentials(sts, role_name=ROLE_NAME, session="renew")
-        sts.enforce_signing()
-        yield sts.endpoint, Credentials(creds.access_key, creds.secret_key, creds.token)
 
 
 @pytest.fixture(scope="module")

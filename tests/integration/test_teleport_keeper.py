@@ -12,14 +12,13 @@ import grpc
 import pytest
 from botocore.credentials import Credentials
 
-from standins.aws import ACCOUNT_ID, REGION, MotoServer, lambda_role_credentials
+from standins.aws import ACCOUNT_ID, REGION
 from standins.teleport import TeleportStandin
 from teleport_argocd.errors import JoinError
 from teleport_argocd.teleport import BotKeeper, JoinSettings, TeleportSession, join
 from teleport_argocd.teleport.iamjoin import LEGACY_PROTOCOL, NEW_PROTOCOL
 from teleport_argocd.teleport.metadata import CLIENT_VERSION
 
-ROLE_NAME = "teleport-argocd-RenewFunctionRole"
 NEW_JOIN = "/teleport.join.v1.JoinService/Join"
 LEGACY_JOIN = "/proto.JoinService/RegisterUsingIAMMethod"
 
@@ -60,14 +59,6 @@ class Env:
 
     def instances(self, bot: str = "argo") -> set[str]:
         return {i.id for i in self.teleport.bot_instances() if i.bot_name == bot}
-
-
-@pytest.fixture(scope="module")
-def credentials() -> Iterator[tuple[str, Credentials]]:
-    with MotoServer(signing=True) as sts:
-        creds = lambda_role_credentials(sts, role_name=ROLE_NAME, session="renew")
-        sts.enforce_signing()
-        yield sts.endpoint, Credentials(creds.access_key, creds.secret_key, creds.token)
 
 
 @pytest.fixture(scope="module")

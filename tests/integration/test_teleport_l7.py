@@ -15,14 +15,14 @@ import pytest
 from botocore.credentials import Credentials
 from kubernetes import client as kube_client
 
-from standins.aws import ACCOUNT_ID, REGION, MotoServer, lambda_role_credentials
+from standins.aws import ACCOUNT_ID, REGION
+from standins.stack import ROLE_NAME
 from standins.teleport import TeleportStandin
 from teleport_argocd.errors import ProxyError
 from teleport_argocd.model import KubeEndpoint
 from teleport_argocd.teleport import BotKeeper, JoinSettings, TeleportSession, find_proxy, join
 from teleport_argocd.teleport.upgrade import ENV_VAR
 
-ROLE_NAME = "teleport-argocd-RenewFunctionRole"
 ALLOWED_ARN = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{ROLE_NAME}/*"
 NEW_JOIN = "/teleport.join.v1.JoinService/Join"
 LEGACY_JOIN = "/proto.JoinService/RegisterUsingIAMMethod"
@@ -43,14 +43,6 @@ class Env:
             bot_ttl=timedelta(hours=1),
             **kwargs,  # type: ignore[arg-type]
         )
-
-
-@pytest.fixture(scope="module")
-def credentials() -> Iterator[tuple[str, Credentials]]:
-    with MotoServer(signing=True) as sts:
-        creds = lambda_role_credentials(sts, role_name=ROLE_NAME, session="renew")
-        sts.enforce_signing()
-        yield sts.endpoint, Credentials(creds.access_key, creds.secret_key, creds.token)
 
 
 def _standin(sts_endpoint: str, **options: bool) -> TeleportStandin:
