@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import ssl
 import tempfile
 import time
@@ -26,10 +25,9 @@ from typing import Any
 
 import httpx
 
-from standins.kubeapi import KubeApiServer
+from standins.kubeapi import KubeApiServer, cluster_secret
 
 TIMEOUT = httpx.Timeout(30.0)
-ARGO_LABEL = "argocd.argoproj.io/secret-type"
 
 
 @dataclass(frozen=True)
@@ -67,45 +65,31 @@ def secret_names(prefix: str, count: int) -> list[str]:
 
 
 def secret_body(target: Target, name: str, stamp: str) -> dict[str, Any]:
-    """A Secret shaped and sized like a rendered one (~3 KB): the config carries real PEM blocks.
+    """A Secret shaped and sized like a rendered one (~3.6 KB): the config carries real PEM blocks.
 
     `stamp` goes where tbot's `teleport.dev/updated` goes, so every run's PUT really changes the Secret.
     """
-    b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
-    config = {
-        "tlsClientConfig": {
-            "caData": b64(target.ca_pem),
-            "certData": b64(target.cert_pem),
-            "keyData": b64(target.key_pem),
-            "serverName": "kube-teleport-proxy-alpn.teleport.example.com",
-        }
-    }
     kube_cluster = name.rpartition(".")[2]
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "Opaque",
-        "metadata": {
-            "name": name,
-            "namespace": target.namespace,
-            "labels": {ARGO_LABEL: "cluster", "team": "bench"},
-            "annotations": {
-                "teleport.dev/bot-name": "argocd",
-                "teleport.dev/kubernetes-cluster-name": kube_cluster,
-                "teleport.dev/teleport-cluster-name": "teleport.example.com",
-                "teleport.dev/tbot-version": "18.2.0",
-                "teleport.dev/updated": stamp,
-            },
+    encoded = base64.b64encode(kube_cluster.encode()).decode()
+    return cluster_secret(
+        name,
+        target.namespace,
+        server=f"https://teleport.example.com:443/v1/teleport/{encoded}",
+        tls={
+            "caData": target.ca_pem,
+            "certData": target.cert_pem,
+            "keyData": target.key_pem,
+            "serverName": "kube-teleport-proxy-alpn.teleport.example.com",
         },
-        "data": {
-            "name": b64(f"teleport.example.com-{kube_cluster}".encode()),
-            "server": b64(
-                f"https://teleport.example.com:443/v1/teleport/{b64(kube_cluster.encode())}".encode()
-            ),
-            "config": b64(json.dumps(config, separators=(",", ":")).encode()),
-            "project": b64(b"platform"),
+        labels={"team": "bench"},
+        annotations={
+            "teleport.dev/bot-name": "argocd",
+            "teleport.dev/kubernetes-cluster-name": kube_cluster,
+            "teleport.dev/teleport-cluster-name": "teleport.example.com",
+            "teleport.dev/tbot-version": "18.2.0",
+            "teleport.dev/updated": stamp,
         },
-    }
+    )
 
 
 def precreate(kube: KubeApiServer, target: Target, names: Sequence[str]) -> None:
