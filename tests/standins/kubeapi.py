@@ -1080,10 +1080,14 @@ class _HttpServer(ThreadingHTTPServer):
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         request.settimeout(10)
+        # Handshake separately: wrap_socket takes the connection over from `request`, so after a
+        # failed handshake only the TLS socket can still linger on it.
+        tls = self.context.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
         try:
-            tls = self.context.wrap_socket(request, server_side=True)
+            tls.do_handshake()
         except (ssl.SSLError, OSError):
-            _linger(request)  # the client refused our certificate, we refused its, or it went away
+            _linger(tls)  # the client refused our certificate, we refused its, or it went away
+            tls.close()
             return
         try:
             self.RequestHandlerClass(tls, client_address, self)  # type: ignore[arg-type]
