@@ -1,6 +1,7 @@
 """Fixtures and markers every test directory shares.
 
-Markers, applied by directory: `e2e` (the real handlers against a whole local stack) and `fuzz`
+Markers, applied by directory: `e2e` (the real handlers against a whole local stack: e2e/, and
+iam/ with each function under exactly its role's statements) and `fuzz`
 (property-based, FUZZ_EXAMPLES examples a test). The fast suite is what remains:
 
     .venv/bin/python -m pytest -m "not e2e and not fuzz"
@@ -29,5 +30,7 @@ def moto() -> Iterator[MotoServer]:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         directory = Path(str(item.path)).relative_to(TESTS).parts[0]
-        if directory in ("e2e", "fuzz"):
-            item.add_marker(getattr(pytest.mark, directory))
+        if directory in ("e2e", "iam"):
+            item.add_marker(pytest.mark.e2e)
+        elif directory == "fuzz":
+            item.add_marker(pytest.mark.fuzz)

@@ -51,6 +51,11 @@ class MotoServer:
     """A moto server subprocess on loopback; `signing=True` makes it verify SigV4 like real AWS."""
 
     signing: bool = False
+    # IAM enforced on the resources of every call (standins/moto_iam.py); refusals are appended
+    # to `denials` as JSON lines. `admin` then signs what `client()` sends by default.
+    iam: bool = False
+    denials: Path | None = None
+    admin: AwsCredentials | None = None
     port: int = field(default_factory=free_port)
     _proc: subprocess.Popen[bytes] | None = None
 
@@ -65,7 +70,11 @@ class MotoServer:
         """Start the process without waiting for it (start two at once, then `wait()` each)."""
         moto_server = Path(sys.executable).with_name("moto_server")
         cmd = [str(moto_server)] if moto_server.exists() else [sys.executable, "-m", "moto.server"]
+        if self.iam:
+            cmd = [sys.executable, str(Path(__file__).with_name("moto_iam.py"))]
         env = {**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"}
+        if self.denials is not None:
+            env["MOTO_DENIALS"] = str(self.denials)
         self._proc = subprocess.Popen(
             [*cmd, "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
@@ -109,6 +118,7 @@ class MotoServer:
 
     def client(self, service: str, region: str = REGION, creds: AwsCredentials | None = None) -> Any:
         """A boto3 client for this server (default credentials work only while signing is off)."""
+        creds = creds or self.admin
         return boto3.client(
             service,  # type: ignore[call-overload]
             region_name=region,

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -180,34 +181,7 @@ class LocalStack:
     def kubeconfig(self) -> str:
         """A kubeconfig for the Argo CD cluster with a client certificate for the functions' user."""
         assert self.kube is not None
-        import base64
-
-        cert, key = self.kube.client_credentials(WRITER)
-        b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
-        return json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": "argocd",
-                        "cluster": {
-                            "server": self.kube.url,
-                            "certificate-authority-data": b64(self.kube.ca_pem),
-                            "tls-server-name": self.kube.hostname,
-                        },
-                    }
-                ],
-                "users": [
-                    {
-                        "name": WRITER,
-                        "user": {"client-certificate-data": b64(cert), "client-key-data": b64(key)},
-                    }
-                ],
-                "contexts": [{"name": "argocd", "context": {"cluster": "argocd", "user": WRITER}}],
-                "current-context": "argocd",
-            }
-        )
+        return writer_kubeconfig(self.kube)
 
     def env(self) -> dict[str, str]:
         """The functions' environment, as template.yaml sets it, plus the Lambda role's credentials."""
@@ -252,3 +226,30 @@ class LocalStack:
         finally:
             os.environ.clear()
             os.environ.update(saved)
+
+
+def writer_kubeconfig(kube: KubeApiServer, user: str = WRITER) -> str:
+    """A kubeconfig for the Argo CD cluster stand-in with a client certificate for `user`."""
+    cert, key = kube.client_credentials(user)
+    b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "argocd",
+                    "cluster": {
+                        "server": kube.url,
+                        "certificate-authority-data": b64(kube.ca_pem),
+                        "tls-server-name": kube.hostname,
+                    },
+                }
+            ],
+            "users": [
+                {"name": user, "user": {"client-certificate-data": b64(cert), "client-key-data": b64(key)}}
+            ],
+            "contexts": [{"name": "argocd", "context": {"cluster": "argocd", "user": user}}],
+            "current-context": "argocd",
+        }
+    )
