@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from teleport_argocd.config import Config
+from teleport_argocd.config.types import Config
 from teleport_argocd.model import SECRET_TYPE_LABEL
 
 NAME = "teleport-argocd-cluster-secrets"
