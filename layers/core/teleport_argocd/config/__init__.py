@@ -10,16 +10,8 @@ collected with the path of its key, so one failed load lists all of them.
 `destination` and `output` each read their section with its rules; `load` puts them together.
 """
 
-from teleport_argocd.config.destination import DESTINATION_KEYS as _DESTINATION_KEYS
-from teleport_argocd.config.destination import EKS_KEYS as _EKS_KEYS
-from teleport_argocd.config.destination import KUBECONFIG_SECRET_KEYS as _KUBECONFIG_SECRET_KEYS
 from teleport_argocd.config.duration import parse_duration
-from teleport_argocd.config.load import ROOT_KEYS as _ROOT_KEYS
 from teleport_argocd.config.load import load_config
-from teleport_argocd.config.output import OUTPUT_KEYS as _OUTPUT_KEYS
-from teleport_argocd.config.output import PRUNE_KEYS as _PRUNE_KEYS
-from teleport_argocd.config.output import SELECTOR_KEYS as _SELECTOR_KEYS
-from teleport_argocd.config.teleport import TELEPORT_KEYS as _TELEPORT_KEYS
 from teleport_argocd.config.types import (
     DEFAULT_CLUSTER_NAME_TEMPLATE,
     DEFAULT_CREDENTIAL_TTL,
@@ -48,15 +40,6 @@ __all__ = [
     "MAX_CREDENTIAL_TTL",
     "MAX_USEFUL_CREDENTIAL_TTL",
     "OUTPUT_TYPE",
-    # The keys each section accepts, by the names they had in the single module.
-    "_DESTINATION_KEYS",
-    "_EKS_KEYS",
-    "_KUBECONFIG_SECRET_KEYS",
-    "_OUTPUT_KEYS",
-    "_PRUNE_KEYS",
-    "_ROOT_KEYS",
-    "_SELECTOR_KEYS",
-    "_TELEPORT_KEYS",
     "Config",
     "Destination",
     "EksDestination",
