@@ -10,17 +10,164 @@ prefixes (Kubernetes 1.30+). Apply it in the cluster running Argo CD.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "layers" / "core"))
 
-from teleport_argocd import rbac
 from teleport_argocd.config import load_config
+from teleport_argocd.config.types import Config
 from teleport_argocd.errors import ConfigError
+from teleport_argocd.model import SECRET_TYPE_LABEL
+
+# Least privilege: RBAC grants exactly the verbs `kube` uses on Secrets (get, create, update,
+# delete) in each namespace an output writes to: no list or watch (they would expose every Secret
+# there, Argo CD's own included) and no patch. RBAC cannot restrict `create` by name, so a
+# ValidatingAdmissionPolicy (admissionregistration.k8s.io/v1, Kubernetes 1.30+) limits the same
+# identity to Secrets named with an output's prefix in that output's namespace and labelled as
+# Argo CD cluster Secrets. The layer does not import this: it is needed at deploy time only.
+NAME = "teleport-argocd-cluster-secrets"
+DEFAULT_GROUP = "teleport-argocd-secret-writers"
+VERBS = ("get", "create", "update", "delete")
+LABELS = {"app.kubernetes.io/name": "teleport-argocd"}
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Who the functions are in the cluster: an EKS access-entry group, or a kubeconfig's user."""
+
+    kind: str  # "Group" or "User"
+    name: str
+
+    def cel_match(self) -> str:
+        """CEL that is true for requests made by this subject."""
+        if self.kind == "Group":
+            return f"{_cel_string(self.name)} in request.userInfo.groups"
+        return f"request.userInfo.username == {_cel_string(self.name)}"
+
+
+def writes(config: Config) -> dict[str, tuple[str, ...]]:
+    """The Secret name prefixes each namespace receives, namespaces and prefixes sorted."""
+    found: dict[str, set[str]] = {}
+    for output in config.outputs:
+        found.setdefault(output.secret_namespace, set()).add(output.secret_name_prefix)
+    return {ns: tuple(sorted(prefixes)) for ns, prefixes in sorted(found.items())}
+
+
+def manifests(config: Config, subject: Subject) -> list[dict[str, Any]]:
+    """One Role and RoleBinding per namespace, then the admission policy and its binding."""
+    targets = writes(config)
+    result: list[dict[str, Any]] = []
+    for namespace in targets:
+        result += [role(namespace), role_binding(namespace, subject)]
+    return [*result, admission_policy(targets, subject), admission_binding(targets)]
+
+
+def role(namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": NAME, "namespace": namespace, "labels": dict(LABELS)},
+        "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": list(VERBS)}],
+    }
+
+
+def role_binding(namespace: str, subject: Subject) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": NAME, "namespace": namespace, "labels": dict(LABELS)},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": NAME},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": subject.kind, "name": subject.name}],
+    }
+
+
+def secret_check(var: str, targets: dict[str, tuple[str, ...]]) -> str:
+    """CEL: the Secret `var` is named with a prefix of its namespace and labelled as a cluster."""
+    places = " || ".join(
+        f"(request.namespace == {_cel_string(ns)} && "
+        + _any(f"{var}.metadata.name.startsWith({_cel_string(prefix + '.')})" for prefix in prefixes)
+        + ")"
+        for ns, prefixes in targets.items()
+    )
+    label = _cel_string(SECRET_TYPE_LABEL)
+    return (
+        f"(({places}) && has({var}.metadata.labels) && {label} in {var}.metadata.labels"
+        f" && {var}.metadata.labels[{label}] == {_cel_string('cluster')})"
+    )
+
+
+def admission_policy(targets: dict[str, tuple[str, ...]], subject: Subject) -> dict[str, Any]:
+    # CREATE has no oldObject and DELETE no object (null); an UPDATE (patch included) must keep a
+    # Secret ours on both sides, so none is taken over or given away by relabelling.
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": NAME, "labels": dict(LABELS)},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE", "UPDATE", "DELETE"],
+                        "resources": ["secrets"],
+                    }
+                ]
+            },
+            "matchConditions": [{"name": "teleport-argocd-identity", "expression": subject.cel_match()}],
+            "validations": [
+                {
+                    "expression": 'request.operation == "DELETE" || ' + secret_check("object", targets),
+                    "message": "teleport-argocd may only write Argo CD cluster Secrets with its name prefix",
+                    "reason": "Forbidden",
+                },
+                {
+                    "expression": 'request.operation == "CREATE" || ' + secret_check("oldObject", targets),
+                    "message": "teleport-argocd may only change or delete its own Argo CD cluster Secrets",
+                    "reason": "Forbidden",
+                },
+            ],
+        },
+    }
+
+
+def admission_binding(targets: dict[str, tuple[str, ...]]) -> dict[str, Any]:
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": NAME, "labels": dict(LABELS)},
+        "spec": {
+            "policyName": NAME,
+            "validationActions": ["Deny"],
+            "matchResources": {
+                "namespaceSelector": {
+                    "matchExpressions": [
+                        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": list(targets)}
+                    ]
+                }
+            },
+        },
+    }
+
+
+def _any(terms: Iterable[str]) -> str:
+    items = list(terms)
+    return items[0] if len(items) == 1 else "(" + " || ".join(items) + ")"
+
+
+def _cel_string(value: str) -> str:
+    """A CEL string literal (CEL accepts JSON's double-quoted escapes)."""
+    return json.dumps(value)
+
 
 # What a document may leave to the deployment; none of it changes the namespaces or prefixes.
 PLACEHOLDERS = {
@@ -36,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("config", type=Path, help="the YAML configuration (as stored in SSM)")
     who = parser.add_mutually_exclusive_group()
-    who.add_argument("--group", help=f"Kubernetes group of the functions (default {rbac.DEFAULT_GROUP})")
+    who.add_argument("--group", help=f"Kubernetes group of the functions (default {DEFAULT_GROUP})")
     who.add_argument("--user", help="Kubernetes user of the functions (e.g. a kubeconfig's user)")
     args = parser.parse_args(argv)
 
@@ -48,11 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"{args.config}: {exc}", file=sys.stderr)
         return 1
-    if args.user:
-        subject = rbac.Subject("User", args.user)
-    else:
-        subject = rbac.Subject("Group", args.group or rbac.DEFAULT_GROUP)
-    sys.stdout.write(yaml.safe_dump_all(rbac.manifests(config, subject), sort_keys=False, width=100))
+    subject = Subject("User", args.user) if args.user else Subject("Group", args.group or DEFAULT_GROUP)
+    sys.stdout.write(yaml.safe_dump_all(manifests(config, subject), sort_keys=False, width=100))
     return 0
 
 

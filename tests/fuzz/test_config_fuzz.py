@@ -16,18 +16,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from teleport_argocd.config import (
-    _DESTINATION_KEYS,
-    _EKS_KEYS,
-    _KUBECONFIG_SECRET_KEYS,
-    _OUTPUT_KEYS,
-    _PRUNE_KEYS,
-    _ROOT_KEYS,
-    _SELECTOR_KEYS,
-    _TELEPORT_KEYS,
-    Config,
-    load_config,
-)
+from teleport_argocd.config import Config, load_config
+from teleport_argocd.config.destination import DESTINATION_KEYS, EKS_KEYS, KUBECONFIG_SECRET_KEYS
+from teleport_argocd.config.load import ROOT_KEYS
+from teleport_argocd.config.output import OUTPUT_KEYS, PRUNE_KEYS, SELECTOR_KEYS
+from teleport_argocd.config.teleport import TELEPORT_KEYS
 from teleport_argocd.errors import ConfigError
 
 pytestmark = pytest.mark.fuzz
@@ -161,16 +154,16 @@ trees: st.SearchStrategy[Any] = st.recursive(
 )
 values = st.one_of(scalars, trees)
 destinations = section(
-    _DESTINATION_KEYS,
-    st.one_of(section(_EKS_KEYS, values), section(_KUBECONFIG_SECRET_KEYS, values), values),
+    DESTINATION_KEYS,
+    st.one_of(section(EKS_KEYS, values), section(KUBECONFIG_SECRET_KEYS, values), values),
 )
 selectors = st.lists(
-    st.one_of(section(_SELECTOR_KEYS, st.one_of(values, section(("env", "team"), values))), values),
+    st.one_of(section(SELECTOR_KEYS, st.one_of(values, section(("env", "team"), values))), values),
     max_size=3,
 )
 output_values: dict[str, st.SearchStrategy[Any]] = {
     "destination": st.one_of(destinations, values),
-    "prune": st.one_of(section(_PRUNE_KEYS, values), values),
+    "prune": st.one_of(section(PRUNE_KEYS, values), values),
 }
 outputs = st.lists(
     st.fixed_dictionaries(
@@ -180,7 +173,7 @@ outputs = st.lists(
             "selectors": st.one_of(st.just([{"name": "foo"}]), selectors),
         },
         optional={
-            key: output_values.get(key, values) for key in _OUTPUT_KEYS if key not in ("type", "selectors")
+            key: output_values.get(key, values) for key in OUTPUT_KEYS if key not in ("type", "selectors")
         },
     ),
     max_size=3,
@@ -188,7 +181,7 @@ outputs = st.lists(
 documents = st.fixed_dictionaries(
     {},
     optional={
-        "teleport": st.one_of(section(_TELEPORT_KEYS, values), values),
+        "teleport": st.one_of(section(TELEPORT_KEYS, values), values),
         "destination": st.one_of(destinations, values),
         "outputs": st.one_of(outputs, values),
         "extra": values,
@@ -283,7 +276,7 @@ def test_deep_and_aliased_documents(text: str) -> None:
         lambda children: st.one_of(
             st.lists(children, max_size=4),
             st.dictionaries(
-                st.one_of(st.sampled_from(_ROOT_KEYS + _OUTPUT_KEYS), st.integers()), children, max_size=5
+                st.one_of(st.sampled_from(ROOT_KEYS + OUTPUT_KEYS), st.integers()), children, max_size=5
             ),
         ),
         max_leaves=20,

@@ -127,7 +127,7 @@ def test_fields_used(text: str, fields: set[str]) -> None:
 
 
 def test_labels_mapping_is_read_through_the_mapping_interface() -> None:
-    """config.py renders with a Mapping that has every key; the renderer must not copy it to a dict."""
+    """config/output.py renders with a Mapping that has every key; the renderer must not copy it to a dict."""
 
     class Every(Mapping[str, str]):
         def __getitem__(self, key: str) -> str:

@@ -12,9 +12,8 @@ import pytest
 import yaml
 from kubernetes.client import models
 
-from scripts import rbac as script
+from scripts import rbac
 from standins.template import ROOT
-from teleport_argocd import rbac
 from teleport_argocd.config import load_config
 from teleport_argocd.model import SECRET_TYPE_LABEL
 
@@ -204,7 +203,7 @@ def test_the_policy_leaves_other_identities_alone() -> None:
 
 
 def test_committed_rbac_is_the_example_configuration_output(capsys: pytest.CaptureFixture[str]) -> None:
-    assert script.main([str(ROOT / "deploy/config.example.yaml")]) == 0
+    assert rbac.main([str(ROOT / "deploy/config.example.yaml")]) == 0
     generated = list(yaml.safe_load_all(capsys.readouterr().out))
     committed = list(yaml.safe_load_all((ROOT / "deploy/kubernetes/rbac.yaml").read_text()))
     assert committed == generated, "regenerate: see the header of deploy/kubernetes/rbac.yaml"
@@ -213,5 +212,5 @@ def test_committed_rbac_is_the_example_configuration_output(capsys: pytest.Captu
 def test_command_reports_an_invalid_configuration(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("outputs: [{type: kubernetes/argo-cd, selectors: [], secret_namespace: Not_Valid}]\n")
-    assert script.main([str(path), "--user", "u"]) == 1
+    assert rbac.main([str(path), "--user", "u"]) == 1
     assert "secret_namespace" in capsys.readouterr().err

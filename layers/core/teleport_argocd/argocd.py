@@ -35,7 +35,7 @@ from teleport_argocd.model import (
 )
 
 if TYPE_CHECKING:
-    from teleport_argocd.config import OutputConfig
+    from teleport_argocd.config.types import OutputConfig
 
 # -- rendering ---------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from teleport_argocd.config import OutputConfig
+from teleport_argocd.config.types import OutputConfig
 from teleport_argocd.errors import FanOutError, MalformedRunMessage
 from teleport_argocd.plan import Renewal, Scope
 from teleport_argocd.reconcile import Trigger

@@ -29,7 +29,7 @@ import httpx
 import yaml
 
 from teleport_argocd import __version__
-from teleport_argocd.config import Destination, EksDestination
+from teleport_argocd.config.types import Destination, EksDestination
 from teleport_argocd.errors import (
     DestinationConflict,
     DestinationError,

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from teleport_argocd.argocd import RenderedSecret
-from teleport_argocd.config import OutputConfig
+from teleport_argocd.config.types import OutputConfig
 from teleport_argocd.model import UPDATED_ANNOTATION, KubeCluster, Registration, SecretVersion
 
 # A schedule fires late by up to a minute; renew that much early so a tick is never missed.

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from teleport_argocd import __version__
 from teleport_argocd.argocd import RenderedSecret, render_secrets
-from teleport_argocd.config import Destination, OutputConfig
+from teleport_argocd.config.types import Destination, OutputConfig
 from teleport_argocd.errors import ClusterNotListed, TeleportArgoCDError
 from teleport_argocd.model import Identity, KubeCluster, KubeEndpoint, Registration, SecretVersion
 from teleport_argocd.plan import Action, Plan, Renewal, Scope, Step, plan

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from teleport_argocd.config import Config, Destination, OutputConfig, load_config
+from teleport_argocd.config import load_config
+from teleport_argocd.config.types import Config, Destination, OutputConfig
 from teleport_argocd.errors import ConfigError, ConfigProblem, JoinError, NotConfigured, UnknownOutput
 from teleport_argocd.fanout import shard_count
 from teleport_argocd.model import Registration

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from teleport_argocd.config import Selector
+from teleport_argocd.config.types import Selector
 from teleport_argocd.errors import SelectorError
 from teleport_argocd.model import KubeCluster
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from teleport_argocd.config import OutputConfig
+from teleport_argocd.config.types import OutputConfig
 from teleport_argocd.model import Registration
 from teleport_argocd.state import StateStore
 

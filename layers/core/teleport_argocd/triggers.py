@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from teleport_argocd.model import KubeCluster
 
 if TYPE_CHECKING:  # the ingest function needs only the vocabulary; keep its cold start free of config
-    from teleport_argocd.config import OutputConfig
+    from teleport_argocd.config.types import OutputConfig
 
 # Events about one dynamic `kube_cluster` resource (T3010I/T3011I/T3012I): a targeted run.
 KUBE_EVENTS = frozenset({"kube.create", "kube.update", "kube.delete"})
