@@ -3,6 +3,7 @@
 import base64
 import dataclasses
 import json
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -276,6 +277,32 @@ def test_defaults() -> None:
     assert secret.manifest["metadata"]["labels"] == {"argocd.argoproj.io/secret-type": "cluster"}
     assert decoded(secret).keys() == {"name", "server", "config"}
     assert decoded(secret)["name"] == "root-kube-cluster-1"
+
+
+def test_project_and_namespaces_render_per_cluster() -> None:
+    """tbot fixes them per output; a template picks each cluster's from its labels."""
+    settings = {"project": '{{ index .Labels "department" }}', "namespaces": ["{{ .KubeName }}", "shared"]}
+    data = decoded(render_secret(output(**settings), KUBE_CLUSTER_1, **RUN))
+    assert data["project"] == "engineering"
+    assert data["namespaces"] == "kube-cluster-1,shared"
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"project": '{{ index .Labels "argocd-project" }}'}, "project renders empty for this cluster"),
+        (
+            {"namespaces": ['{{ index .Labels "department" }}']},
+            "namespaces[0] renders to 'Eng_Ops', which is not a namespace name",
+        ),
+    ],
+)
+def test_a_cluster_whose_project_or_namespace_renders_unusable_is_refused(
+    settings: dict[str, Any], message: str
+) -> None:
+    cluster = KubeCluster("kube-cluster-2", {"department": "Eng_Ops"})
+    with pytest.raises(RenderError, match=re.escape(message)):
+        render_secret(output(**settings), cluster, **RUN)
 
 
 def test_cluster_resources_false_is_written_when_namespaces_are_set() -> None:

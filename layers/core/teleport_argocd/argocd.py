@@ -13,14 +13,14 @@ import base64
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from teleport_argocd import gotemplate
 from teleport_argocd.errors import RenderError
-from teleport_argocd.k8snames import label_value_problem
+from teleport_argocd.k8snames import is_dns_label, label_value_problem
 from teleport_argocd.model import (
     BOT_NAME_ANNOTATION,
     KUBE_CLUSTER_ANNOTATION,
@@ -213,10 +213,17 @@ def _render(output: OutputConfig, cluster: KubeCluster, shared: _Shared) -> tupl
     argocd_name = render(output.cluster_name_template)
     server = server_url(shared.endpoint, shared.teleport_cluster, cluster.name)
     data = {"name": argocd_name.encode(), "server": server.encode(), "config": shared.config_json}
+    # tbot fixes project and namespaces per output; here they are templates rendered per cluster
+    # (a plain string renders to itself, byte for byte as tbot writes it).
     if output.project:
-        data["project"] = output.project.encode()
+        # Any text, as tbot writes it (Argo CD reports a project it does not know); never empty.
+        data["project"] = _name(render(output.project), "project", lambda _: True, "")
     if output.namespaces:
-        data["namespaces"] = ",".join(output.namespaces).encode()
+        namespaces = [
+            _name(render(text), f"namespaces[{i}]", is_dns_label, "a namespace name")
+            for i, text in enumerate(output.namespaces)
+        ]
+        data["namespaces"] = b",".join(namespaces)
         data["clusterResources"] = b"true" if output.cluster_resources else b"false"
 
     name = secret_name(output.secret_name_prefix, shared.teleport_cluster, cluster.name)
@@ -234,6 +241,15 @@ def _render(output: OutputConfig, cluster: KubeCluster, shared: _Shared) -> tupl
     }
     secret = RenderedSecret(cluster, output.secret_namespace, name, server, manifest)
     return secret, argocd_name
+
+
+def _name(value: str, key: str, valid: Callable[[str], bool], what: str) -> bytes:
+    """A rendered project or namespace, refused for this cluster when Argo CD could never use it."""
+    if not value:
+        raise RenderError(f"{key} renders empty for this cluster")
+    if not valid(value):
+        raise RenderError(f"{key} renders to {value!r}, which is not {what}")
+    return value.encode()
 
 
 def _b64(value: bytes) -> str:

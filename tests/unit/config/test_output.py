@@ -230,6 +230,16 @@ def test_tbot_defaults_test() -> None:
             "outputs[0].secret_namespace",
             "'Argo_CD' is not a valid namespace name",
         ),
+        (
+            {"namespaces": ["{{ .Labels.team }}-Apps"]},
+            "outputs[0].namespaces[0]",
+            "'{{ .Labels.team }}-Apps' is not a valid namespace name (it renders to 'a-Apps'",
+        ),
+        (
+            {"project": "{{ .Labels.team"},
+            "outputs[0].project",
+            "invalid template: ",
+        ),
         # types and keys
         ({"project": 5}, "outputs[0].project", "expected a string, got an integer (quote the value)"),
         (
@@ -471,3 +481,13 @@ def test_label_and_annotation_templates_that_need_real_labels_are_accepted(text:
     }
     [output] = load_config(document, env={}).outputs
     assert output.secret_annotations["example.com/team"] == text
+
+
+def test_project_and_namespaces_may_be_templates_rendered_per_cluster() -> None:
+    settings = {
+        "project": '{{ index .Labels "argocd-project" }}',
+        "namespaces": ["{{ .Labels.team }}", "shared"],
+    }
+    [output] = load_config(document(**settings), env=ENV).outputs
+    assert output.project == '{{ index .Labels "argocd-project" }}'
+    assert output.namespaces == ("{{ .Labels.team }}", "shared")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -120,6 +120,8 @@ def _output(reader: Reader, value: Any, path: str, default: Destination | None) 
     for key, text in secret_annotations.items():
         _secret_annotation(reader, key, text, f"{path}.secret_annotations[{json.dumps(key)}]")
     project = reader.string(section.get("project"), f"{path}.project")
+    if project:
+        _template(reader, project, f"{path}.project")  # any text, as tbot takes it; a template too
     namespaces = _namespaces(reader, section.get("namespaces"), f"{path}.namespaces")
     cluster_resources = reader.boolean(section.get("cluster_resources"), f"{path}.cluster_resources")
     if cluster_resources and not namespaces:
@@ -204,9 +206,25 @@ def _namespaces(reader: Reader, value: Any, path: str) -> tuple[str, ...]:
     for i, namespace in enumerate(namespaces):
         if not namespace.strip():
             reader.problem(f"{path}[{i}]", "cannot be blank")
-        elif not k8snames.is_dns_label(namespace):
-            reader.problem(f"{path}[{i}]", f"{namespace!r} is not a valid namespace name")
+        else:
+            _name_template(reader, namespace, f"{path}[{i}]", k8snames.is_dns_label, "a valid namespace name")
     return tuple(namespaces)
+
+
+def _name_template(reader: Reader, text: str, path: str, valid: Callable[[str], bool], what: str) -> None:
+    """A namespace: a template rendered per cluster (tbot takes it literally, and a string without
+    actions renders to itself). What its static text makes invalid for every
+    cluster is refused here; what depends on a cluster's labels is judged when it renders."""
+    template = _template(reader, text, path)
+    if template is None:
+        return
+    try:
+        sample = template.render(ClusterName="a", KubeName="a", Labels=_AnyLabel())
+    except gotemplate.TemplateError:
+        return
+    if sample and not valid(sample):
+        example = "" if sample == text else f" (it renders to {sample!r} with every label 'a')"
+        reader.problem(path, f"{text!r} is not {what}{example}")
 
 
 def _cluster_name_template(reader: Reader, value: Any, path: str) -> str:
