@@ -37,6 +37,11 @@ MAX_CREDENTIAL_TTL = timedelta(hours=24)
 MAX_USEFUL_CREDENTIAL_TTL = timedelta(hours=12)
 DEFAULT_PRUNE_GRACE_PERIOD = timedelta(hours=1)
 DEFAULT_MIN_LISTED_SHARE = 0.5
+# A cluster that only stopped being listed (its agent down longer than its heartbeat lives) may come
+# back: its Secret waits days, not the hour a cluster deleted or deselected in Teleport waits.
+DEFAULT_VANISHED_GRACE_PERIOD = timedelta(days=7)
+# At most this share of the registered clusters (at least one) is deleted by one run.
+DEFAULT_MAX_DELETES_PER_RUN = 0.1
 # The deepest valid document nests 6 levels (outputs[].destination.eks.region); anything far
 # deeper is hostile, and PyYAML's composer recurses once per level.
 MAX_DEPTH = 32
@@ -97,11 +102,16 @@ class PruneConfig:
 
     A run whose listing returns fewer than `min_listed_share` of the clusters registered for the
     output prunes nothing: a half-empty answer from Teleport must not unregister half the fleet.
+    A cluster deleted or deselected in Teleport waits `grace_period` of runs that could have
+    pruned; one that merely stopped being listed waits `vanished_grace_period`. A run deletes at
+    most `max_deletes_per_run`: an integer is a count, a number below 1 a share of the registered.
     """
 
     enabled: bool = False
     grace_period: timedelta = DEFAULT_PRUNE_GRACE_PERIOD
     min_listed_share: float = DEFAULT_MIN_LISTED_SHARE
+    vanished_grace_period: timedelta = DEFAULT_VANISHED_GRACE_PERIOD
+    max_deletes_per_run: int | float = DEFAULT_MAX_DELETES_PER_RUN
 
 
 @dataclass(frozen=True)
@@ -230,7 +240,7 @@ _OUTPUT_KEYS = (
     "renewal_interval",
     "prune",
 )
-_PRUNE_KEYS = ("enabled", "grace_period", "min_listed_share")
+_PRUNE_KEYS = ("enabled", "grace_period", "min_listed_share", "vanished_grace_period", "max_deletes_per_run")
 
 
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
@@ -814,11 +824,34 @@ class _Loader:
             return PruneConfig()
         grace_period = self.duration(section.get("grace_period"), f"{path}.grace_period", allow_zero=True)
         min_listed_share = self.share(section.get("min_listed_share"), f"{path}.min_listed_share")
+        vanished = self.duration(
+            section.get("vanished_grace_period"), f"{path}.vanished_grace_period", allow_zero=True
+        )
+        max_deletes = self._max_deletes(section.get("max_deletes_per_run"), f"{path}.max_deletes_per_run")
         return PruneConfig(
             enabled=self.boolean(section.get("enabled"), f"{path}.enabled"),
             grace_period=DEFAULT_PRUNE_GRACE_PERIOD if grace_period is None else grace_period,
             min_listed_share=DEFAULT_MIN_LISTED_SHARE if min_listed_share is None else min_listed_share,
+            vanished_grace_period=DEFAULT_VANISHED_GRACE_PERIOD if vanished is None else vanished,
+            max_deletes_per_run=DEFAULT_MAX_DELETES_PER_RUN if max_deletes is None else max_deletes,
         )
+
+    def _max_deletes(self, value: Any, path: str) -> int | float | None:
+        """A count of at least 1 (an integer) or a share above 0 and below 1."""
+        if value is None:
+            return None
+        if isinstance(value, int) and not isinstance(value, bool):
+            if value < 1:
+                self.problem(path, "a count must be at least 1")
+                return None
+            return value
+        if isinstance(value, float):
+            if not 0 < value < 1:  # also refuses .nan
+                self.problem(path, "a share must be above 0 and below 1 (write a count as an integer)")
+                return None
+            return value
+        self.problem(path, f"expected a count (integer) or a share below 1, got {_kind(value)}")
+        return None
 
     # -- typed values --------------------------------------------------------
     # Each returns a usable default after reporting a wrong type: any problem fails the whole
