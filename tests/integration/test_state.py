@@ -17,7 +17,7 @@ from unit.fakes import Clock
 from standins.aws import MotoServer
 from standins.template import create_tables
 from teleport_argocd.errors import StateError
-from teleport_argocd.model import Registration, SecretVersion
+from teleport_argocd.model import Absence, Registration, SecretVersion
 from teleport_argocd.state import Lease, RunRecord, StateStore
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
@@ -330,6 +330,14 @@ def test_registrations_round_trip_every_field(store: StateStore) -> None:
             unmatched_since=T0 + timedelta(minutes=3),
             deleted_at=T0 + timedelta(hours=2),
             labels={},
+        ),
+        registration(
+            "c",
+            matches=False,
+            unmatched_since=T0,
+            absence=Absence.DESELECTED,
+            absence_banked=timedelta(minutes=30, microseconds=7),
+            absence_seen=T0 + timedelta(minutes=40),
         ),
     ]
     store.put_registrations(written)

@@ -32,6 +32,9 @@ output's registrations once and writes back only those that changed, whole, in b
     first_written, last_written, last_attempt, cert_expires, last_error_at        S
     unmatched_since  S     when the selectors stopped picking the cluster
     deleted_at       S     tombstone: when its Secret was pruned
+    absence          S     why it is unmatched: vanished, deselected or deleted (sets its grace period)
+    absence_banked   N     seconds of absence counted by runs that could have pruned
+    absence_seen     S     the last such run that saved the clock; absent while the clock is paused
     last_error       S     at most 1,000 characters; absent after a success
     matches          BOOL  the cluster still matches the output's selectors
 
@@ -61,7 +64,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from teleport_argocd.errors import StateError
-from teleport_argocd.model import Registration, SecretVersion
+from teleport_argocd.model import Absence, Registration, SecretVersion
 
 _LEASE = "lease"
 _MAX_ERROR = 1000
@@ -82,6 +85,7 @@ _REG_TIMES = (
     "last_error_at",
     "unmatched_since",
     "deleted_at",
+    "absence_seen",
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TRUE = {"BOOL": True}
@@ -497,6 +501,10 @@ def _reg_item(reg: Registration) -> dict[str, Any]:
         item["resource_version"] = _s(reg.version.resource_version)
     if reg.last_error is not None:
         item["last_error"] = _s(_truncate(reg.last_error, _MAX_ERROR))
+    if reg.absence:
+        item["absence"] = _s(reg.absence.value)
+    if reg.absence_banked:
+        item["absence_banked"] = _n(_seconds(reg.absence_banked))
     for name in _REG_TIMES:
         moment = getattr(reg, name)
         if moment is not None:
@@ -519,8 +527,20 @@ def _registration(output: str, item: Mapping[str, Any]) -> Registration:
         version=SecretVersion(uid, resource_version or "") if uid else None,
         matches=item["matches"]["BOOL"],
         last_error=_str(item, "last_error"),
+        absence=_absence(item),
+        absence_banked=_duration(item, "absence_banked"),
         **{name: _time(item, name) for name in _REG_TIMES},
     )
+
+
+def _absence(item: Mapping[str, Any]) -> Absence:
+    """The stored evidence; a value this version does not know counts as the weakest (vanished)."""
+    value = _str(item, "absence") or ""
+    return Absence(value) if value in Absence._value2member_map_ else Absence.VANISHED
+
+
+def _duration(item: Mapping[str, Any], name: str) -> timedelta:
+    return timedelta(microseconds=int(Decimal(item[name]["N"]).scaleb(6))) if name in item else timedelta(0)
 
 
 def _pk(output: str) -> str:
