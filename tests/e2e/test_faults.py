@@ -261,6 +261,31 @@ def test_a_429_with_retry_after_is_honoured(stack: LocalStack, monkeypatch: pyte
     assert all(r.last_error is None for r in registrations(stack).values())
 
 
+@pytest.mark.parametrize(
+    ("header", "waits"),
+    [("-5", None), ("nan", None), ("-inf", None), ("inf", 5.0), ("1e9", 5.0), ("soon", None), ("", None)],
+)
+def test_a_retry_after_that_is_not_a_sane_number_is_bounded_or_ignored(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch, header: str, waits: float | None
+) -> None:
+    """A negative or NaN `Retry-After` once crashed the write (`time.sleep` raises): now it is ignored
+    for the usual backoff, and a huge one is capped, so the Secret is still written."""
+    assert stack.kube is not None
+    slept: list[float] = []
+    monkeypatch.setattr(kube, "time", SimpleNamespace(sleep=slept.append, monotonic=time.monotonic))
+    stack.kube.fail(429, times=1, retry_after=header)
+
+    result = invoke("reload", event("reload.json"))["outputs"][0]
+
+    assert result["status"] == "completed"
+    assert {c["kube_cluster"] for c in result["clusters"]} == set(PROD)
+    [delay] = slept  # one 429, one wait
+    if waits is None:
+        assert 0 <= delay <= kube.Retry().base_delay  # the first step of the usual jittered backoff
+    else:
+        assert delay == waits
+
+
 def test_a_destination_that_keeps_answering_503_fails_each_cluster_and_not_the_run_loop(
     stack: LocalStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
