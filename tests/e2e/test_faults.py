@@ -30,7 +30,7 @@ from botocore.awsrequest import AWSResponse
 from standins.handlers import emitted_metrics, event, invoke, load_handler
 from standins.kubeapi import ApiError
 from standins.stack import ARGOCD_NAMESPACE, STATE_TABLE, LocalStack
-from teleport_argocd import kube
+from teleport_argocd import kube, responses
 from teleport_argocd import state as state_module
 from teleport_argocd.argocd import secret_name
 from teleport_argocd.model import Registration
@@ -591,3 +591,43 @@ def test_a_certificate_near_expiry_is_renewed_by_the_next_scheduled_run(
     expiry_seconds = metrics["CertificateExpirySeconds"]
     assert expiry_seconds > 41 * 60
     assert abs(expiry_seconds - (earliest - datetime.now(UTC)).total_seconds()) < 60
+
+
+# -- reload requests a careless or hostile caller sends --------------------------------------------
+
+
+def test_a_reload_naming_one_output_fifty_times_runs_it_once(stack: LocalStack) -> None:
+    result = invoke("reload", {"outputs": ["production"] * 50, "dry_run": True})
+    assert [o["output"] for o in result["outputs"]] == ["production"]
+    assert [o["output"] for o in result["status"]["outputs"]] == ["production"]
+
+
+def test_a_reload_naming_fifty_thousand_unknown_outputs_gets_a_short_answer(stack: LocalStack) -> None:
+    result = invoke("reload", {"outputs": [f"nope-{i}" for i in range(50_000)]})
+    assert result["error"] == "invalid reload request"
+    assert result["problems"] == ["outputs: List should have at most 100 items after validation, not 50000"]
+    unknown = invoke("reload", {"outputs": [f"nope-{i}" for i in range(60)]})
+    assert unknown["error"].startswith("unknown output(s): nope-0, nope-1,")
+    assert "and 50 more; configured: production" in unknown["error"]
+    assert len(json.dumps(unknown)) < 1000
+
+
+def test_a_reload_answer_over_the_response_limit_is_cut_with_a_count(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lambda refuses a synchronous response over 6 MB; the answer is cut to fit, saying how much."""
+    invoke("renew", event("schedule.json"))
+    whole = invoke("reload", {"dry_run": True, "unchanged": True})
+    assert len(whole["status"]["outputs"][0]["registrations"]) == len(PROD)
+    limit = len(json.dumps(whole)) - 200
+    monkeypatch.setattr(responses, "MAX_RESPONSE_BYTES", limit)
+
+    cut = invoke("reload", {"dry_run": True, "unchanged": True})
+
+    assert len(json.dumps(cut)) <= limit
+    [report] = cut["outputs"]
+    [status] = cut["status"]["outputs"]
+    left_out = report.get("clusters_left_out", 0) + status.get("registrations_left_out", 0)
+    assert left_out >= 1
+    assert len(report["clusters"]) + report.get("clusters_left_out", 0) == len(PROD)
+    assert len(status["registrations"]) + status.get("registrations_left_out", 0) == len(PROD)
