@@ -631,3 +631,24 @@ def test_a_reload_answer_over_the_response_limit_is_cut_with_a_count(
     assert left_out >= 1
     assert len(report["clusters"]) + report.get("clusters_left_out", 0) == len(PROD)
     assert len(status["registrations"]) + status.get("registrations_left_out", 0) == len(PROD)
+
+
+def test_another_event_reusing_a_uid_is_not_answered_from_the_cache(stack: LocalStack) -> None:
+    """Idempotency keys on the uid, the event type and the time: a retry of the same event is a
+    duplicate, a different event that reuses its uid (a bug or a forgery upstream) is not."""
+    assert stack.teleport is not None
+    invoke("renew", event("schedule.json"))
+    stack.teleport.add_kube_cluster("staging-eu", labels={"env": "staging", "team": "platform"})
+    created = invoke("audit_event", event("kube_create.json"))
+    assert created["status"] == "processed" and created["event"] == "kube.create"
+    assert invoke("audit_event", event("kube_create.json")) == created  # a retry: the cached answer
+
+    stack.teleport.remove_kube_cluster("staging-eu")
+    delete = event("kube_create.json")
+    delete["detail-type"] = delete["detail"]["event"] = "kube.delete"
+    delete["detail"]["time"] = delete["time"] = "2030-01-01T00:00:00Z"
+    deleted = invoke("audit_event", delete)
+
+    assert deleted["status"] == "processed" and deleted["event"] == "kube.delete"
+    actions = {c["kube_cluster"]: c["action"] for c in deleted["outputs"][0]["clusters"]}
+    assert actions == {"staging-eu": "unmatched"}
