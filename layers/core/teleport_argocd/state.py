@@ -93,8 +93,12 @@ _FALSE = {"BOOL": False}
 
 
 # What this process last read of each output's registrations, with the lease release it was
-# read after: (table, output) -> (release stamp, registrations). See `StateStore.registrations`.
-_REGISTRY: dict[tuple[str, str], tuple[str, tuple[Registration, ...]]] = {}
+# read after and when it was read from the table: (table, output) -> (release stamp, read at,
+# registrations). See `StateStore.registrations`.
+_REGISTRY: dict[tuple[str, str], tuple[str, datetime, tuple[Registration, ...]]] = {}
+# Registrations are written under the lease by runs, but an operator may edit an item by hand (or
+# restore a backup into the table): a warm process re-reads at least this often to see such a change.
+REGISTRY_MAX_AGE = timedelta(minutes=10)
 
 
 def utcnow() -> datetime:
@@ -146,7 +150,7 @@ class StateStore:
         self.writes = 0
         # What this store read of each output's registrations (with the release stamp it was read
         # after) and has written since: on release, the next run's cache (see `finish`).
-        self._seen: dict[str, tuple[str | None, dict[str, Registration]]] = {}
+        self._seen: dict[str, tuple[str | None, datetime, dict[str, Registration]]] = {}
 
     # -- lease -----------------------------------------------------------------
 
@@ -318,31 +322,39 @@ class StateStore:
         """Every registration of `output`: a run reads them once.
 
         A warm execution environment keeps what it read last and checks it with one GetItem of
-        the lease item: registrations are only written under the lease and `finish` stamps the
-        release, so an unheld lease with the same release stamp means nothing was written since.
+        the lease item: runs write registrations only under the lease and `finish` stamps the
+        release, so an unheld lease with the same release stamp means no run wrote since. A
+        hand edit outside any run is not stamped: the copy is read again once `REGISTRY_MAX_AGE` old.
         Otherwise one Query, paged (a thousand registrations are most of a megabyte).
         """
         stamp = self._release_stamp(output)  # read before the registrations, never after
         key = (self._table, output)
         cached = _REGISTRY.get(key)
-        if stamp is not None and cached is not None and cached[0] == stamp:
-            registrations = list(cached[1])
+        now = self._clock()
+        if (
+            stamp is not None
+            and cached is not None
+            and cached[0] == stamp
+            and now - cached[1] < REGISTRY_MAX_AGE
+        ):
+            read_at, registrations = cached[1], list(cached[2])
         else:
+            read_at = now
             registrations = [_registration(output, item) for item in self._query(output, "reg#")]
             if stamp is not None:
-                _REGISTRY[key] = (stamp, tuple(registrations))
-        self._seen[output] = (stamp, {_reg_sk(r): r for r in registrations})
+                _REGISTRY[key] = (stamp, read_at, tuple(registrations))
+        self._seen[output] = (stamp, read_at, {_reg_sk(r): r for r in registrations})
         return registrations
 
     def _keep_for_next_run(self, output: str, released: Mapping[str, Any], stamp: str) -> None:
         """After releasing the output's lease, cache what this run read and wrote, if that is the
         whole registry: the release it read after is the one just replaced (no other run released
-        in between) and it read while no run held the lease."""
+        in between) and it read while no run held the lease. It ages from when it was read."""
         seen = self._seen.get(output)
         read_after = f"{_str(released, 'last_run_id')}@{_str(released, 'last_finished')}"
         if seen is not None and seen[0] is not None and seen[0] == read_after:
-            current = tuple(reg for _, reg in sorted(seen[1].items()))
-            _REGISTRY[(self._table, output)] = (stamp, current)
+            current = tuple(reg for _, reg in sorted(seen[2].items()))
+            _REGISTRY[(self._table, output)] = (stamp, seen[1], current)
 
     def _release_stamp(self, output: str) -> str | None:
         """The last release of an unheld lease (None while it is held or was never released)."""
@@ -367,7 +379,7 @@ class StateStore:
             self._batch_write(requests)
             for reg in registrations[start : start + _BATCH]:
                 if reg.output in self._seen:
-                    self._seen[reg.output][1][_reg_sk(reg)] = reg
+                    self._seen[reg.output][2][_reg_sk(reg)] = reg
 
     def _batch_write(self, requests: list[dict[str, Any]]) -> None:
         for attempt in range(_BATCH_ATTEMPTS):
