@@ -12,8 +12,6 @@ Powertools' BatchProcessor is not used: it handles one record per call, and PutE
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import os
 from typing import Any
@@ -21,16 +19,18 @@ from typing import Any
 import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
-from aws_lambda_powertools.utilities.data_classes import (
-    APIGatewayProxyEventV2,
-    DynamoDBStreamEvent,
-    event_source,
-)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from teleport_argocd import logs, tracing
 from teleport_argocd.errors import EventTooLarge, MalformedEvent
-from teleport_argocd.ingest import Forwarder, from_stream_record, is_reacted, parse_event
+from teleport_argocd.ingest import (
+    Forwarder,
+    from_stream_record,
+    is_reacted,
+    parse_event,
+    read_post,
+    stream_records,
+)
 
 # The routes template.yaml declares on the HTTP API. The plugin posts session recordings to
 # `<session-url>.<session id>.log`; with session-url `https://<domain>/sessions/teleport` they land
@@ -54,15 +54,14 @@ forwarder = Forwarder(
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)
 @tracing.capture
 @metrics.log_metrics(capture_cold_start_metric=True)
-@event_source(data_class=APIGatewayProxyEventV2)
-def http_handler(event: APIGatewayProxyEventV2, context: LambdaContext) -> dict[str, Any]:
-    cert = event.request_context.authentication
-    logger.append_keys(client_subject=cert.subject_dn if cert else None)
-    if event.route_key == SESSIONS_ROUTE:
-        metrics.add_metric("SessionEventsDropped", "Count", 1)
-        return _response(200, "ignored", "session recordings are not kept")
+def http_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     try:
-        audit_event = parse_event(_body(event))
+        post = read_post(event)
+        logger.append_keys(client_subject=post.subject)
+        if post.route == SESSIONS_ROUTE:
+            metrics.add_metric("SessionEventsDropped", "Count", 1)
+            return _response(200, "ignored", "session recordings are not kept")
+        audit_event = parse_event(post.body())
     except MalformedEvent as exc:
         logger.warning("rejecting malformed audit event", extra={"reason": str(exc)})
         metrics.add_metric("EventsMalformed", "Count", 1)
@@ -83,41 +82,29 @@ def http_handler(event: APIGatewayProxyEventV2, context: LambdaContext) -> dict[
 @logger.inject_lambda_context(clear_state=True)
 @tracing.capture
 @metrics.log_metrics(capture_cold_start_metric=True)
-@event_source(data_class=DynamoDBStreamEvent)
-def stream_handler(event: DynamoDBStreamEvent, context: LambdaContext) -> dict[str, Any]:
+def stream_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     events: list[dict[str, Any]] = []
     sequence_numbers: list[str | None] = []
-    for record in event.records:
+    for number, record in stream_records(event):
         try:
-            audit_event = from_stream_record(record.raw_event)
+            if record is None:
+                raise MalformedEvent("stream record is not an object")
+            audit_event = from_stream_record(record)
         except MalformedEvent as exc:
             # Retrying cannot fix it; failing the batch would only block the shard.
-            logger.warning(
-                "skipping malformed audit record", extra={"event_id": record.event_id, "reason": str(exc)}
-            )
+            logger.warning("skipping malformed audit record", extra={"sequence": number, "reason": str(exc)})
             metrics.add_metric("EventsMalformed", "Count", 1)
             continue
         if not is_reacted(audit_event):
             metrics.add_metric("EventsIgnored", "Count", 1)
             continue
         events.append(audit_event)
-        sequence_numbers.append(record.dynamodb.sequence_number if record.dynamodb else None)
+        sequence_numbers.append(number)
     outcome = forwarder.put(events)
     metrics.add_metric("EventsForwarded", "Count", outcome.sent)
     if outcome.failed:
         metrics.add_metric("PutFailures", "Count", len(outcome.failed))
     return {"batchItemFailures": [{"itemIdentifier": sequence_numbers[f.index]} for f in outcome.failed]}
-
-
-def _body(event: APIGatewayProxyEventV2) -> bytes:
-    """The raw body; API Gateway base64-encodes bodies it does not take for text."""
-    body = event.body or ""
-    if not event.is_base64_encoded:
-        return body.encode()
-    try:
-        return base64.b64decode(body, validate=True)
-    except (binascii.Error, ValueError):  # ValueError: non-ASCII text
-        raise MalformedEvent("body is not valid base64") from None
 
 
 def _response(status: int, outcome: str, detail: str) -> dict[str, Any]:

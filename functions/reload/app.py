@@ -5,16 +5,16 @@ sam remote invoke ReloadFunction --event-file events/reload.json
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.parser import BaseModel, ValidationError, parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field
 
-from teleport_argocd import logs, tracing
+from teleport_argocd import logs, responses, tracing
 from teleport_argocd.errors import ConfigError, NotConfigured, UnknownOutput
 from teleport_argocd.metrics import record_metrics
 from teleport_argocd.plan import Renewal, Scope
@@ -27,6 +27,8 @@ copy_config_to_registered_loggers(source_logger=logger, include={"teleport_argoc
 logs.configure(logger.log_level)  # our loggers only: libraries log credentials at DEBUG
 metrics = Metrics()
 session = boto3.Session()  # reused across warm invocations
+MAX_OUTPUTS = 100
+MAX_NAME = 253
 
 
 class ReloadRequest(BaseModel):
@@ -35,7 +37,8 @@ class ReloadRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    outputs: list[str] = []
+    # Output names are unique and few: a longer list is a mistake, never a reason to run long.
+    outputs: list[Annotated[str, Field(max_length=MAX_NAME)]] = Field(default=[], max_length=MAX_OUTPUTS)
     force: bool = True
     dry_run: bool = False
     status_only: bool = False
@@ -70,7 +73,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             )
             reports = runtime.reconcile(outputs, trigger)
             record_metrics(reports, metrics.add_metric, runtime.clock())
-        return {
-            "outputs": [r.to_dict(unchanged=request.unchanged) for r in reports],
-            "status": runtime.status(outputs),
-        }
+        return responses.fit(
+            {
+                "outputs": [r.to_dict(unchanged=request.unchanged) for r in reports],
+                "status": runtime.status(outputs),
+            }
+        )

@@ -30,7 +30,7 @@ from botocore.awsrequest import AWSResponse
 from standins.handlers import emitted_metrics, event, invoke, load_handler
 from standins.kubeapi import ApiError
 from standins.stack import ARGOCD_NAMESPACE, STATE_TABLE, LocalStack
-from teleport_argocd import kube
+from teleport_argocd import kube, responses
 from teleport_argocd import state as state_module
 from teleport_argocd.argocd import secret_name
 from teleport_argocd.model import Registration
@@ -259,6 +259,31 @@ def test_a_429_with_retry_after_is_honoured(stack: LocalStack, monkeypatch: pyte
     # The first backoff is at most 0.25 s of jitter; the 429 asked for a whole second and got it.
     assert slept == [1.0]
     assert all(r.last_error is None for r in registrations(stack).values())
+
+
+@pytest.mark.parametrize(
+    ("header", "waits"),
+    [("-5", None), ("nan", None), ("-inf", None), ("inf", 5.0), ("1e9", 5.0), ("soon", None), ("", None)],
+)
+def test_a_retry_after_that_is_not_a_sane_number_is_bounded_or_ignored(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch, header: str, waits: float | None
+) -> None:
+    """A negative or NaN `Retry-After` once crashed the write (`time.sleep` raises): now it is ignored
+    for the usual backoff, and a huge one is capped, so the Secret is still written."""
+    assert stack.kube is not None
+    slept: list[float] = []
+    monkeypatch.setattr(kube, "time", SimpleNamespace(sleep=slept.append, monotonic=time.monotonic))
+    stack.kube.fail(429, times=1, retry_after=header)
+
+    result = invoke("reload", event("reload.json"))["outputs"][0]
+
+    assert result["status"] == "completed"
+    assert {c["kube_cluster"] for c in result["clusters"]} == set(PROD)
+    [delay] = slept  # one 429, one wait
+    if waits is None:
+        assert 0 <= delay <= kube.Retry().base_delay  # the first step of the usual jittered backoff
+    else:
+        assert delay == waits
 
 
 def test_a_destination_that_keeps_answering_503_fails_each_cluster_and_not_the_run_loop(
@@ -566,3 +591,64 @@ def test_a_certificate_near_expiry_is_renewed_by_the_next_scheduled_run(
     expiry_seconds = metrics["CertificateExpirySeconds"]
     assert expiry_seconds > 41 * 60
     assert abs(expiry_seconds - (earliest - datetime.now(UTC)).total_seconds()) < 60
+
+
+# -- reload requests a careless or hostile caller sends --------------------------------------------
+
+
+def test_a_reload_naming_one_output_fifty_times_runs_it_once(stack: LocalStack) -> None:
+    result = invoke("reload", {"outputs": ["production"] * 50, "dry_run": True})
+    assert [o["output"] for o in result["outputs"]] == ["production"]
+    assert [o["output"] for o in result["status"]["outputs"]] == ["production"]
+
+
+def test_a_reload_naming_fifty_thousand_unknown_outputs_gets_a_short_answer(stack: LocalStack) -> None:
+    result = invoke("reload", {"outputs": [f"nope-{i}" for i in range(50_000)]})
+    assert result["error"] == "invalid reload request"
+    assert result["problems"] == ["outputs: List should have at most 100 items after validation, not 50000"]
+    unknown = invoke("reload", {"outputs": [f"nope-{i}" for i in range(60)]})
+    assert unknown["error"].startswith("unknown output(s): nope-0, nope-1,")
+    assert "and 50 more; configured: production" in unknown["error"]
+    assert len(json.dumps(unknown)) < 1000
+
+
+def test_a_reload_answer_over_the_response_limit_is_cut_with_a_count(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lambda refuses a synchronous response over 6 MB; the answer is cut to fit, saying how much."""
+    invoke("renew", event("schedule.json"))
+    whole = invoke("reload", {"dry_run": True, "unchanged": True})
+    assert len(whole["status"]["outputs"][0]["registrations"]) == len(PROD)
+    limit = len(json.dumps(whole)) - 200
+    monkeypatch.setattr(responses, "MAX_RESPONSE_BYTES", limit)
+
+    cut = invoke("reload", {"dry_run": True, "unchanged": True})
+
+    assert len(json.dumps(cut)) <= limit
+    [report] = cut["outputs"]
+    [status] = cut["status"]["outputs"]
+    left_out = report.get("clusters_left_out", 0) + status.get("registrations_left_out", 0)
+    assert left_out >= 1
+    assert len(report["clusters"]) + report.get("clusters_left_out", 0) == len(PROD)
+    assert len(status["registrations"]) + status.get("registrations_left_out", 0) == len(PROD)
+
+
+def test_another_event_reusing_a_uid_is_not_answered_from_the_cache(stack: LocalStack) -> None:
+    """Idempotency keys on the uid, the event type and the time: a retry of the same event is a
+    duplicate, a different event that reuses its uid (a bug or a forgery upstream) is not."""
+    assert stack.teleport is not None
+    invoke("renew", event("schedule.json"))
+    stack.teleport.add_kube_cluster("staging-eu", labels={"env": "staging", "team": "platform"})
+    created = invoke("audit_event", event("kube_create.json"))
+    assert created["status"] == "processed" and created["event"] == "kube.create"
+    assert invoke("audit_event", event("kube_create.json")) == created  # a retry: the cached answer
+
+    stack.teleport.remove_kube_cluster("staging-eu")
+    delete = event("kube_create.json")
+    delete["detail-type"] = delete["detail"]["event"] = "kube.delete"
+    delete["detail"]["time"] = delete["time"] = "2030-01-01T00:00:00Z"
+    deleted = invoke("audit_event", delete)
+
+    assert deleted["status"] == "processed" and deleted["event"] == "kube.delete"
+    actions = {c["kube_cluster"]: c["action"] for c in deleted["outputs"][0]["clusters"]}
+    assert actions == {"staging-eu": "unmatched"}

@@ -6,6 +6,9 @@ DeleteOptions.preconditions), and only ever of a Secret carrying our ownership a
 
 from __future__ import annotations
 
+import itertools
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from standins.handlers import event, invoke
@@ -111,3 +114,85 @@ def test_a_hand_made_secret_in_the_way_is_left_alone_and_named(stack: LocalStack
         and kept["metadata"]["labels"] == {"owner": "me"}
     )
     assert registrations(stack)["prod-us-east"].last_error
+
+
+FLEET = {f"c{i}": {"env": "prod", "team": "platform"} for i in range(10)}
+
+
+@dataclass
+class Run:
+    """One discovery run as the test saw it: when it started and ended, and whether it could prune."""
+
+    before: float
+    after: float
+    trusted: bool
+    absent: frozenset[str]
+
+
+def test_ten_clusters_through_short_partial_and_recovering_listings(stack: LocalStack) -> None:
+    """No Secret is deleted before it was absent for its own grace period counted over runs that
+    could prune: held runs (a short or failing listing) neither start nor advance a clock, and the
+    share is measured against a mark that pruning does not lower."""
+    assert stack.kube is not None and stack.teleport is not None
+    teleport = stack.teleport
+    grace, vanished_grace = 1.5, 3.0
+    prune = {
+        "enabled": True,
+        "grace_period": f"{grace}s",
+        "vanished_grace_period": f"{vanished_grace}s",
+        "max_deletes_per_run": 1,
+    }
+    stack.put_config([{**default_outputs()[0], "selectors": [{"labels": {"env": "prod"}}], "prune": prune}])
+    teleport.set_kube_clusters(FLEET)
+    invoke("renew", event("schedule.json"))
+    assert len(secrets(stack)) == 10
+    runs: list[Run] = []
+    deleted_by: dict[str, int] = {}
+
+    def listing(listed: dict[str, dict[str, str]], seconds: float) -> None:
+        """Teleport lists exactly `listed` while discovery runs back to back for `seconds`."""
+        teleport.set_kube_clusters(listed)
+        selected = {n for n, labels in listed.items() if labels.get("env") == "prod"}
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            before = time.monotonic()
+            report = invoke("renew", event("discovery.json"))["outputs"][0]
+            trusted = not any("pruning held back" in note for note in report["notes"])
+            runs.append(Run(before, time.monotonic(), trusted, frozenset(FLEET) - selected))
+            for c in report["clusters"]:
+                if c["action"] == "deleted":
+                    deleted_by[c["kube_cluster"]] = len(runs) - 1
+            time.sleep(0.2)
+
+    def only(*names: str) -> dict[str, dict[str, str]]:
+        return {n: FLEET[n] for n in names}
+
+    everyone = [f"c{i}" for i in range(10)]
+    listing(only("c0", "c1"), 2 * vanished_grace)  # short: 2 of 10, held throughout
+    listing(only(*everyone[:7]), 1.0)  # partial: 7 of 10, above the guard; c7-c9 start their clocks
+    listing(only("c0", "c1", "c2", "c3"), 2 * vanished_grace)  # 4 of 10: held, although 4 of 7 would pass
+    # Recovering: all but c9; c8 deselected (still listed by name), so the shorter grace applies to it.
+    listing({**only(*everyone[:9]), "c8": {"env": "dev", "team": "platform"}}, 2 * vanished_grace)
+
+    assert set(deleted_by) == {"c8", "c9"}  # c7 came back in time and was written again
+    assert secrets(stack) == [name(c) for c in everyone[:8]]
+    assert not any(r.trusted for r in runs[: len(runs) // 4])  # the short listing was held
+    for cluster, index in deleted_by.items():
+        own = grace if cluster == "c8" else vanished_grace
+        # The most absence any implementation could have counted: the spans between consecutive
+        # runs that could prune, both missing the cluster (a run's clock reads within its span).
+        counted = sum(
+            later.after - earlier.before
+            for earlier, later in itertools.pairwise(runs[: index + 1])
+            if earlier.trusted and later.trusted and cluster in earlier.absent and cluster in later.absent
+        )
+        assert counted >= own, (cluster, counted, own)
+    # At most one deletion per run (prune.max_deletes_per_run).
+    assert len(set(deleted_by.values())) == len(deleted_by)
+
+
+def secrets(stack: LocalStack) -> list[str]:
+    assert stack.kube is not None
+    return [
+        n for n in (name(f"c{i}") for i in range(10)) if stack.kube.secret(ARGOCD_NAMESPACE, n) is not None
+    ]

@@ -34,7 +34,7 @@ import base64
 import copy
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
@@ -454,3 +454,67 @@ def test_ingest_stream_skips_a_lone_surrogate(ingest: ModuleType) -> None:
     result = ingest.stream_handler({"Records": [record]}, context("ingest-stream"))
 
     assert result == {"batchItemFailures": []}
+
+
+def deeply(depth: int) -> Any:
+    value: Any = "x"
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+def http_shape(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    payload = copy.deepcopy(HTTP)
+    change(payload)
+    return payload
+
+
+# Shapes API Gateway never sends; each is answered 400 rather than crashing the function.
+IMPOSSIBLE_POSTS = {
+    "client certificate without subjectDN": http_shape(
+        lambda p: p["requestContext"]["authentication"]["clientCert"].pop("subjectDN")
+    ),
+    "clientCert not an object": http_shape(
+        lambda p: p["requestContext"]["authentication"].update(clientCert=7)
+    ),
+    "requestContext a string": http_shape(lambda p: p.update(requestContext="ctx")),
+    "body an object": http_shape(lambda p: p.update(body=SAMPLE)),
+    "body a number": http_shape(lambda p: p.update(body=12)),
+    "body nested 500 levels": http_shape(lambda p: p.update(body=deeply(500))),
+    "the request nested 500 levels": deeply(500),
+    "isBase64Encoded a string": http_shape(lambda p: p.update(isBase64Encoded="yes")),
+    "routeKey a number": http_shape(lambda p: p.update(routeKey=5)),
+    "a body with a lone surrogate": http_shape(lambda p: p.update(body='{"event": "\ud800"}')),
+    "not an object at all": ["POST /events"],
+}
+
+
+@pytest.mark.parametrize("payload", IMPOSSIBLE_POSTS.values(), ids=IMPOSSIBLE_POSTS.keys())
+def test_ingest_http_answers_400_to_shapes_api_gateway_never_sends(ingest: ModuleType, payload: Any) -> None:
+    response = ingest.http_handler(payload, context("ingest"))
+    assert response["statusCode"] == 400, response
+    assert json.loads(response["body"])["status"] == "malformed"
+
+
+def stream_shape(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    batch = {"Records": [copy.deepcopy(STREAM_RECORD)]}
+    change(batch)
+    return batch
+
+
+IMPOSSIBLE_BATCHES = {
+    "Records missing": {},
+    "Records an object": {"Records": {"a": 1}},
+    "not an object at all": [STREAM_RECORD],
+    "a record that is a string": stream_shape(lambda b: b["Records"].append("record")),
+    "dynamodb not an object": stream_shape(lambda b: b["Records"][0].update(dynamodb="change")),
+    "NewImage nested 500 levels": stream_shape(
+        lambda b: b["Records"][0]["dynamodb"].update(NewImage={"FieldsMap": dynamo_map(deeply(500))})
+    ),
+}
+
+
+@pytest.mark.parametrize("batch", IMPOSSIBLE_BATCHES.values(), ids=IMPOSSIBLE_BATCHES.keys())
+def test_ingest_stream_skips_shapes_a_stream_never_sends(ingest: ModuleType, batch: Any) -> None:
+    """A record that can never be forwarded is skipped (failing it would only block the shard)."""
+    assert ingest.stream_handler(batch, context("ingest-stream")) == {"batchItemFailures": []}

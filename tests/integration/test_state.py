@@ -17,8 +17,8 @@ from unit.fakes import Clock
 from standins.aws import MotoServer
 from standins.template import create_tables
 from teleport_argocd.errors import StateError
-from teleport_argocd.model import Registration, SecretVersion
-from teleport_argocd.state import Lease, RunRecord, StateStore
+from teleport_argocd.model import Absence, Registration, SecretVersion
+from teleport_argocd.state import REGISTRY_MAX_AGE, Lease, RunRecord, StateStore
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=5)
@@ -331,6 +331,14 @@ def test_registrations_round_trip_every_field(store: StateStore) -> None:
             deleted_at=T0 + timedelta(hours=2),
             labels={},
         ),
+        registration(
+            "c",
+            matches=False,
+            unmatched_since=T0,
+            absence=Absence.DESELECTED,
+            absence_banked=timedelta(minutes=30, microseconds=7),
+            absence_seen=T0 + timedelta(minutes=40),
+        ),
     ]
     store.put_registrations(written)
     assert store.registrations("main") == written
@@ -518,6 +526,27 @@ def test_a_warm_process_rereads_registrations_only_after_a_run_wrote_them(
 
     assert [r.kube_cluster for r in store.registrations("main")] == ["a", "b"]
     assert client.calls["query"] == 1
+
+
+def test_a_warm_process_sees_a_hand_edit_of_the_registry_once_its_copy_is_old(
+    table: str, dynamodb: Any, clock: Clock
+) -> None:
+    """An operator's fix made in the table outside any run (no lease, no release stamp) reaches a
+    warm process within `REGISTRY_MAX_AGE`, however many runs see the same stamp meanwhile."""
+    store = StateStore(table, client=dynamodb, clock=clock)
+    lease = store.try_acquire("main", run_id="run-1", duration=LEASE, reason="schedule")
+    assert lease
+    store.put_registrations([registration("a", last_error="403 Forbidden", last_error_at=T0)])
+    store.finish(lease)
+    assert store.registrations("main")[0].last_error == "403 Forbidden"  # read, and kept warm
+
+    fixed = StateStore(table, client=dynamodb, clock=clock)  # the operator's own client: no lease
+    fixed.put_registrations([registration("a")])
+    clock.advance(REGISTRY_MAX_AGE - timedelta(seconds=1))
+    assert store.registrations("main")[0].last_error == "403 Forbidden"  # the warm copy, still young
+
+    clock.advance(timedelta(seconds=1))
+    assert store.registrations("main")[0].last_error is None
 
 
 def test_shard_leases_are_independent_and_their_release_stamps_the_output(store: StateStore) -> None:

@@ -420,7 +420,7 @@ class _Fault:
     """An answer the server gives instead of serving the request (status 0: no answer at all)."""
 
     status: int
-    retry_after: int | None
+    retry_after: int | str | None  # a string is sent verbatim: what a broken or hostile proxy says
     remaining: int
 
     def status_body(self) -> dict[str, Any]:
@@ -431,7 +431,7 @@ class _Fault:
                 429,
                 "TooManyRequests",
                 "Too many requests, please try again later.",
-                {"retryAfterSeconds": self.retry_after or 1},
+                {"retryAfterSeconds": self.retry_after if isinstance(self.retry_after, int) else 1},
             ).status()
         return ApiError(
             self.status, "InternalError", "Internal error occurred: etcdserver: leader changed"
@@ -601,7 +601,7 @@ class KubeApiServer:
         with self._lock:
             self._hooks.append(_Hook(verb, resource, action, times))
 
-    def fail(self, status: int, *, times: int = 1, retry_after: int | None = None) -> None:
+    def fail(self, status: int, *, times: int = 1, retry_after: int | str | None = None) -> None:
         """Answer the next `times` requests with `status` instead of serving them (an overloaded server).
 
         429 comes with `Retry-After` (`retry_after`, else 1 s, as API Priority and Fairness sends);

@@ -249,20 +249,28 @@ def test_pruning_is_off_by_default_and_secrets_stay() -> None:
     assert len(store.secrets) == 3
 
 
-def test_an_unmatched_cluster_is_pruned_after_the_grace_period_and_leaves_a_tombstone() -> None:
+def deselect(session: Any, name: str) -> None:
+    session.clusters[name] = session.clusters[name].__class__(name, {"env": "dev"})
+
+
+PREVIEW = Trigger("reload", "preview", Scope(renew=Renewal.NONE), dry_run=True)
+
+
+def test_a_deselected_cluster_is_pruned_after_the_grace_period_and_leaves_a_tombstone() -> None:
     clock = Clock()
     rec, state, store, session = reconciler(PROD, clock)
     out = output(**PRUNE)
     rec.run(out, RENEWAL)
-    del session.clusters["c"]
+    deselect(session, "c")  # still listed by name: the selectors no longer pick it
     rec.run(out, DISCOVERY)
     clock.advance(timedelta(minutes=59))
     assert rec.run(out, DISCOVERY).counts["deleted"] == 0
-    preview = rec.run(out, Trigger("reload", "preview", Scope(renew=Renewal.NONE), dry_run=True))
-    assert [c.action for c in preview.clusters if c.kube_cluster == "c"] == []  # waiting out the grace
+    [waiting] = [c for c in rec.run(out, PREVIEW).clusters if c.kube_cluster == "c"]
+    assert waiting.action == "waiting" and waiting.prune is not None
+    assert waiting.prune["evidence"] == "deselected" and waiting.prune["clock"] == "running"
+    assert waiting.prune["absent_seconds"] == 59 * 60 and waiting.prune["grace_seconds"] == 3600
     clock.advance(timedelta(minutes=2))
-    preview = rec.run(out, Trigger("reload", "preview", Scope(renew=Renewal.NONE), dry_run=True))
-    assert [c.action for c in preview.clusters if c.kube_cluster == "c"] == ["would-delete"]
+    assert [c.action for c in rec.run(out, PREVIEW).clusters if c.kube_cluster == "c"] == ["would-delete"]
     assert len(store.secrets) == 3
 
     report = rec.run(out, DISCOVERY)
@@ -274,6 +282,99 @@ def test_an_unmatched_cluster_is_pruned_after_the_grace_period_and_leaves_a_tomb
     tomb = next(r for r in state.regs.values() if r.kube_cluster == "c")
     assert tomb.deleted_at == clock() and tomb.version is None and tomb.matches is False
     assert rec.run(out, DISCOVERY).status == "idle"  # a tombstone is not pruned twice
+
+
+def test_a_cluster_that_only_vanished_waits_the_longer_grace_period() -> None:
+    clock = Clock()
+    rec, _state, store, session = reconciler(PROD, clock)
+    out = output(prune={"enabled": True, "grace_period": "1h", "vanished_grace_period": "48h"})
+    rec.run(out, RENEWAL)
+    del session.clusters["c"]  # an agent down past its heartbeat: Teleport no longer lists it at all
+    rec.run(out, DISCOVERY)
+    clock.advance(timedelta(hours=47))
+    report = rec.run(out, DISCOVERY)
+    assert report.counts["deleted"] == 0 and len(store.secrets) == 3
+    [c] = [c for c in report.clusters if c.kube_cluster == "c"]
+    assert c.prune is not None and c.prune["evidence"] == "vanished" and c.prune["grace_seconds"] == 48 * 3600
+    clock.advance(timedelta(hours=1, seconds=1))
+    assert rec.run(out, DISCOVERY).counts["deleted"] == 1 and len(store.secrets) == 2
+
+
+def test_a_kube_delete_is_evidence_for_the_short_grace_period() -> None:
+    clock = Clock()
+    rec, state, _store, session = reconciler(PROD, clock)
+    out = output(**PRUNE)
+    rec.run(out, RENEWAL)
+    del session.clusters["c"]
+    rec.run(out, event("c", removed=True))  # marks it unmatched; an event run never starts a clock
+    reg = next(r for r in state.regs.values() if r.kube_cluster == "c")
+    assert reg.absence == "deleted" and reg.absence_seen is None
+    rec.run(out, DISCOVERY)  # the first run that could prune starts the clock
+    clock.advance(timedelta(hours=1, seconds=1))
+    assert rec.run(out, DISCOVERY).counts["deleted"] == 1
+
+
+def test_a_held_run_pauses_the_clock_and_a_later_run_resumes_it() -> None:
+    clock = Clock()
+    rec, state, _store, session = reconciler(PROD, clock)
+    out = output(**PRUNE)
+    rec.run(out, RENEWAL)
+    deselect(session, "c")
+    rec.run(out, DISCOVERY)  # clock starts
+    clock.advance(timedelta(minutes=30))
+    rec.run(out, RENEWAL)  # a run that writes anyway saves the clock: 30 minutes banked
+    hidden = dict(session.clusters)
+    session.clusters.clear()  # an outage: every run is held for three hours
+    for _ in range(6):
+        clock.advance(timedelta(minutes=30))
+        report = rec.run(out, DISCOVERY)
+        assert report.counts["deleted"] == 0 and "pruning held back" in report.notes[0]
+    reg = next(r for r in state.regs.values() if r.kube_cluster == "c")
+    assert reg.absence_seen is None and reg.absence_banked == timedelta(minutes=30)
+    session.clusters.update(hidden)
+    clock.advance(timedelta(minutes=5))
+    assert rec.run(out, DISCOVERY).counts["deleted"] == 0  # resumed, with 30 of 60 minutes counted
+    clock.advance(timedelta(minutes=29))
+    assert rec.run(out, DISCOVERY).counts["deleted"] == 0
+    clock.advance(timedelta(minutes=1, seconds=1))
+    assert rec.run(out, DISCOVERY).counts["deleted"] == 1
+
+
+def test_pruning_vanished_clusters_does_not_lower_the_bar_for_the_next_short_listing() -> None:
+    clusters = {f"c{i}": {"env": "prod"} for i in range(10)}
+    clock = Clock()
+    rec, _state, store, session = reconciler(clusters, clock)
+    out = output(prune={"enabled": True, "vanished_grace_period": "1h", "max_deletes_per_run": 10})
+    rec.run(out, RENEWAL)
+    for gone in ("c6", "c7", "c8", "c9"):
+        del session.clusters[gone]  # 6 of 10 listed: above the guard
+    rec.run(out, DISCOVERY)
+    clock.advance(timedelta(hours=1, seconds=1))
+    assert rec.run(out, DISCOVERY).counts["deleted"] == 4
+    for gone in ("c3", "c4", "c5"):
+        del session.clusters[gone]  # 3 listed: half of the 6 left, but under half of the 10 there were
+    report = rec.run(out, DISCOVERY)
+    assert "3 cluster(s) against 10 registered" in report.notes[0]
+    clock.advance(timedelta(hours=2))
+    assert rec.run(out, DISCOVERY).counts["deleted"] == 0 and len(store.secrets) == 6
+
+
+def test_a_run_deletes_at_most_max_deletes_per_run_and_says_how_many_wait() -> None:
+    clusters = {f"c{i}": {"env": "prod"} for i in range(10)}
+    clock = Clock()
+    rec, _state, store, session = reconciler(clusters, clock)
+    out = output(prune={"enabled": True, "grace_period": "0s", "max_deletes_per_run": 2})
+    rec.run(out, RENEWAL)
+    for name in ("c0", "c1", "c2", "c3", "c4"):
+        deselect(session, name)
+    rec.run(out, DISCOVERY)
+    deleted = []
+    for _ in range(3):
+        clock.advance(timedelta(minutes=1))
+        report = rec.run(out, DISCOVERY)
+        deleted.append(report.counts["deleted"])
+    assert deleted == [2, 2, 1]
+    assert len(store.secrets) == 5
 
 
 def test_a_listing_far_shorter_than_the_registry_prunes_nothing_and_says_why() -> None:
@@ -295,7 +396,7 @@ def test_a_secret_replaced_since_we_wrote_it_is_never_pruned() -> None:
     rec, state, store, session = reconciler(PROD, clock)
     out = output(**PRUNE)
     rec.run(out, RENEWAL)
-    del session.clusters["c"]
+    deselect(session, "c")
     rec.run(out, DISCOVERY)
     [name] = [
         n

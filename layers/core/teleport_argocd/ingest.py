@@ -9,6 +9,8 @@ the event type, `Detail` the event JSON, `Time` the event time. No Lambda types 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -37,6 +39,74 @@ PUT_BATCH_SIZE = 10
 REQUIRED_FIELDS = ("event", "uid", "time")
 
 _deserializer = TypeDeserializer()
+
+
+@dataclass(frozen=True)
+class Post:
+    """What the HTTP function uses of an API Gateway HTTP API request (payload format 2.0)."""
+
+    route: str
+    subject: str | None  # the mutual-TLS client certificate's subject DN, when there is one
+    raw_body: str
+    base64_encoded: bool
+
+    def body(self) -> bytes:
+        """The raw body; API Gateway base64-encodes bodies it does not take for text."""
+        if not self.base64_encoded:
+            return self.raw_body.encode("utf-8", "surrogatepass")
+        try:
+            return base64.b64decode(self.raw_body, validate=True)
+        except (binascii.Error, ValueError):  # ValueError: non-ASCII text
+            raise MalformedEvent("body is not valid base64") from None
+
+
+def read_post(event: object) -> Post:
+    """The request's route, client subject and body, each checked for its type: API Gateway never
+    sends another shape, but whatever arrives gets a 400 rather than a crash."""
+    if not isinstance(event, dict):
+        raise MalformedEvent(f"request is a JSON {type(event).__name__}, not an object")
+    context = _optional_object(event, "requestContext")
+    route = event.get("routeKey", context.get("routeKey", ""))
+    body = event.get("body") or ""
+    encoded = event.get("isBase64Encoded", False)
+    if not isinstance(route, str):
+        raise MalformedEvent("routeKey is not a string")
+    if not isinstance(body, str):
+        raise MalformedEvent(f"body is a JSON {type(body).__name__}, not a string")
+    if not isinstance(encoded, bool):
+        raise MalformedEvent("isBase64Encoded is not true or false")
+    cert = _optional_object(_optional_object(context, "authentication"), "clientCert")
+    subject = cert.get("subjectDN")
+    if cert and not isinstance(subject, str):  # API Gateway names every certificate it verified
+        raise MalformedEvent("client certificate without a subjectDN")
+    return Post(route, subject, body, encoded)
+
+
+def stream_records(event: object) -> list[tuple[str | None, Mapping[str, Any] | None]]:
+    """Each record of a DynamoDB stream event as (its sequence number, the record), the record None
+    when it is not an object. A batch of another shape has no records."""
+    records = event.get("Records") if isinstance(event, dict) else None
+    if not isinstance(records, list):
+        return []
+    out: list[tuple[str | None, Mapping[str, Any] | None]] = []
+    for record in records:
+        if not isinstance(record, dict):
+            out.append((None, None))
+            continue
+        change = record.get("dynamodb")
+        number = change.get("SequenceNumber") if isinstance(change, dict) else None
+        out.append((number if isinstance(number, str) else None, record))
+    return out
+
+
+def _optional_object(container: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """`container[key]` when it is an object, {} when it is absent or null; MalformedEvent otherwise."""
+    value = container.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise MalformedEvent(f"{key} is a JSON {type(value).__name__}, not an object")
+    return value
 
 
 def parse_event(body: bytes | str) -> dict[str, Any]:
@@ -101,7 +171,8 @@ def from_stream_record(record: Mapping[str, Any]) -> dict[str, Any]:
     `CreatedAtDate` and the event itself: `FieldsMap`, a native map, in current releases; `Fields`, a
     JSON string, in older ones (`lib/events/dynamoevents/dynamoevents.go`, `event` struct).
     """
-    image = (record.get("dynamodb") or {}).get("NewImage")
+    change = record.get("dynamodb")
+    image = change.get("NewImage") if isinstance(change, dict) else None
     if not isinstance(image, dict):
         raise MalformedEvent("stream record has no NewImage")
     try:
@@ -111,8 +182,9 @@ def from_stream_record(record: Mapping[str, Any]) -> dict[str, Any]:
             fields = _deserializer.deserialize(image["Fields"])
         else:
             raise MalformedEvent("item has neither FieldsMap nor Fields")
-    except (TypeError, ValueError, AttributeError, ArithmeticError) as exc:
-        # boto3's deserializer reports a malformed attribute value with any of these.
+    except (TypeError, ValueError, AttributeError, ArithmeticError, RecursionError) as exc:
+        # boto3's deserializer reports a malformed attribute value with any of these, and recurses
+        # once per level of a value nested deeper than DynamoDB allows.
         raise MalformedEvent(f"item attribute is not a DynamoDB value: {type(exc).__name__}") from None
     if not isinstance(fields, str):
         raise MalformedEvent("item attribute Fields is not a string")

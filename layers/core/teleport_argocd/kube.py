@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import ssl
 import threading
@@ -68,17 +69,19 @@ class Retry:
     """How long to keep trying a request the API answered with 429 or 5xx, or never answered.
 
     Full-jitter exponential backoff (`base_delay` doubling up to `max_delay`), at most
-    `attempts` requests and `budget` seconds in all; a 429's `Retry-After` is honoured.
+    `attempts` requests and `budget` seconds in all; a 429's `Retry-After` is honoured up to
+    `max_retry_after`, so one answer can neither stall a run nor use up the budget in one wait.
     """
 
     attempts: int = 4
     base_delay: float = 0.25
     max_delay: float = 4.0
     budget: float = 10.0
+    max_retry_after: float = 5.0
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
-            return retry_after
+            return min(retry_after, self.max_retry_after)
         return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
 
 
@@ -497,11 +500,14 @@ def _status_message(response: httpx.Response) -> str:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    """`Retry-After` in seconds (the API server sends whole seconds), capped so one answer cannot stall us."""
+    """`Retry-After` in seconds, or None to back off as usual. The API server sends whole seconds
+    (RFC 9110 §10.2.3 also allows an HTTP date, which we do not follow); anything not a
+    non-negative number is ignored rather than trusted (`Retry.delay` caps the rest)."""
     try:
-        return min(float(response.headers["Retry-After"]), 10.0)
+        seconds = float(response.headers["Retry-After"])
     except (KeyError, ValueError):
         return None
+    return None if math.isnan(seconds) or seconds < 0 else seconds
 
 
 def _tls_refused(exc: httpx.TransportError) -> bool:

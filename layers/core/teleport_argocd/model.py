@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from enum import StrEnum
 
 # Our own version annotation, in place of tbot's `teleport.dev/tbot-version`.
 VERSION_ANNOTATION = "teleport-argocd.dev/version"
@@ -87,6 +88,22 @@ class SecretVersion:
     resource_version: str
 
 
+class Absence(StrEnum):
+    """Why a registered cluster is no longer selected: the evidence that sets its grace period."""
+
+    NONE = ""
+    VANISHED = "vanished"  # Teleport no longer lists it at all: an agent may only be down
+    DESELECTED = "deselected"  # Teleport lists it by name, the selectors no longer pick it
+    DELETED = "deleted"  # a kube.delete named it
+
+    @property
+    def strength(self) -> int:
+        return _ABSENCE_ORDER.index(self)
+
+
+_ABSENCE_ORDER = (Absence.NONE, Absence.VANISHED, Absence.DESELECTED, Absence.DELETED)
+
+
 @dataclass(frozen=True)
 class Registration:
     """What we last wrote (or failed to write) for one cluster of one output."""
@@ -109,3 +126,8 @@ class Registration:
     last_error_at: datetime | None = None
     unmatched_since: datetime | None = None
     deleted_at: datetime | None = None
+    # The grace clock of an unmatched registration: the absence counted so far (`absence_banked`)
+    # up to the last run that could have pruned and saved it (`absence_seen`); None while paused.
+    absence: Absence = Absence.NONE
+    absence_banked: timedelta = timedelta(0)
+    absence_seen: datetime | None = None

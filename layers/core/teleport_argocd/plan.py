@@ -11,14 +11,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from teleport_argocd.argocd import RenderedSecret
-from teleport_argocd.config.types import OutputConfig
-from teleport_argocd.model import UPDATED_ANNOTATION, KubeCluster, Registration, SecretVersion
+from teleport_argocd.config.types import OutputConfig, PruneConfig
+from teleport_argocd.model import UPDATED_ANNOTATION, Absence, KubeCluster, Registration, SecretVersion
 
 # A schedule fires late by up to a minute; renew that much early so a tick is never missed.
 SCHEDULE_SLACK = timedelta(minutes=1)
@@ -30,6 +32,7 @@ class Action(StrEnum):
     UNCHANGED = "unchanged"
     UNMATCHED = "unmatched"
     PRUNE = "prune"
+    WAIT = "wait"  # unmatched and waiting out its grace clock (running or paused)
     CANNOT_RENDER = "cannot-render"
 
 
@@ -87,6 +90,10 @@ class Step:
     labels: Mapping[str, str] = field(default_factory=dict)
     fingerprint: str = ""
     error: str | None = None
+    # UNMATCHED and WAIT: the registration to store (no Kubernetes request), None when nothing changed.
+    record: Registration | None = None
+    # When pruning is on, an unmatched cluster's evidence and grace clock (see `prune_clock`).
+    clock: Mapping[str, Any] | None = None
 
     @property
     def writes(self) -> bool:
@@ -105,10 +112,21 @@ class Step:
 
 @dataclass(frozen=True)
 class Plan:
-    """The steps, and why pruning was held back this run if it was (None when it was not)."""
+    """The steps, why pruning was held back this run if it was (None when it was not), and how
+    many due deletions `max_deletes_per_run` deferred to later runs."""
 
     steps: tuple[Step, ...]
     prune_held: str | None = None
+    deferred: int = 0
+
+    @property
+    def notes(self) -> list[str]:
+        notes = [self.prune_held] if self.prune_held else []
+        if self.deferred:
+            notes.append(
+                f"{self.deferred} deletion(s) due but deferred to later runs (prune.max_deletes_per_run)"
+            )
+        return notes
 
     @property
     def writes(self) -> list[Step]:
@@ -121,7 +139,11 @@ class Plan:
     @property
     def idle(self) -> bool:
         """Nothing to write to Kubernetes and nothing to record."""
-        return all(s.action is Action.UNCHANGED for s in self.steps)
+        return all(_quiet(s) for s in self.steps)
+
+
+def _quiet(step: Step) -> bool:
+    return step.action is Action.UNCHANGED or (step.action is Action.WAIT and step.record is None)
 
 
 def plan(
@@ -133,9 +155,15 @@ def plan(
     registrations: Sequence[Registration],
     now: datetime,
     scope: Scope,
+    complete: bool = True,
+    still_listed: frozenset[str] = frozenset(),
 ) -> Plan:
     """One step per selected cluster, per cluster that failed to render, and per registration
-    of this Teleport cluster that the selectors no longer pick (within the scope)."""
+    of this Teleport cluster that the selectors no longer pick (within the scope).
+
+    `complete`: every selector's listing succeeded. `still_listed`: registered clusters the
+    selectors no longer pick that Teleport still lists by name (deselected, not vanished).
+    """
     known = {
         r.kube_cluster: r
         for r in registrations
@@ -163,37 +191,183 @@ def plan(
                     )
                 )
     # Events concern one cluster each: only a run over the whole output (or shard) prunes.
-    pruning = output.prune.enabled and scope.clusters is None
-    held = _prune_guard(output, len(seen), known.values()) if pruning else None
-    for name, reg in sorted(known.items()):
-        if name in seen or reg.deleted_at is not None:
-            continue
+    prune, full = output.prune, scope.clusters is None
+    base = _prune_base(prune, known.values(), now)
+    held = _prune_guard(prune, complete, len(seen | still_listed), base) if prune.enabled and full else None
+    trusted = prune.enabled and full and held is None
+    absent = {n: r for n, r in known.items() if n not in seen and r.deleted_at is None}
+    steps += _absence_steps(prune, absent, now, scope, trusted, still_listed)
+    decided = _with_budget(prune, steps, base, now)
+    if trusted and not decided.idle:
+        decided = replace(decided, steps=tuple(_saved(s, now) for s in decided.steps))
+    return replace(decided, prune_held=held)
+
+
+# -- pruning -------------------------------------------------------------------------------
+
+
+def grace_for(prune: PruneConfig, absence: Absence) -> timedelta:
+    """A cluster deleted or deselected in Teleport waits `grace_period`; one that merely stopped
+    being listed (or whose evidence is unknown) waits `vanished_grace_period`."""
+    return (
+        prune.grace_period
+        if absence in (Absence.DELETED, Absence.DESELECTED)
+        else prune.vanished_grace_period
+    )
+
+
+def absent_for(reg: Registration, now: datetime) -> timedelta:
+    """The absence counted so far by runs that could have pruned (the clock's reading at `now`)."""
+    running = now - reg.absence_seen if reg.absence_seen is not None else timedelta(0)
+    return reg.absence_banked + max(running, timedelta(0))
+
+
+def prune_due_at(prune: PruneConfig, reg: Registration, now: datetime) -> datetime | None:
+    """The one pruning rule, for the planner and the status report: when a run that could prune
+    will delete this registration's Secret, or None if none will as things stand.
+
+    Only a Secret we wrote (its version stored), unmatched, not deleted yet, with pruning on. A
+    paused clock counts from `now`: the next run that could prune resumes it.
+    """
+    if not prune.enabled or reg.matches or reg.deleted_at is not None or reg.version is None:
+        return None
+    start = reg.absence_seen or now
+    return start + grace_for(prune, reg.absence) - reg.absence_banked
+
+
+def prune_clock(prune: PruneConfig, reg: Registration, now: datetime) -> dict[str, Any]:
+    """An unmatched registration's evidence and clock, JSON-ready, for the run report and status."""
+    due = prune_due_at(prune, reg, now)
+    return {
+        "evidence": reg.absence.value or Absence.VANISHED.value,
+        "clock": "running" if reg.absence_seen is not None else "paused",
+        "absent_seconds": int(absent_for(reg, now).total_seconds()),
+        "grace_seconds": int(grace_for(prune, reg.absence).total_seconds()),
+        "deletes_at": due.isoformat() if due is not None else None,
+    }
+
+
+def _absence_steps(
+    prune: PruneConfig,
+    absent: Mapping[str, Registration],
+    now: datetime,
+    scope: Scope,
+    trusted: bool,
+    still_listed: frozenset[str],
+) -> list[Step]:
+    """A step for each registration the listing did not select: newly unmatched, waiting, or
+    (provisionally) due. Its clock starts or resumes only in a run that could prune (`trusted`),
+    and a held run over the whole output pauses it."""
+    full = scope.clusters is None
+    steps: list[Step] = []
+    for name, reg in sorted(absent.items()):
+        if scope.removed:
+            observed = Absence.DELETED
+        elif not full:
+            observed = Absence.NONE  # an event names the cluster but says nothing of why it is gone
+        else:
+            observed = Absence.DESELECTED if name in still_listed else Absence.VANISHED
+        evidence = max(reg.absence, observed, key=lambda a: a.strength)
         if reg.matches:
             reason = "deleted in Teleport" if scope.removed else "no longer selected"
-            steps.append(Step(name, Action.UNMATCHED, reason, registration=reg, labels=dict(reg.labels)))
-        elif pruning and held is None and _prunable(output, reg, now):
-            grace = output.prune.grace_period
-            steps.append(Step(name, Action.PRUNE, f"unmatched for more than {grace}", registration=reg))
-    return Plan(tuple(steps), prune_held=held)
+            record = replace(
+                reg,
+                matches=False,
+                unmatched_since=now,
+                absence=evidence,
+                absence_banked=timedelta(0),
+                absence_seen=now if trusted else None,
+            )
+            steps.append(
+                Step(name, Action.UNMATCHED, reason, registration=reg, labels=dict(reg.labels), record=record)
+            )
+            continue
+        if not prune.enabled:
+            continue
+        updated: Registration | None = None
+        if trusted and reg.absence_seen is None:
+            updated = replace(reg, absence=evidence, absence_seen=now)  # the clock starts or resumes
+        elif full and not trusted and reg.absence_seen is not None:
+            updated = replace(reg, absence=evidence, absence_seen=None)  # held: the clock pauses
+        elif evidence is not reg.absence:
+            updated = replace(reg, absence=evidence)
+        current = updated or reg
+        due = prune_due_at(prune, current, now)
+        if trusted and due is not None and due <= now:
+            reason = f"{evidence.value or 'vanished'}, absent for its grace period"
+            steps.append(Step(name, Action.PRUNE, reason, registration=current, record=updated))
+        else:
+            reason = (
+                f"{current.absence.value or 'vanished'}, grace clock {'running' if trusted else 'paused'}"
+            )
+            steps.append(Step(name, Action.WAIT, reason, registration=current, record=updated))
+    return [
+        replace(s, clock=prune_clock(prune, s.record or s.registration, now))
+        if prune.enabled and s.registration
+        else s
+        for s in steps
+    ]
 
 
-def _prune_guard(output: OutputConfig, listed: int, registered: Iterable[Registration]) -> str | None:
-    """Why this run must prune nothing, or None: a listing far shorter than the registry is more
-    likely a Teleport outage or an RBAC change than clusters leaving, and must not empty Argo CD."""
-    live = sum(1 for r in registered if r.deleted_at is None)
-    share = output.prune.min_listed_share
-    if live and listed < share * live:
+def _with_budget(prune: PruneConfig, steps: list[Step], base: int, now: datetime) -> Plan:
+    """The plan, with at most `max_deletes_per_run` deletions (earliest due first; the rest wait)."""
+    due = sorted(
+        (s for s in steps if s.action is Action.PRUNE),
+        key=lambda s: (prune_due_at(prune, s.registration, now) if s.registration else now, s.kube_cluster),
+    )
+    deferred = {s.kube_cluster for s in due[_delete_budget(prune, base) :]}
+    steps = [
+        replace(s, action=Action.WAIT, reason=f"{s.reason}; deferred (prune.max_deletes_per_run)")
+        if s.action is Action.PRUNE and s.kube_cluster in deferred
+        else s
+        for s in steps
+    ]
+    return Plan(tuple(steps), deferred=len(deferred))
+
+
+def _saved(step: Step, now: datetime) -> Step:
+    """A waiting step whose running clock is saved now (banked up to now), when a run that could
+    prune stores anything anyway: a later held run then loses none of the absence counted so far."""
+    reg = step.record or step.registration
+    if step.action is not Action.WAIT or reg is None or reg.absence_seen is None:
+        return step
+    return replace(step, record=replace(reg, absence_banked=absent_for(reg, now), absence_seen=now))
+
+
+def _prune_base(prune: PruneConfig, registered: Iterable[Registration], now: datetime) -> int:
+    """The registrations the listing is measured against: the live ones and those pruned as
+    vanished within `vanished_grace_period`, so pruning after a partial listing does not lower the
+    bar for the next partial listing (a high-water mark that only confirmed departures lower)."""
+    return sum(
+        1
+        for r in registered
+        if r.deleted_at is None
+        or (
+            r.absence in (Absence.NONE, Absence.VANISHED) and now - r.deleted_at < prune.vanished_grace_period
+        )
+    )
+
+
+def _prune_guard(prune: PruneConfig, complete: bool, listed: int, base: int) -> str | None:
+    """Why this run must prune nothing, or None: a listing that failed in part, or one far shorter
+    than the registry, is more likely a Teleport outage or an RBAC change than clusters leaving,
+    and must not empty Argo CD."""
+    if not complete:
+        return "pruning held back: the listing had errors, so an absence proves nothing this run"
+    share = prune.min_listed_share
+    if base and listed < share * base:
         return (
-            f"pruning held back: Teleport listed {listed} cluster(s) against {live} registered "
+            f"pruning held back: Teleport listed {listed} cluster(s) against {base} registered "
             f"(prune.min_listed_share {share})"
         )
     return None
 
 
-def _prunable(output: OutputConfig, reg: Registration, now: datetime) -> bool:
-    """Unmatched for longer than the grace period, and a Secret we wrote to delete."""
-    since = reg.unmatched_since
-    return reg.version is not None and since is not None and now - since >= output.prune.grace_period
+def _delete_budget(prune: PruneConfig, base: int) -> int:
+    limit = prune.max_deletes_per_run
+    if isinstance(limit, int):
+        return limit
+    return max(1, math.floor(limit * base))
 
 
 def renewal_due(output: OutputConfig, cert_expires: datetime | None, now: datetime) -> bool:

@@ -17,7 +17,7 @@ import logging
 import queue
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -27,7 +27,7 @@ from teleport_argocd import __version__
 from teleport_argocd.argocd import RenderedSecret, render_secrets
 from teleport_argocd.config.types import Destination, OutputConfig
 from teleport_argocd.errors import ClusterNotListed, TeleportArgoCDError
-from teleport_argocd.model import Identity, KubeCluster, KubeEndpoint, Registration, SecretVersion
+from teleport_argocd.model import Absence, Identity, KubeCluster, KubeEndpoint, Registration, SecretVersion
 from teleport_argocd.plan import Action, Plan, Renewal, Scope, Step, plan
 from teleport_argocd.selectors import ClusterQuery, matches, select
 from teleport_argocd.state import Lease, RunRecord
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 # What a run may say about one cluster.
 CREATED, UPDATED, UNCHANGED, FAILED, UNMATCHED = "created", "updated", "unchanged", "failed", "unmatched"
-DELETED = "deleted"
+DELETED, WAITING = "deleted", "waiting"
 WOULD_CREATE, WOULD_UPDATE, WOULD_UNMATCH, WOULD_DELETE = (
     "would-create",
     "would-update",
@@ -48,7 +48,11 @@ _DRY = {
     Action.UPDATE: WOULD_UPDATE,
     Action.UNMATCHED: WOULD_UNMATCH,
     Action.PRUNE: WOULD_DELETE,
+    Action.WAIT: WAITING,
 }
+# At most this many unselected clusters are looked up by name in one run, to tell a deselected
+# cluster from one that vanished; the rest keep their evidence (vanished: the longer grace).
+MAX_LISTED_CHECKS = 50
 # Registrations are written back in batches of this many as results arrive, so a run killed
 # half-way keeps what it did.
 FLUSH_EVERY = 25
@@ -136,6 +140,10 @@ class ClusterResult:
     secret_name: str = ""
     server: str = ""
     error: str | None = None
+    prune: Mapping[str, Any] | None = None  # an unmatched cluster's evidence and grace clock
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "prune" or v is not None}
 
 
 @dataclass
@@ -176,6 +184,7 @@ class OutputReport:
             "failed": self.count(FAILED),
             "unmatched": self.count(UNMATCHED, WOULD_UNMATCH),
             "deleted": self.count(DELETED, WOULD_DELETE),
+            "waiting": self.count(WAITING),
         }
 
     def to_dict(self, *, unchanged: bool = False) -> dict[str, Any]:
@@ -192,7 +201,7 @@ class OutputReport:
             "finished": _iso(self.finished),
             "cert_expires": _iso(self.cert_expires),
             "counts": self.counts,
-            "clusters": [c.__dict__ for c in self.clusters if unchanged or c.action != UNCHANGED],
+            "clusters": [c.to_dict() for c in self.clusters if unchanged or c.action != UNCHANGED],
             "errors": self.errors,
             "notes": self.notes,
         }
@@ -322,15 +331,48 @@ class Reconciler:
         registry: list[Registration] | None = None,
     ) -> Plan:
         """Plan against `registry`, or against the registry as it is now."""
+        registrations = self.state.registrations(output.name) if registry is None else registry
         return plan(
             output,
             teleport_cluster=self._teleport().teleport_cluster,
             rendered=listing.rendered,
             failures=listing.failures,
-            registrations=self.state.registrations(output.name) if registry is None else registry,
+            registrations=registrations,
             now=self.clock(),
             scope=scope,
+            complete=not listing.errors,
+            still_listed=self._still_listed(output, scope, listing, registrations),
         )
+
+    def _still_listed(
+        self, output: OutputConfig, scope: Scope, listing: _Listing, registrations: Sequence[Registration]
+    ) -> frozenset[str]:
+        """Which registered clusters the selectors no longer pick Teleport still lists by name: they
+        were deselected, not lost. Only for a run that may prune, and only where it could change
+        the evidence; a lookup that fails proves nothing, so that cluster stays `vanished`."""
+        if not output.prune.enabled or scope.clusters is not None or listing.errors:
+            return frozenset()
+        conn = self._teleport()
+        picked = {s.cluster.name for s in listing.rendered} | {c.name for c, _ in listing.failures}
+        unsure = sorted(
+            r.kube_cluster
+            for r in registrations
+            if r.teleport_cluster == conn.teleport_cluster
+            and r.deleted_at is None
+            and r.kube_cluster not in picked
+            and scope.covers(r.kube_cluster)
+            and r.absence.strength < Absence.DESELECTED.strength
+        )
+        found: set[str] = set()
+        for name in unsure[:MAX_LISTED_CHECKS]:
+            try:
+                listed = conn.session.list_kube_clusters(listing.identity, name=name)
+            except TeleportArgoCDError as exc:
+                logger.warning("output %s: could not look up cluster %s: %s", output.name, name, exc)
+                continue
+            if any(c.name == name for c in listed):
+                found.add(name)
+        return frozenset(found)
 
     # -- applying -------------------------------------------------------------------------
 
@@ -407,12 +449,14 @@ class Reconciler:
             elif step.action is Action.CANNOT_RENDER:
                 report.clusters.append(_result(step, FAILED, error=step.error))
                 records.append(self._failed(output, step, step.error or "not rendered", now))
-            elif step.action is Action.UNMATCHED:
-                report.clusters.append(_result(step, UNMATCHED))
-                assert step.registration is not None
-                records.append(replace(step.registration, matches=False, unmatched_since=now))
+            elif step.action in (Action.UNMATCHED, Action.WAIT):
+                report.clusters.append(
+                    _result(step, UNMATCHED if step.action is Action.UNMATCHED else WAITING)
+                )
+                if step.record is not None:
+                    records.append(step.record)
         self.state.put_registrations(records)
-        report.notes[:] = [decided.prune_held] if decided.prune_held else []
+        report.notes[:] = decided.notes
         work = sorted(decided.writes, key=_oldest_first) + decided.deletes
         if work:
             store = self.connect_destination(output.destination)
@@ -523,6 +567,9 @@ class Reconciler:
             labels=step.labels or base.labels,
             matches=True,
             unmatched_since=None,
+            absence=Absence.NONE,
+            absence_banked=timedelta(0),
+            absence_seen=None,
             last_error=message,
             last_error_at=now,
             last_attempt=now,
@@ -533,7 +580,7 @@ class Reconciler:
     def _report_plan(self, report: OutputReport, decided: Plan, listing: _Listing) -> None:
         """A plan as a report, without doing it: for dry runs and idle runs."""
         report.errors.extend(listing.errors)
-        report.notes.extend([decided.prune_held] if decided.prune_held else [])
+        report.notes.extend(decided.notes)
         report.cert_expires = None if not report.dry_run else listing.identity.expires
         for step in decided.steps:
             if step.action is Action.CANNOT_RENDER:
@@ -614,6 +661,7 @@ def _result(step: Step, action: str, *, error: str | None = None) -> ClusterResu
         secret_name=secret.name if secret else (reg.secret_name if reg else ""),
         server=secret.server if secret else (reg.server if reg else ""),
         error=error,
+        prune=step.clock,
     )
 
 

@@ -143,14 +143,16 @@ class Runtime:
         self._stores.clear()
 
     def outputs(self, names: Sequence[str] = ()) -> list[OutputConfig]:
-        """The configured outputs, or the named ones; an unknown name is an error, not a silent skip."""
+        """The configured outputs, or the named ones, each once; an unknown name is an error, not a
+        silent skip (the message names at most ten of them)."""
         if not names:
             return list(self.config.outputs)
         known = {o.name: o for o in self.config.outputs}
-        unknown = [n for n in names if n not in known]
+        wanted = list(dict.fromkeys(names))
+        unknown = [n for n in wanted if n not in known]
         if unknown:
-            raise UnknownOutput(f"unknown output(s): {', '.join(unknown)}; configured: {', '.join(known)}")
-        return [known[n] for n in names]
+            raise UnknownOutput(f"unknown output(s): {_some(unknown)}; configured: {_some(list(known))}")
+        return [known[n] for n in wanted]
 
     def reconcile(self, outputs: Sequence[OutputConfig], trigger: Trigger) -> list[OutputReport]:
         """Run each output in turn; one output's failure is reported and never stops the next."""
@@ -260,6 +262,12 @@ class Runtime:
         if destination not in self._stores:
             self._stores[destination] = kube.connect(destination, session=self.session)
         return self._stores[destination]
+
+
+def _some(names: Sequence[str], most: int = 10) -> str:
+    """Up to `most` names, and how many more there are."""
+    shown = ", ".join(n[:100] for n in names[:most])
+    return shown if len(names) <= most else f"{shown} and {len(names) - most} more"
 
 
 def _event_time(detail: Mapping[str, Any]) -> datetime | None:

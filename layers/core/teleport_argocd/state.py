@@ -32,6 +32,9 @@ output's registrations once and writes back only those that changed, whole, in b
     first_written, last_written, last_attempt, cert_expires, last_error_at        S
     unmatched_since  S     when the selectors stopped picking the cluster
     deleted_at       S     tombstone: when its Secret was pruned
+    absence          S     why it is unmatched: vanished, deselected or deleted (sets its grace period)
+    absence_banked   N     seconds of absence counted by runs that could have pruned
+    absence_seen     S     the last such run that saved the clock; absent while the clock is paused
     last_error       S     at most 1,000 characters; absent after a success
     matches          BOOL  the cluster still matches the output's selectors
 
@@ -61,7 +64,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from teleport_argocd.errors import StateError
-from teleport_argocd.model import Registration, SecretVersion
+from teleport_argocd.model import Absence, Registration, SecretVersion
 
 _LEASE = "lease"
 _MAX_ERROR = 1000
@@ -82,6 +85,7 @@ _REG_TIMES = (
     "last_error_at",
     "unmatched_since",
     "deleted_at",
+    "absence_seen",
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TRUE = {"BOOL": True}
@@ -89,8 +93,12 @@ _FALSE = {"BOOL": False}
 
 
 # What this process last read of each output's registrations, with the lease release it was
-# read after: (table, output) -> (release stamp, registrations). See `StateStore.registrations`.
-_REGISTRY: dict[tuple[str, str], tuple[str, tuple[Registration, ...]]] = {}
+# read after and when it was read from the table: (table, output) -> (release stamp, read at,
+# registrations). See `StateStore.registrations`.
+_REGISTRY: dict[tuple[str, str], tuple[str, datetime, tuple[Registration, ...]]] = {}
+# Registrations are written under the lease by runs, but an operator may edit an item by hand (or
+# restore a backup into the table): a warm process re-reads at least this often to see such a change.
+REGISTRY_MAX_AGE = timedelta(minutes=10)
 
 
 def utcnow() -> datetime:
@@ -142,7 +150,7 @@ class StateStore:
         self.writes = 0
         # What this store read of each output's registrations (with the release stamp it was read
         # after) and has written since: on release, the next run's cache (see `finish`).
-        self._seen: dict[str, tuple[str | None, dict[str, Registration]]] = {}
+        self._seen: dict[str, tuple[str | None, datetime, dict[str, Registration]]] = {}
 
     # -- lease -----------------------------------------------------------------
 
@@ -314,31 +322,39 @@ class StateStore:
         """Every registration of `output`: a run reads them once.
 
         A warm execution environment keeps what it read last and checks it with one GetItem of
-        the lease item: registrations are only written under the lease and `finish` stamps the
-        release, so an unheld lease with the same release stamp means nothing was written since.
+        the lease item: runs write registrations only under the lease and `finish` stamps the
+        release, so an unheld lease with the same release stamp means no run wrote since. A
+        hand edit outside any run is not stamped: the copy is read again once `REGISTRY_MAX_AGE` old.
         Otherwise one Query, paged (a thousand registrations are most of a megabyte).
         """
         stamp = self._release_stamp(output)  # read before the registrations, never after
         key = (self._table, output)
         cached = _REGISTRY.get(key)
-        if stamp is not None and cached is not None and cached[0] == stamp:
-            registrations = list(cached[1])
+        now = self._clock()
+        if (
+            stamp is not None
+            and cached is not None
+            and cached[0] == stamp
+            and now - cached[1] < REGISTRY_MAX_AGE
+        ):
+            read_at, registrations = cached[1], list(cached[2])
         else:
+            read_at = now
             registrations = [_registration(output, item) for item in self._query(output, "reg#")]
             if stamp is not None:
-                _REGISTRY[key] = (stamp, tuple(registrations))
-        self._seen[output] = (stamp, {_reg_sk(r): r for r in registrations})
+                _REGISTRY[key] = (stamp, read_at, tuple(registrations))
+        self._seen[output] = (stamp, read_at, {_reg_sk(r): r for r in registrations})
         return registrations
 
     def _keep_for_next_run(self, output: str, released: Mapping[str, Any], stamp: str) -> None:
         """After releasing the output's lease, cache what this run read and wrote, if that is the
         whole registry: the release it read after is the one just replaced (no other run released
-        in between) and it read while no run held the lease."""
+        in between) and it read while no run held the lease. It ages from when it was read."""
         seen = self._seen.get(output)
         read_after = f"{_str(released, 'last_run_id')}@{_str(released, 'last_finished')}"
         if seen is not None and seen[0] is not None and seen[0] == read_after:
-            current = tuple(reg for _, reg in sorted(seen[1].items()))
-            _REGISTRY[(self._table, output)] = (stamp, current)
+            current = tuple(reg for _, reg in sorted(seen[2].items()))
+            _REGISTRY[(self._table, output)] = (stamp, seen[1], current)
 
     def _release_stamp(self, output: str) -> str | None:
         """The last release of an unheld lease (None while it is held or was never released)."""
@@ -363,7 +379,7 @@ class StateStore:
             self._batch_write(requests)
             for reg in registrations[start : start + _BATCH]:
                 if reg.output in self._seen:
-                    self._seen[reg.output][1][_reg_sk(reg)] = reg
+                    self._seen[reg.output][2][_reg_sk(reg)] = reg
 
     def _batch_write(self, requests: list[dict[str, Any]]) -> None:
         for attempt in range(_BATCH_ATTEMPTS):
@@ -497,6 +513,10 @@ def _reg_item(reg: Registration) -> dict[str, Any]:
         item["resource_version"] = _s(reg.version.resource_version)
     if reg.last_error is not None:
         item["last_error"] = _s(_truncate(reg.last_error, _MAX_ERROR))
+    if reg.absence:
+        item["absence"] = _s(reg.absence.value)
+    if reg.absence_banked:
+        item["absence_banked"] = _n(_seconds(reg.absence_banked))
     for name in _REG_TIMES:
         moment = getattr(reg, name)
         if moment is not None:
@@ -519,8 +539,20 @@ def _registration(output: str, item: Mapping[str, Any]) -> Registration:
         version=SecretVersion(uid, resource_version or "") if uid else None,
         matches=item["matches"]["BOOL"],
         last_error=_str(item, "last_error"),
+        absence=_absence(item),
+        absence_banked=_duration(item, "absence_banked"),
         **{name: _time(item, name) for name in _REG_TIMES},
     )
+
+
+def _absence(item: Mapping[str, Any]) -> Absence:
+    """The stored evidence; a value this version does not know counts as the weakest (vanished)."""
+    value = _str(item, "absence") or ""
+    return Absence(value) if value in Absence._value2member_map_ else Absence.VANISHED
+
+
+def _duration(item: Mapping[str, Any], name: str) -> timedelta:
+    return timedelta(microseconds=int(Decimal(item[name]["N"]).scaleb(6))) if name in item else timedelta(0)
 
 
 def _pk(output: str) -> str:

@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from teleport_argocd.config.types import OutputConfig
 from teleport_argocd.model import Registration
+from teleport_argocd.plan import prune_clock
 from teleport_argocd.state import StateStore
 
 
 def status_report(
-    state: StateStore, outputs: Sequence[OutputConfig], teleport: Mapping[str, Any]
+    state: StateStore,
+    outputs: Sequence[OutputConfig],
+    teleport: Mapping[str, Any],
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """Every registration, the lease and the last runs of each output, and the Teleport bot's facts."""
+    now = now or datetime.now(UTC)
     return {
         "teleport": dict(teleport),
         "outputs": [
             {
                 "output": output.name,
                 "lease": state.lease_status(output.name),
-                "registrations": [_registration(output, r) for r in state.registrations(output.name)],
+                "registrations": [
+                    registration_status(output, r, now) for r in state.registrations(output.name)
+                ],
                 "runs": [_jsonable(r, drop="output") for r in state.runs(output.name, limit=5)],
             }
             for output in outputs
@@ -29,11 +36,16 @@ def status_report(
     }
 
 
-def _registration(output: OutputConfig, reg: Registration) -> dict[str, Any]:
-    """A registration, with when pruning will delete its Secret if it is waiting out the grace period."""
+def registration_status(output: OutputConfig, reg: Registration, now: datetime) -> dict[str, Any]:
+    """A registration, with its pruning evidence and clock when it waits out a grace period, and
+    `deletes_at` by the same rule the planner uses (`plan.prune_due_at`), so it promises nothing
+    a run will not do."""
     out = _jsonable(reg)
-    if output.prune.enabled and not reg.matches and reg.deleted_at is None and reg.unmatched_since:
-        out["deletes_at"] = (reg.unmatched_since + output.prune.grace_period).isoformat()
+    if output.prune.enabled and not reg.matches and reg.deleted_at is None:
+        clock = prune_clock(output.prune, reg, now)
+        out["prune"] = clock
+        if clock["deletes_at"] is not None:
+            out["deletes_at"] = clock["deletes_at"]
     return out
 
 
@@ -45,6 +57,8 @@ def _jsonable(record: Any, drop: str = "") -> dict[str, Any]:
             continue
         if isinstance(value, datetime):
             value = value.isoformat()
+        elif isinstance(value, timedelta):
+            value = value.total_seconds()
         elif hasattr(value, "__dataclass_fields__"):
             value = _jsonable(value)
         elif isinstance(value, Mapping):

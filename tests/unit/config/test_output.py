@@ -343,7 +343,13 @@ def test_selector_default_namespace_is_ignored_with_a_warning() -> None:
 
 def test_prune_defaults() -> None:
     [output] = load_config(document(), env=ENV).outputs
-    assert output.prune == PruneConfig(enabled=False, grace_period=timedelta(hours=1), min_listed_share=0.5)
+    assert output.prune == PruneConfig(
+        enabled=False,
+        grace_period=timedelta(hours=1),
+        min_listed_share=0.5,
+        vanished_grace_period=timedelta(days=7),
+        max_deletes_per_run=0.1,
+    )
 
 
 @pytest.mark.parametrize(
@@ -357,6 +363,9 @@ def test_prune_defaults() -> None:
         ),
         ({"grace_period": "0s", "min_listed_share": 0}, PruneConfig(False, timedelta(0), 0.0)),
         ({"min_listed_share": 1}, PruneConfig(min_listed_share=1.0)),
+        ({"vanished_grace_period": "72h"}, PruneConfig(vanished_grace_period=timedelta(days=3))),
+        ({"max_deletes_per_run": 5}, PruneConfig(max_deletes_per_run=5)),
+        ({"max_deletes_per_run": 0.25}, PruneConfig(max_deletes_per_run=0.25)),
     ],
 )
 def test_prune_settings(prune: dict[str, Any], expected: PruneConfig) -> None:
@@ -381,6 +390,12 @@ def test_prune_settings(prune: dict[str, Any], expected: PruneConfig) -> None:
         ({"min_listed_share": float("nan")}, "outputs[0].prune.min_listed_share", "must be from 0 to 1"),
         ({"min_listed_share": True}, "outputs[0].prune.min_listed_share", "expected a number from 0 to 1"),
         ({"min_listed_share": "50%"}, "outputs[0].prune.min_listed_share", "expected a number from 0 to 1"),
+        ({"vanished_grace_period": "-1h"}, "outputs[0].prune.vanished_grace_period", "must not be negative"),
+        ({"max_deletes_per_run": 0}, "outputs[0].prune.max_deletes_per_run", "a count must be at least 1"),
+        ({"max_deletes_per_run": 1.0}, "outputs[0].prune.max_deletes_per_run", "a share must be above 0"),
+        ({"max_deletes_per_run": float("nan")}, "outputs[0].prune.max_deletes_per_run", "a share must be"),
+        ({"max_deletes_per_run": "10%"}, "outputs[0].prune.max_deletes_per_run", "expected a count"),
+        ({"max_deletes_per_run": True}, "outputs[0].prune.max_deletes_per_run", "expected a count"),
         (
             {"grace_periods": "1h"},
             "outputs[0].prune.grace_periods",

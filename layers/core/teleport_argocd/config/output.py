@@ -14,13 +14,15 @@ from typing import Any
 
 from teleport_argocd import gotemplate, k8snames
 from teleport_argocd.config.destination import read_destination
-from teleport_argocd.config.problems import Reader
+from teleport_argocd.config.problems import Reader, kind
 from teleport_argocd.config.types import (
     DEFAULT_CLUSTER_NAME_TEMPLATE,
     DEFAULT_CREDENTIAL_TTL,
+    DEFAULT_MAX_DELETES_PER_RUN,
     DEFAULT_MIN_LISTED_SHARE,
     DEFAULT_PRUNE_GRACE_PERIOD,
     DEFAULT_RENEWAL_INTERVAL,
+    DEFAULT_VANISHED_GRACE_PERIOD,
     MAX_CREDENTIAL_TTL,
     MAX_USEFUL_CREDENTIAL_TTL,
     OUTPUT_TYPE,
@@ -49,7 +51,7 @@ OUTPUT_KEYS = (
     "renewal_interval",
     "prune",
 )
-PRUNE_KEYS = ("enabled", "grace_period", "min_listed_share")
+PRUNE_KEYS = ("enabled", "grace_period", "min_listed_share", "vanished_grace_period", "max_deletes_per_run")
 _OUTPUT_NAME = re.compile(r"[A-Za-z0-9_+-]+")
 # The Secret name adds "." and 16 hex digits to the prefix.
 _MAX_PREFIX_LENGTH = 253 - 17
@@ -327,11 +329,35 @@ def _prune(reader: Reader, value: Any, path: str) -> PruneConfig:
         return PruneConfig()
     grace_period = reader.duration(section.get("grace_period"), f"{path}.grace_period", allow_zero=True)
     min_listed_share = reader.share(section.get("min_listed_share"), f"{path}.min_listed_share")
+    vanished = reader.duration(
+        section.get("vanished_grace_period"), f"{path}.vanished_grace_period", allow_zero=True
+    )
+    max_deletes = _max_deletes(reader, section.get("max_deletes_per_run"), f"{path}.max_deletes_per_run")
     return PruneConfig(
         enabled=reader.boolean(section.get("enabled"), f"{path}.enabled"),
         grace_period=DEFAULT_PRUNE_GRACE_PERIOD if grace_period is None else grace_period,
         min_listed_share=DEFAULT_MIN_LISTED_SHARE if min_listed_share is None else min_listed_share,
+        vanished_grace_period=DEFAULT_VANISHED_GRACE_PERIOD if vanished is None else vanished,
+        max_deletes_per_run=DEFAULT_MAX_DELETES_PER_RUN if max_deletes is None else max_deletes,
     )
+
+
+def _max_deletes(reader: Reader, value: Any, path: str) -> int | float | None:
+    """A count of at least 1 (an integer) or a share above 0 and below 1."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            reader.problem(path, "a count must be at least 1")
+            return None
+        return value
+    if isinstance(value, float):
+        if not 0 < value < 1:  # also refuses .nan
+            reader.problem(path, "a share must be above 0 and below 1 (write a count as an integer)")
+            return None
+        return value
+    reader.problem(path, f"expected a count (integer) or a share below 1, got {kind(value)}")
+    return None
 
 
 # The fields tbot's templates see (argocd.py renders with these).

@@ -36,7 +36,7 @@ class Reader:
 
     def mapping(self, value: Any, path: str, allowed: tuple[str, ...]) -> Mapping[str, Any] | None:
         if not isinstance(value, Mapping):
-            self.problem(path, f"expected a mapping, got {_kind(value)}")
+            self.problem(path, f"expected a mapping, got {kind(value)}")
             return None
         for key in value:
             if key not in allowed:
@@ -49,7 +49,7 @@ class Reader:
         if value is None:
             return None
         if not isinstance(value, list):
-            self.problem(path, f"expected a list, got {_kind(value)}")
+            self.problem(path, f"expected a list, got {kind(value)}")
             return None
         return value
 
@@ -57,7 +57,7 @@ class Reader:
         if value is None:
             return ""
         if not isinstance(value, str):
-            self.problem(path, f"expected a string, got {_kind(value)} (quote the value)")
+            self.problem(path, f"expected a string, got {kind(value)} (quote the value)")
             return ""
         return value
 
@@ -71,7 +71,7 @@ class Reader:
         if value is None:
             return False
         if not isinstance(value, bool):
-            self.problem(path, f"expected true or false, got {_kind(value)}")
+            self.problem(path, f"expected true or false, got {kind(value)}")
             return False
         return value
 
@@ -79,13 +79,13 @@ class Reader:
         if value is None:
             return {}
         if not isinstance(value, Mapping):
-            self.problem(path, f"expected a mapping of strings, got {_kind(value)}")
+            self.problem(path, f"expected a mapping of strings, got {kind(value)}")
             return {}
         result: dict[str, str] = {}
         for key, item in value.items():
             item_path = f"{path}[{json.dumps(str(key))}]"
             if not isinstance(key, str):
-                self.problem(item_path, f"expected a string key, got {_kind(key)} (quote the key)")
+                self.problem(item_path, f"expected a string key, got {kind(key)} (quote the key)")
             else:
                 result[key] = self.string(item, item_path)
         return result
@@ -98,7 +98,7 @@ class Reader:
         if value is None:
             return None
         if not isinstance(value, str):
-            self.problem(path, f"expected a Go duration such as '1h' or '20m', got {_kind(value)}")
+            self.problem(path, f"expected a Go duration such as '1h' or '20m', got {kind(value)}")
             return None
         try:
             result = parse_duration(value)
@@ -115,7 +115,7 @@ class Reader:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float):
-            self.problem(path, f"expected a number from 0 to 1, got {_kind(value)}")
+            self.problem(path, f"expected a number from 0 to 1, got {kind(value)}")
             return None
         if not 0 <= value <= 1:  # also refuses .nan, for which every comparison is false
             self.problem(path, "must be from 0 to 1")
@@ -128,7 +128,7 @@ def join_path(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _kind(value: Any) -> str:
+def kind(value: Any) -> str:
     """The YAML name of a value's type, for error messages."""
     if value is None:
         return "null"

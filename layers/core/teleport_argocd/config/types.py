@@ -22,6 +22,11 @@ MAX_CREDENTIAL_TTL = timedelta(hours=24)
 MAX_USEFUL_CREDENTIAL_TTL = timedelta(hours=12)
 DEFAULT_PRUNE_GRACE_PERIOD = timedelta(hours=1)
 DEFAULT_MIN_LISTED_SHARE = 0.5
+# A cluster that only stopped being listed (its agent down longer than its heartbeat lives) may come
+# back: its Secret waits days, not the hour a cluster deleted or deselected in Teleport waits.
+DEFAULT_VANISHED_GRACE_PERIOD = timedelta(days=7)
+# At most this share of the registered clusters (at least one) is deleted by one run.
+DEFAULT_MAX_DELETES_PER_RUN = 0.1
 
 
 @dataclass(frozen=True)
@@ -75,11 +80,16 @@ class PruneConfig:
 
     A run whose listing returns fewer than `min_listed_share` of the clusters registered for the
     output prunes nothing: a half-empty answer from Teleport must not unregister half the fleet.
+    A cluster deleted or deselected in Teleport waits `grace_period` of runs that could have
+    pruned; one that merely stopped being listed waits `vanished_grace_period`. A run deletes at
+    most `max_deletes_per_run`: an integer is a count, a number below 1 a share of the registered.
     """
 
     enabled: bool = False
     grace_period: timedelta = DEFAULT_PRUNE_GRACE_PERIOD
     min_listed_share: float = DEFAULT_MIN_LISTED_SHARE
+    vanished_grace_period: timedelta = DEFAULT_VANISHED_GRACE_PERIOD
+    max_deletes_per_run: int | float = DEFAULT_MAX_DELETES_PER_RUN
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,93 @@
+"""The one pruning rule (`plan.prune_due_at`): the status report and the planner decide by it, so
+the status never promises a deletion a run that could prune would not carry out."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from teleport_argocd.model import Absence, Registration, SecretVersion
+from teleport_argocd.plan import Action, Scope, plan
+from teleport_argocd.status import registration_status
+
+from .fakes import T0, output
+
+TELEPORT = "example.teleport.sh"
+OUT = output(
+    prune={
+        "enabled": True,
+        "grace_period": "1h",
+        "vanished_grace_period": "24h",
+        "min_listed_share": 0,
+        "max_deletes_per_run": 1000,
+    }
+)
+minutes = st.integers(min_value=0, max_value=3000).map(lambda m: timedelta(minutes=m))
+
+
+@st.composite
+def registrations(draw: st.DrawFn, name: str) -> Registration:
+    matches = draw(st.booleans())
+    return Registration(
+        output="main",
+        teleport_cluster=TELEPORT,
+        kube_cluster=name,
+        secret_namespace="argocd",
+        secret_name=f"s-{name}",
+        version=draw(st.sampled_from([None, SecretVersion("uid", "1"), SecretVersion("uid", "")])),
+        matches=matches,
+        unmatched_since=None if matches else T0 - draw(minutes),
+        deleted_at=draw(st.sampled_from([None, None, None, T0 - timedelta(hours=1)])),
+        absence=Absence.NONE if matches else draw(st.sampled_from(list(Absence))),
+        absence_banked=draw(minutes),
+        absence_seen=draw(st.one_of(st.none(), minutes.map(lambda m: T0 - m))),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(0, 30), min_size=1, max_size=12, unique=True).flatmap(
+        lambda ids: st.tuples(*(registrations(f"c{i}") for i in ids))
+    )
+)
+def test_the_status_promises_exactly_what_a_run_that_could_prune_deletes(
+    regs: tuple[Registration, ...],
+) -> None:
+    # Teleport still lists by name those whose stored evidence says so, so a run finds nothing new.
+    still_listed = frozenset(
+        r.kube_cluster for r in regs if r.absence in (Absence.DESELECTED, Absence.DELETED)
+    )
+
+    decided = plan(
+        OUT,
+        teleport_cluster=TELEPORT,
+        rendered=[],
+        failures=[],
+        registrations=regs,
+        now=T0,
+        scope=Scope(),
+        still_listed=still_listed,
+    )
+
+    statuses = {r.kube_cluster: registration_status(OUT, r, T0) for r in regs}
+    promised = {n for n, s in statuses.items() if "deletes_at" in s and s["deletes_at"] <= T0.isoformat()}
+    assert decided.prune_held is None
+    assert {s.kube_cluster for s in decided.steps if s.action is Action.PRUNE} == promised
+    # What the status promises for later is when the clock, as the plan reads it, runs out.
+    for step in decided.steps:
+        if step.action is Action.WAIT:
+            assert step.clock is not None
+            assert step.clock["deletes_at"] == statuses[step.kube_cluster].get("deletes_at")
+
+
+def test_a_secret_we_did_not_write_is_never_promised_for_deletion() -> None:
+    reg = Registration(
+        "main", TELEPORT, "c", matches=False, absence=Absence.DELETED, absence_banked=timedelta(days=2)
+    )
+    assert "deletes_at" not in registration_status(OUT, reg, T0)
+    decided = plan(
+        OUT, teleport_cluster=TELEPORT, rendered=[], failures=[], registrations=[reg], now=T0, scope=Scope()
+    )
+    assert [s.action for s in decided.steps] == [Action.WAIT]
