@@ -8,9 +8,10 @@ environment's. Each invocation is one SQS record asking for a forced renewal of 
 message `teleport_argocd.fanout` queues, built here by hand so that nothing of the package loads
 before the clock). Reports, as the last stdout line after `RESULT_MARK`, each invocation's wall
 time and this process's CPU time (user + system, every thread; `time.process_time`), the
-DynamoDB write requests it sent (a botocore hook reading one header) and its peak memory
-(VmHWM). The environment (endpoints, credentials, tables) comes from the parent, which hosts
-the stand-ins: nothing here shares an interpreter with them.
+DynamoDB write requests it sent (a botocore hook reading one header), the time it spent waiting
+for DynamoDB by operation (client side, retries included) and its peak memory (VmHWM). The
+environment (endpoints, credentials, tables) comes from the parent, which hosts the stand-ins:
+nothing here shares an interpreter with them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ STARTED, STARTED_CPU = time.perf_counter(), time.process_time()
 import importlib.util  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
 import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -82,17 +84,28 @@ def main(output: str, runs: int) -> None:
     spec.loader.exec_module(app)
     imported, imported_cpu = time.perf_counter(), time.process_time()
     writes = [0]
+    waited: dict[str, float] = {}
+    calls = threading.local()
 
     def count(request: Any, **_: Any) -> None:
         target = request.headers.get("X-Amz-Target", b"")
         operation = (target.decode() if isinstance(target, bytes) else target).rpartition(".")[2]
         writes[0] += operation in WRITES
 
+    def start(**_: Any) -> None:
+        calls.started = time.perf_counter()
+
+    def stop(model: Any, **_: Any) -> None:
+        waited[model.name] = waited.get(model.name, 0.0) + time.perf_counter() - calls.started
+
     app.session.events.register("before-send.dynamodb", count)
+    app.session.events.register("before-call.dynamodb", start)
+    app.session.events.register("after-call.dynamodb", stop)
     results = []
     started, cpu = STARTED, STARTED_CPU  # the first invocation's clock includes the import
     for _ in range(runs):
         writes[0] = 0
+        waited.clear()
         answer = app.handler(sqs_event(output), Context())
         now, now_cpu = time.perf_counter(), time.process_time()
         results.append(
@@ -101,6 +114,7 @@ def main(output: str, runs: int) -> None:
                 "cpu_seconds": now_cpu - cpu,
                 "answer": answer,
                 "dynamodb_writes": writes[0],
+                "dynamodb_seconds": dict(waited),
             }
         )
         started, cpu = time.perf_counter(), time.process_time()

@@ -79,6 +79,8 @@ class Row:
     kube_requests_per_cluster: float
     kube_requests_by_method: dict[str, float]
     dynamodb_writes_per_cluster: float
+    dynamodb_seconds_cold: dict[str, float]  # waiting for DynamoDB (moto here), by operation
+    dynamodb_seconds_warm: dict[str, float]
     peak_mb: float
     runs: dict[str, list[Timed]] = field(default_factory=dict)
 
@@ -132,6 +134,10 @@ def _median(timings: list[Timed]) -> Timed:
     )
 
 
+def _median_by_key(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {k: statistics.median(r.get(k, 0.0) for r in runs) for k in sorted({k for r in runs for k in r})}
+
+
 def measure(size: int, latency_ms: float, repeat: int, workers: int, clients: list[str]) -> Row:
     from standins.stack import ARGOCD_NAMESPACE, WRITER, LocalStack
 
@@ -152,6 +158,7 @@ def measure(size: int, latency_ms: float, repeat: int, workers: int, clients: li
         runs: dict[str, list[Timed]] = {f"floor {c}": [] for c in clients}
         runs.update({"tbot": [], "cold": [], "cold import": [], "warm": []})
         kube_counts, dynamodb, peaks = [], [], [create["peak_mb"]]
+        waits: dict[str, list[dict[str, float]]] = {"cold": [], "warm": []}
         for _ in range(repeat):
             for client in clients:
                 runs[f"floor {client}"].append(
@@ -165,6 +172,8 @@ def measure(size: int, latency_ms: float, repeat: int, workers: int, clients: li
             runs["warm"].append(Timed(warm["seconds"], warm["cpu_seconds"]))
             kube_counts.append(report["kube_requests"])  # two renewals' requests: halved below
             dynamodb += [cold["dynamodb_writes"], warm["dynamodb_writes"]]
+            waits["cold"].append(cold["dynamodb_seconds"])
+            waits["warm"].append(warm["dynamodb_seconds"])
             peaks.append(report["peak_mb"])
     medians = {name: _median(timings) for name, timings in runs.items()}
     floor, warm, cold = medians[f"floor {clients[0]}"], medians["warm"], medians["cold"]
@@ -189,6 +198,8 @@ def measure(size: int, latency_ms: float, repeat: int, workers: int, clients: li
             m: statistics.median(c[m] for c in kube_counts) / (2 * size) for m in methods
         },
         dynamodb_writes_per_cluster=statistics.median(dynamodb) / size,
+        dynamodb_seconds_cold=_median_by_key(waits["cold"]),
+        dynamodb_seconds_warm=_median_by_key(waits["warm"]),
         peak_mb=max(peaks),
         runs=runs,
     )
@@ -201,8 +212,8 @@ def markdown(rows: list[Row], repeat: int, workers: int) -> str:
     lines = [
         "| clusters | floor s | tbot's pattern s | worker cold process s (÷ floor) | worker warm s "
         "| warm ÷ floor (≤ 1.5) | tbot ÷ warm (≥ 3) | Kubernetes requests/cluster (≤ 1.05) "
-        "| DynamoDB writes/cluster (≤ 0.1) | peak MB |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| DynamoDB writes/cluster (≤ 0.1) | waiting on DynamoDB s, cold / warm | peak MB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         by_method = ", ".join(f"{m} {v:.2f}" for m, v in r.kube_requests_by_method.items())
@@ -210,7 +221,9 @@ def markdown(rows: list[Row], repeat: int, workers: int) -> str:
             f"| {r.clusters:,} | {r.floor.seconds:.2f} | {r.tbot.seconds:.2f} "
             f"| {r.cold.seconds:.2f} ({r.cold_over_floor:.2f}) | {r.warm.seconds:.2f} "
             f"| **{r.warm_over_floor:.2f}** | {r.tbot_over_warm:.2f} | {r.kube_requests_per_cluster:.2f} "
-            f"({by_method}) | {r.dynamodb_writes_per_cluster:.2f} | {r.peak_mb:.0f} |"
+            f"({by_method}) | {r.dynamodb_writes_per_cluster:.2f} "
+            f"| {sum(r.dynamodb_seconds_cold.values()):.2f} / {sum(r.dynamodb_seconds_warm.values()):.2f} "
+            f"| {r.peak_mb:.0f} |"
         )
     lines += [
         "",
