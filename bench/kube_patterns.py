@@ -1,62 +1,78 @@
-"""The two reference write patterns the renewal is measured against, replayed with plain httpx.
+"""The two reference write patterns the renewal is measured against, each run in a process of its own.
 
 - floor: bare PUTs of pre-created Secrets from a pool of workers with keep-alive, no reads,
-  no preconditions: what the Kubernetes API can absorb, so no renewal can beat it;
+  no preconditions, through urllib3 (the leanest client here; botocore already ships it): what
+  the Kubernetes API can absorb and what a write costs a client at the least, so no renewal can
+  beat it;
 - tbot's pattern (`writeSecret`, reference/tbot-argocd.md §1.7): one Secret after another,
   GET, then POST when absent or PUT with the existing annotations merged in.
 
-Both count their requests from the stand-in's own log, not from the client.
+The parent (`renewal_bench.py`, which hosts the stand-ins) starts
+
+    python bench/kube_patterns.py floor|tbot TARGET_JSON PREFIX COUNT [--workers 16] [--client urllib3]
+
+and reads one JSON line: the pattern's wall time and the child's own CPU time, measured in the
+child, so neither shares an interpreter (or its lock) with the Kubernetes stand-in. `--client
+httpx` replays the floor with one shared httpx client instead, to compare clients on the same bench.
+Requests are counted from the stand-in's own log, by the parent.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import hashlib
+import json
 import ssl
+import sys
 import tempfile
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-import httpx
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "tests")]
 
-from standins.kubeapi import KubeApiServer, cluster_secret
+from standins.kubeapi import cluster_secret  # noqa: E402
 
-TIMEOUT = httpx.Timeout(30.0)
+if TYPE_CHECKING:
+    from standins.kubeapi import KubeApiServer
 
-
-@dataclass(frozen=True)
-class Outcome:
-    """Wall time of one pattern over all its Secrets, and the requests the API server saw, by method."""
-
-    seconds: float
-    requests: Counter[str]
+TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
 class Target:
-    """Where and as whom to write: the stand-in's URL and TLS name, its CA, a client certificate."""
+    """Where and as whom to write: the stand-in's URL and TLS name, its CA, a client certificate (PEM)."""
 
     url: str
     hostname: str
-    ca_pem: bytes
-    cert_pem: bytes
-    key_pem: bytes
+    ca_pem: str
+    cert_pem: str
+    key_pem: str
     namespace: str
 
     @classmethod
     def of(cls, kube: KubeApiServer, user: str, namespace: str) -> Target:
         cert, key = kube.client_credentials(user)
-        return cls(kube.url, kube.hostname, kube.ca_pem, cert, key, namespace)
+        return cls(kube.url, kube.hostname, kube.ca_pem.decode(), cert.decode(), key.decode(), namespace)
 
-    def secret_url(self, name: str = "") -> str:
-        base = f"{self.url}/api/v1/namespaces/{self.namespace}/secrets"
+    def secret_path(self, name: str = "") -> str:
+        base = f"/api/v1/namespaces/{self.namespace}/secrets"
         return f"{base}/{name}" if name else base
+
+    def ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cadata=self.ca_pem)
+        with tempfile.TemporaryDirectory() as tmp:
+            cert, key = Path(tmp, "cert.pem"), Path(tmp, "key.pem")
+            cert.write_text(self.cert_pem)
+            key.write_text(self.key_pem)
+            context.load_cert_chain(cert, key)
+        return context
 
 
 def secret_names(prefix: str, count: int) -> list[str]:
@@ -76,9 +92,9 @@ def secret_body(target: Target, name: str, stamp: str) -> dict[str, Any]:
         target.namespace,
         server=f"https://teleport.example.com:443/v1/teleport/{encoded}",
         tls={
-            "caData": target.ca_pem,
-            "certData": target.cert_pem,
-            "keyData": target.key_pem,
+            "caData": target.ca_pem.encode(),
+            "certData": target.cert_pem.encode(),
+            "keyData": target.key_pem.encode(),
             "serverName": "kube-teleport-proxy-alpn.teleport.example.com",
         },
         labels={"team": "bench"},
@@ -98,77 +114,137 @@ def precreate(kube: KubeApiServer, target: Target, names: Sequence[str]) -> None
         kube.put_secret(secret_body(target, name, "created"))
 
 
-@contextmanager
-def client(target: Target) -> Iterator[httpx.Client]:
-    """A keep-alive HTTPS client with the client certificate; SNI (and the certificate check) use the
-    API's DNS name, which does not resolve here."""
-    context = ssl.create_default_context(cadata=target.ca_pem.decode())
-    with tempfile.TemporaryDirectory() as tmp:
-        cert, key = Path(tmp, "cert.pem"), Path(tmp, "key.pem")
-        cert.write_bytes(target.cert_pem)
-        key.write_bytes(target.key_pem)
-        context.load_cert_chain(cert, key)
-    with httpx.Client(verify=context, timeout=TIMEOUT) as http:
-        yield http
+# -- the clients: send(method, path, body) -> (status, answer) ----------------------------------
+
+Send = Callable[[str, str, "Mapping[str, Any] | None"], tuple[int, bytes]]
 
 
-def _send(http: httpx.Client, target: Target, method: str, url: str, body: Any = None) -> httpx.Response:
+def urllib3_client(target: Target, connections: int) -> Send:
+    """One urllib3 pool of `connections` keep-alive connections, shared by every thread."""
+    import urllib3
+
+    url = urlsplit(target.url)
+    pool = urllib3.HTTPSConnectionPool(
+        url.hostname or "",
+        url.port,
+        maxsize=connections,
+        block=True,
+        ssl_context=target.ssl_context(),
+        server_hostname=target.hostname,
+        assert_hostname=target.hostname,
+        timeout=urllib3.Timeout(TIMEOUT_S),
+        retries=False,
+    )
+
+    def send(method: str, path: str, body: Mapping[str, Any] | None) -> tuple[int, bytes]:
+        response = pool.urlopen(
+            method,
+            path + "?fieldManager=tbot",
+            body=json.dumps(body).encode() if body is not None else None,
+            headers={"Content-Type": "application/json"},
+        )
+        return response.status, response.data
+
+    return send
+
+
+def httpx_client(target: Target, connections: int) -> Send:
+    """One httpx client (one connection pool) shared by every thread."""
+    import httpx
+
+    http = httpx.Client(
+        base_url=target.url,
+        verify=target.ssl_context(),
+        timeout=TIMEOUT_S,
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+    )
     extensions = {"sni_hostname": target.hostname}
-    return http.request(method, url, json=body, params={"fieldManager": "tbot"}, extensions=extensions)
+
+    def send(method: str, path: str, body: Mapping[str, Any] | None) -> tuple[int, bytes]:
+        content = json.dumps(body).encode() if body is not None else None
+        response = http.request(
+            method,
+            path,
+            content=content,
+            params={"fieldManager": "tbot"},
+            headers={"Content-Type": "application/json"},
+            extensions=extensions,
+        )
+        return response.status_code, response.content
+
+    return send
 
 
-def _counted(kube: KubeApiServer, run: Callable[[], None]) -> Outcome:
-    before = len(kube.requests)
-    started = time.perf_counter()
-    run()
-    seconds = time.perf_counter() - started
-    return Outcome(seconds, Counter(r.method for r in kube.requests[before:]))
+CLIENTS: dict[str, Callable[[Target, int], Send]] = {"urllib3": urllib3_client, "httpx": httpx_client}
 
 
-def floor(kube: KubeApiServer, target: Target, names: Sequence[str], workers: int = 16) -> Outcome:
-    """One bare PUT per Secret from `workers` threads, each with its own keep-alive connection."""
+# -- the patterns --------------------------------------------------------------------------------
+
+
+def floor(send: Send, target: Target, names: Sequence[str], workers: int) -> None:
+    """One bare PUT per Secret from `workers` threads sharing one pool of keep-alive connections."""
     stamp = str(time.time_ns())
 
-    def worker(share: Sequence[str]) -> None:
-        with client(target) as http:
-            for name in share:
-                _send(http, target, "PUT", target.secret_url(name), secret_body(target, name, stamp))
+    def put(name: str) -> None:
+        status, answer = send("PUT", target.secret_path(name), secret_body(target, name, stamp))
+        if status != 200:
+            raise RuntimeError(f"PUT {name}: {status} {answer[:200]!r}")
 
-    def run() -> None:
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(worker, [names[i::workers] for i in range(workers)]))
-
-    outcome = _counted(kube, run)
-    _check_all_ok(kube, outcome)
-    return outcome
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(put, names))
 
 
-def tbot_pattern(kube: KubeApiServer, target: Target, names: Sequence[str]) -> Outcome:
+def tbot_pattern(send: Send, target: Target, names: Sequence[str]) -> None:
     """tbot's `writeSecret` for each Secret in turn: GET; 404 → POST; else PUT, annotations merged."""
     stamp = str(time.time_ns())
-
-    def run() -> None:
-        with client(target) as http:
-            for name in names:
-                rendered = secret_body(target, name, stamp)
-                found = _send(http, target, "GET", target.secret_url(name))
-                if found.status_code == 404:
-                    _send(http, target, "POST", target.secret_url(), rendered)
-                    continue
-                found.raise_for_status()
-                existing = found.json()["metadata"].get("annotations") or {}
-                rendered["metadata"]["annotations"] = {**existing, **rendered["metadata"]["annotations"]}
-                _send(http, target, "PUT", target.secret_url(name), rendered)
-
-    outcome = _counted(kube, run)
-    _check_all_ok(kube, outcome)
-    return outcome
+    for name in names:
+        rendered = secret_body(target, name, stamp)
+        status, answer = send("GET", target.secret_path(name), None)
+        if status == 404:
+            status, answer = send("POST", target.secret_path(), rendered)
+        elif status == 200:
+            existing = json.loads(answer)["metadata"].get("annotations") or {}
+            rendered["metadata"]["annotations"] = {**existing, **rendered["metadata"]["annotations"]}
+            status, answer = send("PUT", target.secret_path(name), rendered)
+        if status not in (200, 201):
+            raise RuntimeError(f"writing {name}: {status} {answer[:200]!r}")
 
 
-def _check_all_ok(kube: KubeApiServer, outcome: Outcome) -> None:
-    """A pattern whose writes failed measured nothing: refuse to report it (a GET's 404 is an answer)."""
-    total = outcome.requests.total()
-    served = kube.requests[len(kube.requests) - total :]
-    failed = [r for r in served if r.status >= 400 and (r.method, r.status) != ("GET", 404)]
-    if failed:
-        raise RuntimeError(f"{len(failed)} of {total} requests failed, first: {failed[0]}")
+@dataclass(frozen=True)
+class Measured:
+    """One pattern's run as its own process saw it."""
+
+    seconds: float
+    cpu_seconds: float  # this process's user + system time over the run, all threads
+
+
+def measure(run: Callable[[], None]) -> Measured:
+    started, cpu = time.perf_counter(), time.process_time()
+    run()
+    return Measured(time.perf_counter() - started, time.process_time() - cpu)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("pattern", choices=("floor", "tbot"))
+    parser.add_argument("target", type=Path, help="a JSON file holding a Target")
+    parser.add_argument("prefix")
+    parser.add_argument("count", type=int)
+    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--client", choices=sorted(CLIENTS), default="urllib3")
+    args = parser.parse_args()
+    target = Target(**json.loads(args.target.read_text()))
+    names = secret_names(args.prefix, args.count)
+    if args.pattern == "floor":
+        send = CLIENTS[args.client](target, args.workers)
+        outcome = measure(lambda: floor(send, target, names, args.workers))
+    else:
+        send = CLIENTS[args.client](target, 1)
+        outcome = measure(lambda: tbot_pattern(send, target, names))
+    print(json.dumps(asdict(outcome)))
+
+
+if __name__ == "__main__":
+    main()

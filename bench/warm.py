@@ -131,11 +131,8 @@ def serve(functions: list[str]) -> None:
 
 
 def _attach(counter: DynamoCounter, handler: ModuleType) -> None:
-    """The handler's session (each invocation's clients come from it) and its idempotency client."""
+    """The handler's session: each invocation's clients, the idempotency store's included, come from it."""
     counter.attach(handler.session.events)
-    persistence = getattr(handler, "persistence", None)
-    if persistence is not None:
-        counter.attach(persistence.client.meta.events)
 
 
 # -- the parent -------------------------------------------------------------------------------

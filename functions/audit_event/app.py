@@ -11,7 +11,9 @@ waiting, so Lambda's asynchronous retries try again (the idempotency record is r
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -43,7 +45,6 @@ session = boto3.Session()  # reused across warm invocations
 idempotency = IdempotencyConfig(
     event_key_jmespath="[detail.uid, detail.event, detail.time]", raise_on_no_idempotency_key=True
 )
-persistence = DynamoDBPersistenceLayer(table_name=os.environ.get("IDEMPOTENCY_TABLE", "idempotency"))
 
 
 class TeleportAuditEvent(BaseModel):
@@ -88,13 +89,28 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return {"status": "dropped", "reason": f"irrelevant event type {parsed.detail.event}"}
     idempotency.register_lambda_context(context)
     try:
-        return process(event=event)
+        return idempotent_process()(event=event)
     except NotConfigured as exc:  # a fresh deploy: nothing to reconcile yet, nothing to retry
         logger.info(str(exc))
         return {"status": "not configured"}
 
 
-@idempotent_function(data_keyword_argument="event", config=idempotency, persistence_store=persistence)
+@functools.cache
+def idempotent_process() -> Callable[..., dict[str, Any]]:
+    """`process` under Powertools idempotency, built at the first event that gets that far.
+
+    Its store's DynamoDB client cost about 60 ms of every cold start when made at import, events
+    dropped as malformed or irrelevant included; made from the handler's session, it shares the
+    service model with the run's own DynamoDB client instead of loading it a second time.
+    """
+    persistence = DynamoDBPersistenceLayer(
+        table_name=os.environ.get("IDEMPOTENCY_TABLE", "idempotency"), boto3_session=session
+    )
+    return idempotent_function(
+        data_keyword_argument="event", config=idempotency, persistence_store=persistence
+    )(process)
+
+
 def process(event: dict[str, Any]) -> dict[str, Any]:
     detail = AuditEnvelope.model_validate(event).detail
     with open_runtime(session=session) as runtime:

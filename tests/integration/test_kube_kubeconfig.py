@@ -5,8 +5,11 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import socket
+import socketserver
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,6 +75,102 @@ def test_token_kubeconfig_without_tls_verification(
     with connect(KubeconfigSecretDestination(secret_id, None, None), session=session) as store:
         assert store.write(cluster_secret("kc-token"), None).action == "created"
     assert server.requests[-1].user == "token-user"
+
+
+class ConnectProxy(socketserver.ThreadingTCPServer):
+    """An HTTP proxy that tunnels CONNECT (RFC 9110 §9.3.6), as corporate egress proxies do; it
+    records each tunnel's destination, so a test can tell a proxied request from a direct one."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Tunnel)
+        self.tunnels: list[str] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Tunnel(socketserver.StreamRequestHandler):
+    server: ConnectProxy
+
+    def handle(self) -> None:
+        method, authority, _ = self.rfile.readline().decode().split(" ", 2)
+        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+            pass
+        if method != "CONNECT":
+            self.wfile.write(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+            return
+        self.server.tunnels.append(authority)
+        host, port = authority.rsplit(":", 1)
+        with socket.create_connection((host, int(port))) as upstream:
+            self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            self.wfile.flush()
+            back = threading.Thread(target=_pipe, args=(upstream, self.connection), daemon=True)
+            back.start()
+            _pipe(self.connection, upstream)
+            back.join(timeout=5)
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+        sink.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+@pytest.fixture
+def proxy() -> Iterator[ConnectProxy]:
+    server = ConnectProxy()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_kubeconfigs_proxy_url_carries_every_request(
+    server: KubeApiServer, moto: MotoServer, session: boto3.Session, proxy: ConnectProxy
+) -> None:
+    kubeconfig = server.kubeconfig("ci", ["writers"])
+    kubeconfig["clusters"][0]["cluster"]["proxy-url"] = proxy.url
+    secret_id = stored(moto, yaml.safe_dump(kubeconfig))
+    with connect(KubeconfigSecretDestination(secret_id, None, None), session=session) as store:
+        assert store.write(cluster_secret("kc-proxied"), None).action == "created"
+        assert store.get("argocd", "kc-proxied") is not None
+    assert proxy.tunnels == [server.url.removeprefix("https://")]  # one kept-alive tunnel, TLS inside
+    assert server.requests[-1].user == "ci"
+
+
+@pytest.mark.parametrize("bypassed", [False, True], ids=["https_proxy", "no_proxy"])
+def test_the_environments_proxy_is_used_unless_no_proxy_names_the_server(
+    server: KubeApiServer,
+    moto: MotoServer,
+    session: boto3.Session,
+    proxy: ConnectProxy,
+    monkeypatch: pytest.MonkeyPatch,
+    bypassed: bool,
+) -> None:
+    """Without a proxy-url, HTTPS_PROXY and NO_PROXY decide, as they do for kubectl (client-go)."""
+    secret_id = stored(moto, yaml.safe_dump(server.kubeconfig("ci", ["writers"])))
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1" if bypassed else "example.com")
+    with connect(KubeconfigSecretDestination(secret_id, None, None), session=session) as store:
+        assert store.get("argocd", "kc-none") is None
+    assert proxy.tunnels == ([] if bypassed else [server.url.removeprefix("https://")])
+
+
+def test_a_socks_proxy_url_is_refused_clearly(
+    server: KubeApiServer, moto: MotoServer, session: boto3.Session
+) -> None:
+    kubeconfig = server.kubeconfig("ci", ["writers"])
+    kubeconfig["clusters"][0]["cluster"]["proxy-url"] = "socks5://127.0.0.1:1080"
+    secret_id = stored(moto, yaml.safe_dump(kubeconfig))
+    with pytest.raises(DestinationUnreachable, match="proxy scheme 'socks5' is not supported"):
+        connect(KubeconfigSecretDestination(secret_id, None, None), session=session)
 
 
 @pytest.mark.parametrize(

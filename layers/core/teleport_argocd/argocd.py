@@ -10,6 +10,7 @@ Pure: no I/O; the caller passes in the cluster, the proxy endpoint, the identity
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 from collections import defaultdict
@@ -176,12 +177,19 @@ def _shared(
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _parsed(text: str) -> gotemplate.Template:
+    """A template parsed once for every cluster it renders (a Template is immutable); a text that
+    does not parse is parsed, and refused, again each time."""
+    return gotemplate.parse(text)
+
+
 def _render(output: OutputConfig, cluster: KubeCluster, shared: _Shared) -> tuple[RenderedSecret, str]:
     """Render one Secret; also returns its Argo CD cluster name, for the collision check."""
 
     def render(text: str) -> str:
         try:
-            template = gotemplate.parse(text)
+            template = _parsed(text)
             return template.render(
                 ClusterName=shared.teleport_cluster, KubeName=cluster.name, Labels=cluster.labels
             )

@@ -10,7 +10,11 @@ over), merges and writes again, like client-go's `retry.RetryOnConflict`. Which 
 and annotation keys are ours is recorded on the Secret itself (`MANAGED_KEYS_ANNOTATION`),
 so an update removes ours we no longer render and keeps everyone else's.
 
-This is the one place httpx, PyYAML and botocore errors of a destination become ours.
+Requests go through urllib3 (botocore's own HTTP client, so already in the layer), one pool of
+keep-alive connections per store: the writer is CPU-bound, not network-bound, and on the same
+bench urllib3 spends about half the CPU per request httpx does (bench/renewal_bench.py).
+
+This is the one place urllib3, PyYAML and botocore errors of a destination become ours.
 """
 
 from __future__ import annotations
@@ -22,11 +26,15 @@ import random
 import ssl
 import threading
 import time
+import urllib.request
+import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
-import httpx
+import urllib3
 import yaml
 
 from teleport_argocd import __version__
@@ -162,6 +170,19 @@ class _Op:
         return f"{self.verb} secret {self.namespace}/{self.name}"
 
 
+@dataclass(frozen=True)
+class _Response:
+    """An API answer, read whole (so its connection is back in the pool) and kept as bytes."""
+
+    status_code: int
+    content: bytes = field(repr=False)
+    headers: Mapping[str, str]
+    reason_phrase: str
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
 class SecretStore:
     """Secrets in one destination cluster, addressed by namespace and name; safe to share between threads.
 
@@ -175,17 +196,12 @@ class SecretStore:
         self.description = description
         self.retry = retry
         self._token = access.token
-        self._extensions = {"sni_hostname": access.server_name} if access.server_name else {}
         self._lock = threading.Lock()
         self._calls = 0
-        self._client = httpx.Client(
-            base_url=access.server,
-            verify=access.ssl_context,
-            proxy=access.proxy,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-            limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS),
-            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-        )
+        self._server = access.server
+        self._timeout = timeout
+        self._headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        self._http = _pool_manager(access, urllib3.Timeout(connect=min(timeout, 5.0), read=timeout))
 
     @property
     def calls(self) -> int:
@@ -213,16 +229,16 @@ class SecretStore:
                 "metadata": {**meta, "uid": known.uid, "resourceVersion": known.resource_version},
             }
             response = self._send(op, "PUT", _path(op.namespace, op.name), body)
-            if response.status_code == httpx.codes.OK:
+            if response.status_code == HTTPStatus.OK:
                 return self._written(op, "updated", response, secret)
-            if response.status_code not in (httpx.codes.CONFLICT, httpx.codes.NOT_FOUND):
+            if response.status_code not in (HTTPStatus.CONFLICT, HTTPStatus.NOT_FOUND):
                 raise self._error(op, response)
             logger.info("%s: changed since our last write; reading it", op)
         elif known is None:
             response = self._send(op, "POST", _path(op.namespace), secret)
-            if response.status_code in (httpx.codes.OK, httpx.codes.CREATED):
+            if response.status_code in (HTTPStatus.OK, HTTPStatus.CREATED):
                 return self._written(op, "created", response, secret)
-            if response.status_code != httpx.codes.CONFLICT:
+            if response.status_code != HTTPStatus.CONFLICT:
                 raise self._error(op, response)
         return self._write_over(op, secret)
 
@@ -263,19 +279,19 @@ class SecretStore:
                 "preconditions": {"uid": meta["uid"], "resourceVersion": meta["resourceVersion"]},
             }
             response = self._send(op, "DELETE", _path(namespace, name), options)
-            if response.status_code in (httpx.codes.OK, httpx.codes.ACCEPTED):
+            if response.status_code in (HTTPStatus.OK, HTTPStatus.ACCEPTED):
                 logger.info("%s: deleted", op)
                 return True
-            if response.status_code == httpx.codes.NOT_FOUND:
+            if response.status_code == HTTPStatus.NOT_FOUND:
                 return False
-            if response.status_code != httpx.codes.CONFLICT:
+            if response.status_code != HTTPStatus.CONFLICT:
                 raise self._error(op, response)
         raise DestinationConflict(
             f"{op} in {self.description}: still modified by someone else after {CONFLICT_ATTEMPTS} attempts"
         )
 
     def close(self) -> None:
-        self._client.close()
+        self._http.clear()
 
     def __enter__(self) -> SecretStore:
         return self
@@ -299,10 +315,10 @@ class SecretStore:
                 self._check_adoptable(op, current, meta)
                 response = self._send(op, "PUT", _path(op.namespace, op.name), merge(current, secret))
                 action = "updated"
-            if response.status_code in (httpx.codes.OK, httpx.codes.CREATED):
+            if response.status_code in (HTTPStatus.OK, HTTPStatus.CREATED):
                 return self._written(op, action, response, secret)
-            if response.status_code not in (httpx.codes.CONFLICT, httpx.codes.NOT_FOUND) or (
-                current is None and response.status_code == httpx.codes.NOT_FOUND  # no such namespace
+            if response.status_code not in (HTTPStatus.CONFLICT, HTTPStatus.NOT_FOUND) or (
+                current is None and response.status_code == HTTPStatus.NOT_FOUND  # no such namespace
             ):
                 raise self._error(op, response)
             logger.info("%s: changed since it was read; reading it again", op)
@@ -332,7 +348,7 @@ class SecretStore:
         self,
         op: _Op,
         action: Literal["created", "updated"],
-        response: httpx.Response,
+        response: _Response,
         secret: Mapping[str, Any],
     ) -> WriteResult:
         meta = _json(response).get("metadata") or {}
@@ -346,32 +362,41 @@ class SecretStore:
 
     def _get(self, op: _Op) -> dict[str, Any] | None:
         response = self._send(op, "GET", _path(op.namespace, op.name))
-        if response.status_code == httpx.codes.NOT_FOUND:
+        if response.status_code == HTTPStatus.NOT_FOUND:
             return None
-        if response.status_code != httpx.codes.OK:
+        if response.status_code != HTTPStatus.OK:
             raise self._error(op, response)
         return _json(response)
 
-    def _send(self, op: _Op, method: str, path: str, body: Mapping[str, Any] | None = None) -> httpx.Response:
+    def _send(self, op: _Op, method: str, path: str, body: Mapping[str, Any] | None = None) -> _Response:
         """One API call: counted, retried while the API is overloaded or unreachable, errors mapped.
 
         Returns the answer for the caller to judge, except 429/5xx after the last attempt and
         transport failures, which raise DestinationUnreachable.
         """
-        params = {"fieldManager": FIELD_MANAGER} if method in ("POST", "PUT") else None
+        query = f"?fieldManager={FIELD_MANAGER}" if method in ("POST", "PUT") else ""
         content = json.dumps(body).encode() if body is not None else None
         deadline = time.monotonic() + self.retry.budget
         attempt = 0
         while True:
-            headers = {"Content-Type": "application/json"} if content is not None else {}
+            headers = dict(self._headers)
+            if content is not None:
+                headers["Content-Type"] = "application/json"
             if self._token is not None:
                 headers["Authorization"] = f"Bearer {self._token()}"
             self._count(op)
             try:
-                response = self._client.request(
-                    method, path, params=params, content=content, headers=headers, extensions=self._extensions
+                answer = self._http.urlopen(
+                    method,
+                    self._server + path + query,
+                    body=content,
+                    headers=headers,
+                    retries=False,  # retried here, with our backoff and budget
+                    redirect=False,
+                    pool_timeout=self._timeout,
                 )
-            except httpx.TransportError as exc:
+                response = _Response(answer.status, answer.data, answer.headers, answer.reason or "")
+            except urllib3.exceptions.HTTPError as exc:
                 if _tls_refused(exc) or not self._wait(attempt, None, deadline):
                     raise DestinationUnreachable(
                         f"{op}: cannot reach {self.description}: {_reason(exc)}"
@@ -379,7 +404,7 @@ class SecretStore:
                 logger.info("%s: %s unanswered (%s); retrying", op, method, type(exc).__name__)
             else:
                 status = response.status_code
-                if status != httpx.codes.TOO_MANY_REQUESTS and status < 500:
+                if status != HTTPStatus.TOO_MANY_REQUESTS and status < 500:
                     return response
                 if not self._wait(attempt, _retry_after(response), deadline):
                     raise DestinationUnreachable(
@@ -404,7 +429,7 @@ class SecretStore:
         with self._lock:
             self._calls += 1
 
-    def _error(self, op: _Op, response: httpx.Response) -> DestinationError:
+    def _error(self, op: _Op, response: _Response) -> DestinationError:
         status = response.status_code
         cls: type[DestinationError]
         if status in (401, 403):
@@ -416,6 +441,36 @@ class SecretStore:
         else:
             cls = DestinationError
         return cls(f"{op} in {self.description}: {status} {_status_message(response)}")
+
+
+def _pool_manager(access: ClusterAccess, timeout: urllib3.Timeout) -> urllib3.PoolManager:
+    """Keep-alive connections to the API server, through the kubeconfig's `proxy-url` if it has one,
+    else through the proxy the environment names for it (`HTTPS_PROXY`, `NO_PROXY`), as client-go does."""
+    options: dict[str, Any] = {
+        "num_pools": 2,
+        "maxsize": MAX_CONNECTIONS,
+        "block": True,
+        "timeout": timeout,
+        "ssl_context": access.ssl_context,
+    }
+    if access.server_name:
+        options["server_hostname"] = access.server_name  # sent as SNI and verified
+    if access.ssl_context.verify_mode == ssl.CERT_NONE:
+        # The kubeconfig asked for it (insecure-skip-tls-verify); kubectl does not warn on every request.
+        warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+    url = urlsplit(access.server)
+    proxy = access.proxy
+    if proxy is None and not urllib.request.proxy_bypass(url.hostname or ""):
+        environment = urllib.request.getproxies()
+        proxy = environment.get(url.scheme) or environment.get("all")
+    if proxy is None:
+        return urllib3.PoolManager(**options)
+    try:
+        return urllib3.ProxyManager(proxy, **options)
+    except urllib3.exceptions.ProxySchemeUnknown:
+        raise KubeconfigError(
+            f"proxy scheme {urlsplit(proxy).scheme!r} is not supported: use http or https"
+        ) from None
 
 
 def merge(current: Mapping[str, Any], secret: Mapping[str, Any]) -> dict[str, Any]:
@@ -480,7 +535,7 @@ def _path(namespace: str, name: str = "") -> str:
     return f"{collection}/{name}" if name else collection
 
 
-def _json(response: httpx.Response) -> dict[str, Any]:
+def _json(response: _Response) -> dict[str, Any]:
     try:
         document = response.json()
     except ValueError:
@@ -490,7 +545,7 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     return document
 
 
-def _status_message(response: httpx.Response) -> str:
+def _status_message(response: _Response) -> str:
     """The API's own explanation (a Status object's message), short; never a request body."""
     try:
         message = response.json()["message"]
@@ -499,7 +554,7 @@ def _status_message(response: httpx.Response) -> str:
     return str(message)[:300]
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: _Response) -> float | None:
     """`Retry-After` in seconds, or None to back off as usual. The API server sends whole seconds
     (RFC 9110 §10.2.3 also allows an HTTP date, which we do not follow); anything not a
     non-negative number is ignored rather than trusted (`Retry.delay` caps the rest)."""
@@ -510,15 +565,23 @@ def _retry_after(response: httpx.Response) -> float | None:
     return None if math.isnan(seconds) or seconds < 0 else seconds
 
 
-def _tls_refused(exc: httpx.TransportError) -> bool:
-    """Whether TLS verification failed: a wrong CA or name does not heal with a retry."""
-    cause: BaseException | None = exc
-    while cause is not None:
+def _tls_refused(exc: urllib3.exceptions.HTTPError) -> bool:
+    """Whether TLS verification failed: a wrong CA or name does not heal with a retry.
+
+    urllib3 wraps the ssl module's error in its own, as an argument or as the context."""
+    seen: list[BaseException] = []
+    pending: list[BaseException] = [exc]
+    while pending:
+        cause = pending.pop()
         if isinstance(cause, ssl.SSLCertVerificationError):
             return True
-        cause = cause.__cause__ or cause.__context__
+        if any(cause is s for s in seen):
+            continue
+        seen.append(cause)
+        pending += [c for c in (cause.__cause__, cause.__context__) if c is not None]
+        pending += [a for a in cause.args if isinstance(a, BaseException)]
     return False
 
 
-def _reason(exc: httpx.TransportError) -> str:
+def _reason(exc: urllib3.exceptions.HTTPError) -> str:
     return str(exc) or type(exc).__name__
