@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import textwrap
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -259,3 +260,17 @@ def test_invalid_yaml_is_reported_without_quoting_the_file(tmp_path: Path) -> No
     assert result.status == 2
     assert "invalid YAML at line" in result.stderr
     assert "s3cr3t" not in result.stderr + result.stdout
+
+
+def test_the_readme_shows_what_the_script_prints_for_the_guide(tmp_path: Path) -> None:
+    """ "Moving from tbot" quotes the result for the guide's values: it stays the script's own."""
+    moving = (ROOT / "README.md").read_text().split("## Moving from tbot", 1)[1]
+    block = textwrap.dedent(moving.split("```yaml\n", 1)[1].split("```", 1)[0])
+    result = run(tmp_path, None, "--namespace", "argocd", file=GUIDE_VALUES)
+
+    def configuration(text: str) -> list[str]:
+        return [line for line in text.splitlines() if not line.startswith("#")]
+
+    assert configuration(block) == configuration(result.stdout)
+    overrides = block.split("--parameter-overrides", 1)[1].splitlines()[0]
+    assert result.parameters() == dict(re.findall(r"(\w+)=(\S+)", overrides))
