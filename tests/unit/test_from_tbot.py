@@ -231,6 +231,62 @@ def test_what_cannot_carry_over_is_named_with_why(
 
 
 @pytest.mark.parametrize(
+    ("changes", "path", "reason"),
+    [
+        ({"proxy_server": None, "auth_server": "auth:3025"}, "auth_server", "Proxy Service"),
+        ({"onboarding": {"join_method": "kubernetes", "token": "s3cr3t"}}, "onboarding.join_method", "IAM"),
+        ({"onboarding": None, "join_uri": "tbot+proxy+token://s3cr3t@t:443"}, "join_uri", "IAM"),
+        ({"insecure": True}, "insecure", "first use"),
+        ({"fips": True}, "fips", "FIPS"),
+        ({"version": "v1"}, "version", "only v2"),
+        ({"bots": []}, "bots", "unknown tbot configuration key"),
+        (
+            {"outputs": [{"type": "kubernetes/argo-cd", "selectors": [{"name": "a"}], "destination": {}}]},
+            "outputs[0].destination",
+            "unknown kubernetes/argo-cd key",
+        ),
+    ],
+)
+def test_what_a_tbot_config_cannot_carry_over_is_named_with_why(
+    tmp_path: Path, changes: dict[str, Any], path: str, reason: str
+) -> None:
+    base: dict[str, Any] = {
+        "version": "v2",
+        "proxy_server": "teleport.example.com:443",
+        "onboarding": {"join_method": "iam", "token": "argocd-bot"},
+        "outputs": [{"type": "kubernetes/argo-cd", "selectors": [{"name": "a"}]}],
+    }
+    document = {key: value for key, value in {**base, **changes}.items() if value is not None}
+    result = run(tmp_path, yaml.safe_dump(document), "--namespace", "argocd")
+
+    assert result.status == 1
+    assert list(result.refused) == [path]
+    assert reason in result.refused[path]
+    assert result.deployed().outputs[0].selectors == (Selector("a", {}),)
+    assert "s3cr3t" not in result.stdout + result.stderr
+
+
+def test_an_older_charts_custom_config_replaces_the_values(tmp_path: Path) -> None:
+    """customConfig: the chart's other values are ignored, and so are they here."""
+    values = {
+        "teleportProxyAddress": "ignored.example.com:443",
+        "customConfig": {
+            "proxy_server": "teleport.example.com:443",
+            "onboarding": {"join_method": "kubernetes", "token": "tbot"},
+            "outputs": [
+                {"type": "kubernetes/argo-cd", "selectors": [{"name": "a"}], "secret_namespace": "cd"}
+            ],
+        },
+    }
+    result = run(tmp_path, yaml.safe_dump(values))
+
+    assert result.status == 1
+    assert list(result.refused) == ["customConfig.onboarding.join_method"]
+    assert result.parameters()["TeleportProxyAddr"] == "teleport.example.com:443"
+    assert result.deployed().outputs[0].secret_namespace == "cd"
+
+
+@pytest.mark.parametrize(
     ("text", "message"),
     [
         # Only other outputs: nothing to print.
