@@ -163,7 +163,7 @@ def from_chart_values(values: Mapping[str, Any], namespace: str | None) -> Conve
         result.refuse(
             "defaultOutput.enabled", _OTHER_OUTPUT.format("true (the chart's default): its identity output")
         )
-    for i, item in enumerate(_list(values.get("services"))):  # tbot reads services first
+    for i, item in enumerate(_list(result, values, "services")):  # tbot reads services first
         _service(result, item, f"services[{i}]", namespace, lifetime={})
     argocd = values.get("argocd") or {}
     if not isinstance(argocd, Mapping):
@@ -183,7 +183,7 @@ def from_chart_values(values: Mapping[str, Any], namespace: str | None) -> Conve
         if "selectors" not in output:
             result.fatal.append(("argocd.clusterSelectors", "required when argocd.enabled is true"))
         _add_output(result, output, "argocd", "argocd.secretNamespace", namespace, lifetime={})
-    for i, item in enumerate(_list(values.get("outputs"))):
+    for i, item in enumerate(_list(result, values, "outputs")):
         _service(result, item, f"outputs[{i}]", namespace, lifetime={})
     return result
 
@@ -217,7 +217,7 @@ def from_tbot_config(config: Mapping[str, Any], namespace: str | None, prefix: s
     if "credential_ttl" not in lifetime and config.get("certificate_ttl") is not None:
         lifetime["credential_ttl"] = config["certificate_ttl"]  # its deprecated name
     for key in ("services", "outputs"):  # tbot appends outputs to services
-        for i, item in enumerate(_list(config.get(key))):
+        for i, item in enumerate(_list(result, config, key, prefix)):
             _service(result, item, f"{prefix}{key}[{i}]", namespace, lifetime)
     return result
 
@@ -303,7 +303,10 @@ def _string(value: Any) -> str:
     return value if isinstance(value, str) else "" if value is None else str(value)
 
 
-def _list(value: Any) -> list[Any]:
+def _list(result: Conversion, section: Mapping[str, Any], key: str, prefix: str = "") -> list[Any]:
+    value = section.get(key)
+    if value is not None and not isinstance(value, list):
+        result.refuse(prefix + key, "expected a list: not carried over")
     return value if isinstance(value, list) else []
 
 

@@ -240,6 +240,7 @@ def test_what_cannot_carry_over_is_named_with_why(
         ({"fips": True}, "fips", "FIPS"),
         ({"version": "v1"}, "version", "only v2"),
         ({"bots": []}, "bots", "unknown tbot configuration key"),
+        ({"services": {"type": "kubernetes/argo-cd"}}, "services", "expected a list"),
         (
             {"outputs": [{"type": "kubernetes/argo-cd", "selectors": [{"name": "a"}], "destination": {}}]},
             "outputs[0].destination",
