@@ -252,7 +252,8 @@ def _template(reader: Reader, text: str, path: str, *, execute: bool = False) ->
         template = gotemplate.parse(text)
         if execute:
             template.render()
-        elif template.fields_used - _TEMPLATE_FIELDS:  # fails on every cluster: say so with Go's words
+        elif template.fields_used.difference(gotemplate.DATA_FIELDS):
+            # A field tbot's data lacks fails on every cluster: say so with Go's words.
             template.render(ClusterName="a", KubeName="a", Labels=_AnyLabel())
     except gotemplate.TemplateError as exc:
         reader.problem(path, f"invalid template: {exc}")
@@ -314,10 +315,6 @@ def _prune(reader: Reader, value: Any, path: str) -> PruneConfig:
         grace_period=DEFAULT_PRUNE_GRACE_PERIOD if grace_period is None else grace_period,
         min_listed_share=DEFAULT_MIN_LISTED_SHARE if min_listed_share is None else min_listed_share,
     )
-
-
-# The fields tbot's templates see (argocd.py renders with these).
-_TEMPLATE_FIELDS = frozenset({"ClusterName", "KubeName", "Labels"})
 
 
 class _AnyLabel(Mapping[str, str]):
