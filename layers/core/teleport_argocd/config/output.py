@@ -272,7 +272,8 @@ def _template(reader: Reader, text: str, path: str, *, execute: bool = False) ->
         template = gotemplate.parse(text)
         if execute:
             template.render()
-        elif template.fields_used - _TEMPLATE_FIELDS:  # fails on every cluster: say so with Go's words
+        elif template.fields_used.difference(gotemplate.DATA_FIELDS):
+            # A field tbot's data lacks fails on every cluster: say so with Go's words.
             template.render(ClusterName="a", KubeName="a", Labels=_AnyLabel())
     except gotemplate.TemplateError as exc:
         reader.problem(path, f"invalid template: {exc}")
@@ -358,10 +359,6 @@ def _max_deletes(reader: Reader, value: Any, path: str) -> int | float | None:
         return value
     reader.problem(path, f"expected a count (integer) or a share below 1, got {kind(value)}")
     return None
-
-
-# The fields tbot's templates see (argocd.py renders with these).
-_TEMPLATE_FIELDS = frozenset({"ClusterName", "KubeName", "Labels"})
 
 
 class _AnyLabel(Mapping[str, str]):
