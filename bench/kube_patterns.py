@@ -13,7 +13,10 @@ The parent (`renewal_bench.py`, which hosts the stand-ins) starts
 
 and reads one JSON line: the pattern's wall time and the child's own CPU time, measured in the
 child, so neither shares an interpreter (or its lock) with the Kubernetes stand-in. `--client
-httpx` replays the floor with one shared httpx client instead, to compare clients on the same bench.
+httpx` replays the floor with one shared httpx client instead, to compare clients on the same bench;
+`--client store` with the project's own writer (`teleport_argocd.kube.SecretStore.write`, one
+conditional PUT each, after an unmeasured pass that takes the Secrets over and learns their
+versions), which tells the writer's cost per write from the rest of a renewal's.
 Requests are counted from the stand-in's own log, by the parent.
 """
 
@@ -35,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "layers" / "core")]
 
 from standins.kubeapi import cluster_secret  # noqa: E402
 
@@ -210,6 +213,30 @@ def tbot_pattern(send: Send, target: Target, names: Sequence[str]) -> None:
             raise RuntimeError(f"writing {name}: {status} {answer[:200]!r}")
 
 
+def store_floor(target: Target, names: Sequence[str], workers: int) -> Callable[[], None]:
+    """The floor's PUTs through the project's writer: returns the run to measure, after taking the
+    Secrets over (GET, then PUT: unmeasured) so that each measured write is one conditional PUT."""
+    from teleport_argocd.kube import SecretStore
+    from teleport_argocd.kubeconfig import ClusterAccess
+
+    access = ClusterAccess(target.url, target.ssl_context(), server_name=target.hostname)
+    store = SecretStore(access, description="bench")
+    with ThreadPoolExecutor(workers) as pool:
+        taken = list(pool.map(lambda n: store.apply(secret_body(target, n, "taken")), names))
+    stamp = str(time.time_ns())
+
+    def put(name_and_version: tuple[str, Any]) -> None:
+        name, version = name_and_version
+        if store.write(secret_body(target, name, stamp), version).requests != 1:
+            raise RuntimeError(f"writing {name} took more than one request")
+
+    def run() -> None:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(put, zip(names, (t.version for t in taken), strict=True)))
+
+    return run
+
+
 @dataclass(frozen=True)
 class Measured:
     """One pattern's run as its own process saw it."""
@@ -233,11 +260,13 @@ def main() -> None:
     parser.add_argument("prefix")
     parser.add_argument("count", type=int)
     parser.add_argument("--workers", type=int, default=16)
-    parser.add_argument("--client", choices=sorted(CLIENTS), default="urllib3")
+    parser.add_argument("--client", choices=[*sorted(CLIENTS), "store"], default="urllib3")
     args = parser.parse_args()
     target = Target(**json.loads(args.target.read_text()))
     names = secret_names(args.prefix, args.count)
-    if args.pattern == "floor":
+    if args.pattern == "floor" and args.client == "store":
+        outcome = measure(store_floor(target, names, args.workers))
+    elif args.pattern == "floor":
         send = CLIENTS[args.client](target, args.workers)
         outcome = measure(lambda: floor(send, target, names, args.workers))
     else:

@@ -82,6 +82,7 @@ class Row:
     dynamodb_seconds_cold: dict[str, float]  # waiting for DynamoDB (moto here), by operation
     dynamodb_seconds_warm: dict[str, float]
     peak_mb: float
+    load_average: tuple[float, float]  # the machine's 1-minute load average before and after
     runs: dict[str, list[Timed]] = field(default_factory=dict)
 
 
@@ -142,6 +143,7 @@ def measure(size: int, latency_ms: float, repeat: int, workers: int, clients: li
     from standins.stack import ARGOCD_NAMESPACE, WRITER, LocalStack
 
     clusters = {f"cluster-{i:05d}": {"env": "prod", "team": "bench"} for i in range(size)}
+    load_before = os.getloadavg()[0]
     with (
         LocalStack(clusters=clusters, kube_latency=latency_ms / 1000) as stack,
         tempfile.TemporaryDirectory() as tmp,
@@ -201,6 +203,7 @@ def measure(size: int, latency_ms: float, repeat: int, workers: int, clients: li
         dynamodb_seconds_cold=_median_by_key(waits["cold"]),
         dynamodb_seconds_warm=_median_by_key(waits["warm"]),
         peak_mb=max(peaks),
+        load_average=(load_before, os.getloadavg()[0]),
         runs=runs,
     )
 
@@ -247,7 +250,10 @@ def markdown(rows: list[Row], repeat: int, workers: int) -> str:
         "by the process that did the work, none by the one hosting the stand-ins. Worker: its handler "
         "with an SQS event in a fresh process, 'cold' including the handler's import (itself in "
         f"parentheses, CPU-s), 'warm' the second invocation. At {largest.clusters:,} clusters a cold "
-        f"renewal takes {largest.cold.seconds:.1f} s of the {FUNCTION_TIMEOUT:.0f} s timeout.",
+        f"renewal takes {largest.cold.seconds:.1f} s of the {FUNCTION_TIMEOUT:.0f} s timeout. Load average "
+        "(1 min) before and after each size: "
+        + ", ".join(f"{r.clusters:,}: {r.load_average[0]:.1f} → {r.load_average[1]:.1f}" for r in rows)
+        + f" ({os.cpu_count()} CPUs).",
     ]
     return "\n".join(lines)
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from bench.event_bench import measure as measure_event
-from bench.kube_patterns import CLIENTS, Target, floor, precreate, secret_names, tbot_pattern
+from bench.kube_patterns import CLIENTS, Target, floor, precreate, secret_names, store_floor, tbot_pattern
 from standins.kubeapi import KubeApiServer
 
 WRITER = "bench-writer"
@@ -34,6 +34,21 @@ def test_floor_is_one_put_per_secret(kube: KubeApiServer, client: str) -> None:
     assert Counter(r.method for r in kube.requests) == Counter({"PUT": 10})
     assert {r.name for r in kube.requests} == set(names)
     assert all(r.status == 200 for r in kube.requests)
+
+
+def test_the_writers_floor_is_one_put_per_secret_after_taking_them_over(kube: KubeApiServer) -> None:
+    target = Target.of(kube, WRITER, "argocd")
+    names = secret_names("bench-store", 10)
+    precreate(kube, target, names)  # tbot's Secrets: the writer takes them over first
+
+    run = store_floor(target, names, workers=4)
+    taken_over = Counter(r.method for r in kube.requests)
+    run()
+
+    assert taken_over == Counter({"GET": 10, "PUT": 10})
+    measured = kube.requests[taken_over.total() :]
+    assert Counter(r.method for r in measured) == Counter({"PUT": 10})
+    assert all(r.status == 200 for r in measured)
 
 
 def test_tbot_pattern_reads_then_writes_each_secret(kube: KubeApiServer) -> None:
