@@ -53,6 +53,7 @@ Numbers appear only where a condition or TTL needs them.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -147,7 +148,8 @@ class StateStore:
         self._table = table_name
         self._client = client
         self._clock = clock
-        self.writes = 0
+        self.writes = 0  # requests that write, for the benches; batches are sent from several threads
+        self._writes_lock = threading.Lock()
         # What this store read of each output's registrations (with the release stamp it was read
         # after) and has written since: on release, the next run's cache (see `finish`).
         self._seen: dict[str, tuple[str | None, datetime, dict[str, Registration]]] = {}
@@ -385,7 +387,8 @@ class StateStore:
         for attempt in range(_BATCH_ATTEMPTS):
             if attempt:
                 time.sleep(min(_BATCH_BACKOFF * 2**attempt, 2.0) * random.uniform(0.5, 1.0))
-            self.writes += 1
+            with self._writes_lock:
+                self.writes += 1
             try:
                 response = self._client.batch_write_item(RequestItems={self._table: requests})
             except (ClientError, BotoCoreError) as exc:
