@@ -7,6 +7,11 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from standins.teleport import ca
+from standins.teleport.ca import CertAuthority
 from teleport_argocd.errors import StateError
 from teleport_argocd.plan import Renewal, Scope, shard_of
 from teleport_argocd.reconcile import Trigger
@@ -97,6 +102,38 @@ def test_a_label_change_rewrites_that_cluster_only() -> None:
     assert [(c.kube_cluster, c.action, c.reason) for c in report.clusters if c.action != "unchanged"] == [
         ("b", "updated", "changed")
     ]
+
+
+def test_a_changed_host_ca_set_rewrites_every_secret_in_a_discovery_run() -> None:
+    rec, _state, store, session = reconciler(PROD)
+    rec.run(output(), RENEWAL)
+    # A host CA rotation's init: the new certificate is trusted besides the active one.
+    session.host_cas = [*session.host_cas, CertAuthority("example.teleport.sh").cert_pem]
+    before = len(store.writes)
+    report = rec.run(output(), DISCOVERY)
+    assert sorted(store.writes[before:]) == ["a", "b", "c"]
+    assert {(c.action, c.reason) for c in report.clusters} == {("updated", "changed")}
+    assert rec.run(output(), DISCOVERY).status == "idle"  # once per phase change, not every run
+
+
+def test_a_new_user_ca_signer_rewrites_every_secret_and_a_new_certificate_alone_does_not() -> None:
+    rec, _state, store, session = reconciler(PROD)
+    old, new = CertAuthority("example.teleport.sh"), CertAuthority("example.teleport.sh")
+    session.cert_pem = _client_cert(old)
+    rec.run(output(), RENEWAL)
+    session.cert_pem = _client_cert(old)  # another certificate from the same key: nothing to do
+    assert rec.run(output(), DISCOVERY).status == "idle"
+    session.cert_pem = _client_cert(new)  # update_clients: the new user CA key signs
+    before = len(store.writes)
+    rec.run(output(), DISCOVERY)
+    assert sorted(store.writes[before:]) == ["a", "b", "c"]
+
+
+def _client_cert(authority: CertAuthority) -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    identity = ca.Identity("bot-argocd", ("kube",), "example.teleport.sh")
+    cert = authority.issue_client(identity, key.public_key(), ca.now() + timedelta(hours=1))
+    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 def test_a_deselected_cluster_is_marked_unmatched_and_its_secret_kept() -> None:
