@@ -331,6 +331,9 @@ def test_registrations_round_trip_every_field(store: StateStore) -> None:
             deleted_at=T0 + timedelta(hours=2),
             labels={},
         ),
+        registration(
+            "c", connection="tls-error", connection_at=T0, connection_message="certificate verify failed"
+        ),
     ]
     store.put_registrations(written)
     assert store.registrations("main") == written

@@ -4,7 +4,7 @@ to Kubernetes and to the state table, and what it leaves alone."""
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -12,8 +12,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from standins.teleport import ca
 from standins.teleport.ca import CertAuthority
+from teleport_argocd.argocd import RenderedSecret
 from teleport_argocd.errors import StateError
 from teleport_argocd.plan import Renewal, Scope, shard_of
+from teleport_argocd.probe import ConnectionCheck
 from teleport_argocd.reconcile import Trigger
 
 from .fakes import Clock, output, reconciler
@@ -134,6 +136,55 @@ def _client_cert(authority: CertAuthority) -> bytes:
     identity = ca.Identity("bot-argocd", ("kube",), "example.teleport.sh")
     cert = authority.issue_client(identity, key.public_key(), ca.now() + timedelta(hours=1))
     return cert.public_bytes(serialization.Encoding.PEM)
+
+
+class Checks:
+    """A connection check that answers `status` per kube cluster (ok by default) and counts its calls."""
+
+    def __init__(self) -> None:
+        self.status: dict[str, str] = {}
+        self.calls: list[str] = []
+
+    def __call__(self, secret: RenderedSecret, now: datetime) -> ConnectionCheck:
+        name = secret.cluster.name
+        self.calls.append(name)
+        status = self.status.get(name, "ok")
+        return ConnectionCheck(status, now, "" if status == "ok" else f"{name} is {status}")
+
+
+def test_every_written_secret_is_checked_and_the_outcome_recorded() -> None:
+    clock = Clock()
+    rec, state, _store, _session = reconciler(PROD, clock)
+    rec.check = checks = Checks()
+    checks.status["b"] = "forbidden"
+    rec.run(output(), RENEWAL)
+    assert sorted(checks.calls) == ["a", "b", "c"]
+    regs = {r.kube_cluster: r for r in state.registrations("main")}
+    assert {n: (r.connection, r.connection_at) for n, r in regs.items()} == {
+        "a": ("ok", clock()),
+        "b": ("forbidden", clock()),
+        "c": ("ok", clock()),
+    }
+    assert regs["b"].connection_message == "b is forbidden"
+
+
+def test_unchanged_registrations_are_checked_hourly_even_when_nothing_is_written() -> None:
+    clock = Clock()
+    rec, state, store, _session = reconciler(PROD, clock)
+    rec.check = checks = Checks()
+    rec.run(output(), RENEWAL)
+    checks.calls.clear()
+    clock.advance(timedelta(minutes=30))
+    assert rec.run(output(), DISCOVERY).status == "idle" and checks.calls == []
+    clock.advance(timedelta(minutes=31))
+    writes = len(store.writes)
+    checks.status["c"] = "unreachable"
+    report = rec.run(output(), DISCOVERY)
+    assert report.status == "completed" and report.counts["written"] == 0 and len(store.writes) == writes
+    assert sorted(checks.calls) == ["a", "b", "c"]
+    regs = {r.kube_cluster: r for r in state.registrations("main")}
+    assert (regs["c"].connection, regs["c"].connection_at) == ("unreachable", clock())
+    assert regs["a"].last_written < clock() - timedelta(hours=1)  # checked, not rewritten
 
 
 def test_a_deselected_cluster_is_marked_unmatched_and_its_secret_kept() -> None:

@@ -109,3 +109,8 @@ class Registration:
     last_error_at: datetime | None = None
     unmatched_since: datetime | None = None
     deleted_at: datetime | None = None
+    # The last check that the Secret connects as Argo CD will (teleport_argocd.probe): ok,
+    # forbidden, unreachable or tls-error, when, and why.
+    connection: str = ""
+    connection_at: datetime | None = None
+    connection_message: str = ""

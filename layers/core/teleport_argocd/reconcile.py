@@ -29,6 +29,7 @@ from teleport_argocd.config import Destination, OutputConfig
 from teleport_argocd.errors import ClusterNotListed, TeleportArgoCDError
 from teleport_argocd.model import Identity, KubeCluster, KubeEndpoint, Registration, SecretVersion
 from teleport_argocd.plan import Action, Plan, Renewal, Scope, Step, plan
+from teleport_argocd.probe import ConnectionCheck, check_due
 from teleport_argocd.selectors import ClusterQuery, matches, select
 from teleport_argocd.state import Lease, RunRecord
 
@@ -49,6 +50,10 @@ _DRY = {
     Action.UNMATCHED: WOULD_UNMATCH,
     Action.PRUNE: WOULD_DELETE,
 }
+CheckConnection = Callable[[RenderedSecret, datetime], ConnectionCheck]
+# A step carried out: what the write or delete returned (None for a check alone), and the check.
+_Done = tuple["WriteResultLike | bool | None", "ConnectionCheck | None"]
+
 # Registrations are written back in batches of this many as results arrive, so a run killed
 # half-way keeps what it did.
 FLUSH_EVERY = 25
@@ -219,6 +224,8 @@ class Reconciler:
     concurrency: int = 16
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     sleep: Callable[[float], None] = time.sleep
+    # Checks that a Secret connects as Argo CD will (teleport_argocd.probe); None: no checks.
+    check: CheckConnection | None = None
 
     def run(self, output: OutputConfig, trigger: Trigger) -> OutputReport:
         """Reconcile one output as far as `trigger` asks, or mark it pending if another run holds it."""
@@ -242,7 +249,7 @@ class Reconciler:
             self._report_plan(report, decided, listing)
             report.finished = self.clock()
             return report
-        if decided.idle and not listing.errors:
+        if decided.idle and not listing.errors and not self._checks_due(decided):
             report.status = "idle"
             self._report_plan(report, decided, listing)
             report.finished = self.clock()
@@ -413,7 +420,7 @@ class Reconciler:
                 records.append(replace(step.registration, matches=False, unmatched_since=now))
         self.state.put_registrations(records)
         report.notes[:] = [decided.prune_held] if decided.prune_held else []
-        work = sorted(decided.writes, key=_oldest_first) + decided.deletes
+        work = sorted(decided.writes, key=_oldest_first) + decided.deletes + self._checks_due(decided)
         if work:
             store = self.connect_destination(output.destination)
             lease = self._write_all(output, store, work, listing.identity, report, lease)
@@ -439,10 +446,10 @@ class Reconciler:
         extend_every = self.lease_duration.total_seconds() / 3
         renewed_at = time.monotonic()
         buffer: list[Registration] = []
-        finished: queue.SimpleQueue[tuple[Step, Future[WriteResultLike | bool]]] = queue.SimpleQueue()
+        finished: queue.SimpleQueue[tuple[Step, Future[_Done]]] = queue.SimpleQueue()
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(writes))) as pool:
             for step in writes:
-                future = pool.submit(_carry_out, store, step)
+                future = pool.submit(_carry_out, store, step, self.check, self.clock)
                 future.add_done_callback(functools.partial(_put, finished, step))
             done = 0
             while done < len(writes):
@@ -465,13 +472,13 @@ class Reconciler:
         self,
         output: OutputConfig,
         step: Step,
-        future: Future[WriteResultLike | bool],
+        future: Future[_Done],
         identity: Identity,
         report: OutputReport,
     ) -> Registration:
         now = self.clock()
         try:
-            result = future.result()
+            result, checked = future.result()
         except Exception as exc:  # one cluster's failure never stops the others
             message = _describe(exc)
             if not isinstance(exc, TeleportArgoCDError):
@@ -481,15 +488,18 @@ class Reconciler:
             logger.warning("output %s: cluster %s not written: %s", output.name, step.kube_cluster, message)
             report.clusters.append(_result(step, FAILED, error=message))
             return self._failed(output, step, message, now)
+        if step.action is Action.UNCHANGED:  # checked only: already reported as unchanged
+            assert step.registration is not None
+            return _with_check(step.registration, checked)
         if step.action is Action.PRUNE:
             assert step.registration is not None
             logger.info("output %s: cluster %s pruned (%s)", output.name, step.kube_cluster, step.reason)
             report.clusters.append(_result(step, DELETED))
             return replace(step.registration, deleted_at=now, version=None, last_attempt=now)
-        assert step.secret is not None and not isinstance(result, bool)
+        assert step.secret is not None and result is not None and not isinstance(result, bool)
         report.clusters.append(_result(step, CREATED if result.action == "created" else UPDATED))
         reg = step.registration
-        return Registration(
+        written = Registration(
             output=output.name,
             teleport_cluster=self._teleport().teleport_cluster,
             kube_cluster=step.kube_cluster,
@@ -505,6 +515,7 @@ class Reconciler:
             last_attempt=now,
             cert_expires=identity.expires,
         )
+        return _with_check(written, checked)
 
     def _failed(self, output: OutputConfig, step: Step, message: str, now: datetime) -> Registration:
         """A failed attempt: what was written before stays as it was, the error is added."""
@@ -527,6 +538,19 @@ class Reconciler:
             last_error_at=now,
             last_attempt=now,
         )
+
+    def _checks_due(self, decided: Plan) -> list[Step]:
+        """Unchanged registrations whose connection check is due (written ones are checked anyway)."""
+        if self.check is None:
+            return []
+        now = self.clock()
+        return [
+            s
+            for s in decided.steps
+            if s.action is Action.UNCHANGED
+            and s.registration is not None
+            and check_due(s.registration.connection_at, now)
+        ]
 
     # -- reporting ------------------------------------------------------------------------
 
@@ -579,21 +603,33 @@ class Reconciler:
 
 
 def _put(
-    finished: queue.SimpleQueue[tuple[Step, Future[WriteResultLike | bool]]],
+    finished: queue.SimpleQueue[tuple[Step, Future[_Done]]],
     step: Step,
-    future: Future[WriteResultLike | bool],
+    future: Future[_Done],
 ) -> None:
     finished.put((step, future))
 
 
-def _carry_out(store: SecretStoreLike, step: Step) -> WriteResultLike | bool:
-    """One request's worth of a step: write the Secret, or delete the one we last wrote."""
+def _carry_out(
+    store: SecretStoreLike, step: Step, check: CheckConnection | None, clock: Callable[[], datetime]
+) -> _Done:
+    """A step's requests: write the Secret (then check it connects), delete the one we last wrote,
+    or, for an unchanged registration whose check is due, only the check."""
     reg = step.registration
     if step.action is Action.PRUNE:
         assert reg is not None and reg.version is not None
-        return store.delete(reg.secret_namespace, reg.secret_name, reg.version)
+        return store.delete(reg.secret_namespace, reg.secret_name, reg.version), None
     assert step.secret is not None
-    return store.write(step.secret.manifest, step.known)
+    result = None if step.action is Action.UNCHANGED else store.write(step.secret.manifest, step.known)
+    return result, check(step.secret, clock()) if check is not None else None
+
+
+def _with_check(reg: Registration, checked: ConnectionCheck | None) -> Registration:
+    if checked is None:
+        return reg
+    return replace(
+        reg, connection=checked.status, connection_at=checked.at, connection_message=checked.message
+    )
 
 
 def _oldest_first(step: Step) -> datetime:

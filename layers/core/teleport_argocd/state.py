@@ -34,6 +34,8 @@ output's registrations once and writes back only those that changed, whole, in b
     deleted_at       S     tombstone: when its Secret was pruned
     last_error       S     at most 1,000 characters; absent after a success
     matches          BOOL  the cluster still matches the output's selectors
+    connection, connection_message  S  the last connection check (ok, forbidden, unreachable,
+                           tls-error) and its reason; `connection_at` S when it was made
 
 ``sk = "run#<start>#<run id>"`` summarizes one run; the start time sorts, so newest
 first is a reverse Query:
@@ -82,6 +84,7 @@ _REG_TIMES = (
     "last_error_at",
     "unmatched_since",
     "deleted_at",
+    "connection_at",
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TRUE = {"BOOL": True}
@@ -497,6 +500,9 @@ def _reg_item(reg: Registration) -> dict[str, Any]:
         item["resource_version"] = _s(reg.version.resource_version)
     if reg.last_error is not None:
         item["last_error"] = _s(_truncate(reg.last_error, _MAX_ERROR))
+    if reg.connection:
+        item["connection"] = _s(reg.connection)
+        item["connection_message"] = _s(_truncate(reg.connection_message, _MAX_ERROR))
     for name in _REG_TIMES:
         moment = getattr(reg, name)
         if moment is not None:
@@ -519,6 +525,8 @@ def _registration(output: str, item: Mapping[str, Any]) -> Registration:
         version=SecretVersion(uid, resource_version or "") if uid else None,
         matches=item["matches"]["BOOL"],
         last_error=_str(item, "last_error"),
+        connection=_str(item, "connection") or "",
+        connection_message=_str(item, "connection_message") or "",
         **{name: _time(item, name) for name in _REG_TIMES},
     )
 
