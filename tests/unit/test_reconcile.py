@@ -187,6 +187,27 @@ def test_unchanged_registrations_are_checked_hourly_even_when_nothing_is_written
     assert regs["a"].last_written < clock() - timedelta(hours=1)  # checked, not rewritten
 
 
+def test_a_renewal_alone_is_not_checked_again_within_the_hour_and_a_change_is() -> None:
+    clock = Clock()
+    rec, state, store, session = reconciler(PROD, clock)
+    out = output(secret_labels={"team": '{{ index .Labels "team" }}'})
+    rec.check = checks = Checks()
+    rec.run(out, RENEWAL)
+    checks.calls.clear()
+    clock.advance(timedelta(minutes=25))  # certificates due for renewal, checks not due
+    session.clusters["b"] = session.clusters["b"].__class__("b", {"env": "prod", "team": "payments"})
+    before = len(store.writes)
+    rec.run(out, RENEWAL)
+    assert sorted(store.writes[before:]) == ["a", "b", "c"]
+    assert checks.calls == ["b"]  # only the Secret whose content changed
+    # The renewed registrations keep the check they had; the next renewal checks nothing.
+    regs = {r.kube_cluster: r for r in state.registrations("main")}
+    assert regs["a"].connection_at == clock() - timedelta(minutes=25) and regs["b"].connection_at == clock()
+    clock.advance(timedelta(minutes=25))
+    rec.run(out, RENEWAL)
+    assert checks.calls == ["b"]
+
+
 def test_a_deselected_cluster_is_marked_unmatched_and_its_secret_kept() -> None:
     clock = Clock()
     rec, state, store, session = reconciler(PROD, clock)

@@ -29,7 +29,7 @@ from teleport_argocd.config import Destination, OutputConfig
 from teleport_argocd.errors import ClusterNotListed, TeleportArgoCDError
 from teleport_argocd.model import Identity, KubeCluster, KubeEndpoint, Registration, SecretVersion
 from teleport_argocd.plan import Action, Plan, Renewal, Scope, Step, plan
-from teleport_argocd.probe import ConnectionCheck, check_due
+from teleport_argocd.probe import OK, ConnectionCheck, check_due
 from teleport_argocd.selectors import ClusterQuery, matches, select
 from teleport_argocd.state import Lease, RunRecord
 
@@ -449,7 +449,8 @@ class Reconciler:
         finished: queue.SimpleQueue[tuple[Step, Future[_Done]]] = queue.SimpleQueue()
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(writes))) as pool:
             for step in writes:
-                future = pool.submit(_carry_out, store, step, self.check, self.clock)
+                check = self.check if self._needs_check(step) else None
+                future = pool.submit(_carry_out, store, step, check, self.clock)
                 future.add_done_callback(functools.partial(_put, finished, step))
             done = 0
             while done < len(writes):
@@ -515,6 +516,13 @@ class Reconciler:
             last_attempt=now,
             cert_expires=identity.expires,
         )
+        if reg is not None:  # a write that was not checked keeps the last check
+            written = replace(
+                written,
+                connection=reg.connection,
+                connection_at=reg.connection_at,
+                connection_message=reg.connection_message,
+            )
         return _with_check(written, checked)
 
     def _failed(self, output: OutputConfig, step: Step, message: str, now: datetime) -> Registration:
@@ -540,17 +548,21 @@ class Reconciler:
         )
 
     def _checks_due(self, decided: Plan) -> list[Step]:
-        """Unchanged registrations whose connection check is due (written ones are checked anyway)."""
+        """Unchanged registrations whose connection check is due."""
         if self.check is None:
             return []
-        now = self.clock()
-        return [
-            s
-            for s in decided.steps
-            if s.action is Action.UNCHANGED
-            and s.registration is not None
-            and check_due(s.registration.connection_at, now)
-        ]
+        return [s for s in decided.steps if s.action is Action.UNCHANGED and self._needs_check(s)]
+
+    def _needs_check(self, step: Step) -> bool:
+        """Check after a create or a change, and hourly; a renewal alone (a new certificate for the same
+        roles, CA and server) of a registration that connected within the hour is not checked again."""
+        reg = step.registration
+        if step.action is Action.PRUNE or self.check is None:
+            return False
+        if reg is None or check_due(reg.connection_at, self.clock()):
+            return True
+        changed = reg.fingerprint != step.fingerprint or reg.last_error is not None or not reg.matches
+        return step.writes and (changed or reg.connection != OK)
 
     # -- reporting ------------------------------------------------------------------------
 
