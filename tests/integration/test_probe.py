@@ -5,7 +5,9 @@ causes it in practice, and never a key in a message."""
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -83,6 +85,27 @@ def test_a_proxy_that_does_not_answer_is_unreachable(teleport: TeleportStandin) 
         port = closed.getsockname()[1]
     check = check_connection(_secret(teleport, "prod", base_url=f"https://localhost:{port}"), NOW)
     assert check.status == UNREACHABLE and check.message
+
+
+def test_a_proxy_that_does_not_answer_costs_one_timeout_per_run(teleport: TeleportStandin) -> None:
+    accepted: list[socket.socket] = []
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        silent.settimeout(5)
+        port = silent.getsockname()[1]
+        first, second = (_secret(teleport, c, base_url=f"https://localhost:{port}") for c in ("prod", "dev"))
+        # The same run's identity: both Secrets share caData, certificate and key.
+        second = replace(second, manifest={**second.manifest, "data": {**second.manifest["data"]}})
+        second.manifest["data"]["config"] = first.manifest["data"]["config"]
+        thread = threading.Thread(target=lambda: accepted.append(silent.accept()[0]))
+        thread.start()
+        one = check_connection(first, NOW, timeout=0.5)
+        thread.join()
+        two = check_connection(second, NOW, timeout=0.5)
+        for conn in accepted:
+            conn.close()
+    assert one.status == two.status == UNREACHABLE
+    assert "not tried again" in two.message and "not tried again" not in one.message
+    assert len(accepted) == 1
 
 
 def test_a_ca_that_does_not_verify_the_proxy_is_a_tls_error(teleport: TeleportStandin) -> None:

@@ -185,6 +185,13 @@ def test_unchanged_registrations_are_checked_hourly_even_when_nothing_is_written
     regs = {r.kube_cluster: r for r in state.registrations("main")}
     assert (regs["c"].connection, regs["c"].connection_at) == ("unreachable", clock())
     assert regs["a"].last_written < clock() - timedelta(hours=1)  # checked, not rewritten
+    # One that did not connect is checked again after ten minutes, so a recovery shows soon.
+    checks.calls.clear()
+    clock.advance(timedelta(minutes=11))
+    del checks.status["c"]
+    rec.run(output(), DISCOVERY)
+    assert checks.calls == ["c"]
+    assert {r.kube_cluster: r.connection for r in state.registrations("main")}["c"] == "ok"
 
 
 def test_a_renewal_alone_is_not_checked_again_within_the_hour_and_a_change_is() -> None:

@@ -19,9 +19,10 @@ import base64
 import json
 import ssl
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from teleport_argocd.argocd import RenderedSecret
 
@@ -31,10 +32,11 @@ if TYPE_CHECKING:
 OK, FORBIDDEN, UNREACHABLE, TLS_ERROR = "ok", "forbidden", "unreachable", "tls-error"
 # A registration is checked after each write, and otherwise at least this often.
 CHECK_EVERY = timedelta(hours=1)
-TIMEOUT = 10.0
+RECHECK_FAILED = timedelta(minutes=10)
+TIMEOUT = 5.0
 _MESSAGE = 300
 _KEEP_CLIENTS = 2  # credentials kept with their connections: this run's and the one before
-_clients: dict[tuple[str, str, str, str, float], httpx.Client] = {}
+_pools: dict[tuple[str, str, str, str, float], _Pool] = {}
 _clients_lock = threading.Lock()
 
 
@@ -53,11 +55,19 @@ def check_connection(secret: RenderedSecret, now: datetime, *, timeout: float = 
 
     try:
         server, tls = _client_config(secret.manifest)
-        client = _client(tls["caData"], tls["certData"], tls["keyData"], tls.get("serverName", ""), timeout)
+        pool = _pool(tls["caData"], tls["certData"], tls["keyData"], tls.get("serverName", ""), timeout)
+        origin = urlsplit(server).netloc
+        if (seen := pool.broken.get(origin)) is not None:
+            return ConnectionCheck(seen[0], now, f"{seen[1]} (an earlier check in this run; not tried again)")
         extensions = {"sni_hostname": tls["serverName"]} if tls.get("serverName") else {}
-        response = client.get(server.rstrip("/") + "/version", extensions=extensions)
+        response = pool.client.get(server.rstrip("/") + "/version", extensions=extensions)
     except httpx.TransportError as exc:
-        return ConnectionCheck(TLS_ERROR if _tls_failure(exc) else UNREACHABLE, now, _short(exc))
+        status = TLS_ERROR if _tls_failure(exc) else UNREACHABLE
+        if status == TLS_ERROR or isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            # The same for every Secret of the run (one proxy, one CA set, one identity): a proxy
+            # that does not answer must not cost every cluster its own timeout.
+            pool.broken[origin] = (status, _short(exc))
+        return ConnectionCheck(status, now, _short(exc))
     except (ValueError, KeyError, TypeError, ssl.SSLError) as exc:
         # caData, certificate or key unusable: Argo CD could not build its client either.
         message = f"the Secret's TLS configuration is unusable: {type(exc).__name__}"
@@ -68,9 +78,11 @@ def check_connection(secret: RenderedSecret, now: datetime, *, timeout: float = 
     return ConnectionCheck(status, now, f"HTTP {response.status_code}: {_answer(response)}")
 
 
-def check_due(last_checked: datetime | None, now: datetime) -> bool:
-    """Whether an unchanged registration should be checked again in this run."""
-    return last_checked is None or now - last_checked >= CHECK_EVERY
+def check_due(last_checked: datetime | None, now: datetime, last_status: str = OK) -> bool:
+    """Whether an unchanged registration should be checked again in this run: hourly, and every
+    `RECHECK_FAILED` while it does not connect, so a recovery shows soon."""
+    every = CHECK_EVERY if last_status == OK else RECHECK_FAILED
+    return last_checked is None or now - last_checked >= every
 
 
 def _client_config(manifest: dict[str, Any]) -> tuple[str, dict[str, str]]:
@@ -80,7 +92,15 @@ def _client_config(manifest: dict[str, Any]) -> tuple[str, dict[str, str]]:
     return server, dict(config["tlsClientConfig"])
 
 
-def _client(ca_data: str, cert_data: str, key_data: str, server_name: str, timeout: float) -> httpx.Client:
+@dataclass
+class _Pool:
+    """A client for one run's credentials, and the servers it could not connect to (origin → outcome)."""
+
+    client: httpx.Client
+    broken: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+def _pool(ca_data: str, cert_data: str, key_data: str, server_name: str, timeout: float) -> _Pool:
     """One client per credentials: every Secret of a run shares them (and the proxy), so a run makes
     its TLS connections once and sends each check over them, as verified as a connection of its own.
     A new identity (the next run) evicts the oldest client and closes its connections. The server name
@@ -91,14 +111,14 @@ def _client(ca_data: str, cert_data: str, key_data: str, server_name: str, timeo
 
     key = (ca_data, cert_data, key_data, server_name, timeout)
     with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
+        pool = _pools.get(key)
+        if pool is None:
             context = ssl.create_default_context(cadata=base64.b64decode(ca_data).decode("ascii"))
             load_client_identity(context, base64.b64decode(cert_data), base64.b64decode(key_data))
-            client = _clients[key] = httpx.Client(verify=context, timeout=timeout, trust_env=False)
-            while len(_clients) > _KEEP_CLIENTS:
-                _clients.pop(next(iter(_clients))).close()
-        return client
+            pool = _pools[key] = _Pool(httpx.Client(verify=context, timeout=timeout, trust_env=False))
+            while len(_pools) > _KEEP_CLIENTS:
+                _pools.pop(next(iter(_pools))).client.close()
+        return pool
 
 
 def _tls_failure(exc: BaseException) -> bool:

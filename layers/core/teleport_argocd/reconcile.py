@@ -559,7 +559,7 @@ class Reconciler:
         reg = step.registration
         if step.action is Action.PRUNE or self.check is None:
             return False
-        if reg is None or check_due(reg.connection_at, self.clock()):
+        if reg is None or check_due(reg.connection_at, self.clock(), reg.connection):
             return True
         changed = reg.fingerprint != step.fingerprint or reg.last_error is not None or not reg.matches
         return step.writes and (changed or reg.connection != OK)
