@@ -113,6 +113,9 @@ class BotKeeper:
                         exc,
                     )
                     return self._join(settings, credentials, None, now)
+                except TeleportError:
+                    session.close()  # the caller never gets it to close
+                    raise
                 if not authorities.bot_needs_reissue(session.bot.cert_pem):
                     return session
                 session.close()
