@@ -10,6 +10,7 @@ import http.client
 import json
 import socket
 import ssl
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -22,7 +23,9 @@ from cryptography.exceptions import InvalidSignature
 from standins.aws import ACCOUNT_ID, REGION
 from standins.teleport import TeleportStandin
 from standins.teleport.rotation import RotationError
+from teleport_argocd.errors import AuthCallError
 from teleport_argocd.teleport import BotKeeper, JoinSettings
+from teleport_argocd.teleport.auth import GET_CERT_AUTHORITIES, AuthClient
 from teleport_argocd.teleport.tls import load_client_identity
 
 KUBE_SNI = "kube-teleport-proxy-alpn.teleport.cluster.local"
@@ -227,3 +230,20 @@ def test_a_keeper_that_missed_the_phases_joins_afresh(env: Env) -> None:
         session.impersonate(timedelta(minutes=5))
     # Auth's new certificate cannot be verified with the old CA: a fresh join, a new instance.
     assert session.bot_instance_id != first.bot_instance_id
+
+
+def test_a_failed_ca_read_of_a_kept_bot_fails_the_session_and_leaves_no_tunnel(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keeper = BotKeeper()
+    with keeper.session(env.settings(), env.credentials):
+        pass
+
+    def unavailable(self: AuthClient, cluster_name: str) -> None:
+        raise AuthCallError(GET_CERT_AUTHORITIES, "injected", code="UNAVAILABLE")
+
+    monkeypatch.setattr(AuthClient, "cert_authorities", unavailable)
+    tunnels = sum(1 for t in threading.enumerate() if t.name == "teleport-tunnel")
+    with pytest.raises(AuthCallError, match="injected"):
+        keeper.session(env.settings(), env.credentials)
+    assert sum(1 for t in threading.enumerate() if t.name == "teleport-tunnel") == tunnels
