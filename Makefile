@@ -40,6 +40,7 @@ bench: venv
 	$(PY) bench/renewal_bench.py --sizes 10,100,1000
 	$(PY) bench/event_bench.py --sizes 10,100,1000
 	$(PY) bench/discovery_bench.py --clusters 1000
+	$(PY) bench/rotation_bench.py --clusters 1000
 	$(PY) bench/fanout_bench.py --outputs 20 --clusters 200
 	$(PY) bench/import_time.py --layer
 

@@ -68,5 +68,5 @@ def handler(event: ScheduleEvent, context: LambdaContext) -> dict[str, Any]:
             metrics.add_metric("RunsQueued", "Count", queued)
             return {"status": "queued", "outputs": queued}
         reports = runtime.reconcile(outputs, trigger)
-        record_metrics(reports, metrics.add_metric, runtime.clock(), runtime.earliest_expiry(outputs))
+        record_metrics(reports, metrics.add_metric, runtime.clock(), *runtime.registry_metrics(outputs))
     return {"outputs": [r.to_dict() for r in reports]}

@@ -50,4 +50,4 @@ def run(body: str) -> None:
     with open_runtime(session=session) as runtime:
         outputs = runtime.outputs([name])
         reports = runtime.reconcile(outputs, trigger)
-        record_metrics(reports, metrics.add_metric, runtime.clock(), runtime.earliest_expiry(outputs))
+        record_metrics(reports, metrics.add_metric, runtime.clock(), *runtime.registry_metrics(outputs))

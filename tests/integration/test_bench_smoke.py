@@ -11,6 +11,7 @@ import pytest
 
 from bench.event_bench import measure as measure_event
 from bench.kube_patterns import CLIENTS, Target, floor, precreate, secret_names, store_floor, tbot_pattern
+from bench.rotation_bench import measure as measure_rotation
 from standins.kubeapi import KubeApiServer
 
 WRITER = "bench-writer"
@@ -72,3 +73,13 @@ def test_event_bench_writes_one_secret_and_one_registration() -> None:
     assert row.kube_writes == [1]
     assert row.registration_writes == [1]
     assert row.dynamodb_writes > 0  # the hook sees the child's requests
+
+
+def test_the_rotation_bench_sees_every_secret_take_each_phases_ca_set() -> None:
+    phases = measure_rotation(5, latency_ms=0)
+    assert [(p.phase, p.written, p.kube_writes, p.current) for p in phases] == [
+        ("init", 5, 5, 5),
+        ("update_clients", 5, 5, 5),
+        ("update_servers", 0, 0, 5),
+        ("standby", 5, 5, 5),
+    ]

@@ -338,6 +338,9 @@ def test_registrations_round_trip_every_field(store: StateStore) -> None:
             absence=Absence.DESELECTED,
             absence_banked=timedelta(minutes=30, microseconds=7),
             absence_seen=T0 + timedelta(minutes=40),
+            connection="tls-error",
+            connection_at=T0,
+            connection_message="certificate verify failed",
         ),
     ]
     store.put_registrations(written)

@@ -140,13 +140,17 @@ class FakeSession:
         self.clusters = {name: KubeCluster(name, dict(labels)) for name, labels in clusters.items()}
         self.clock = clock
         self.listings = 0
+        self.host_cas = [HOST_CA]  # what the next runs read as the trusted host CA certificates
+        self.cert_pem = b"CERT"  # the certificate the next impersonations return
 
     @property
     def host_ca_pems(self) -> list[bytes]:
-        return [HOST_CA]
+        return list(self.host_cas)
 
     def impersonate(self, ttl: timedelta) -> Identity:
-        return Identity(b"CERT", b"KEY", self.clock() + ttl, "bot-argocd", "argocd", "example.teleport.sh")
+        return Identity(
+            self.cert_pem, b"KEY", self.clock() + ttl, "bot-argocd", "argocd", "example.teleport.sh"
+        )
 
     def list_kube_clusters(
         self, identity: Identity, *, name: str | None = None, labels: Any = None

@@ -4,11 +4,18 @@ to Kubernetes and to the state table, and what it leaves alone."""
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from standins.teleport import ca
+from standins.teleport.ca import CertAuthority
+from teleport_argocd.argocd import RenderedSecret
 from teleport_argocd.errors import StateError
 from teleport_argocd.plan import Renewal, Scope, shard_of
+from teleport_argocd.probe import ConnectionCheck
 from teleport_argocd.reconcile import Trigger
 
 from .fakes import Clock, output, reconciler
@@ -97,6 +104,115 @@ def test_a_label_change_rewrites_that_cluster_only() -> None:
     assert [(c.kube_cluster, c.action, c.reason) for c in report.clusters if c.action != "unchanged"] == [
         ("b", "updated", "changed")
     ]
+
+
+def test_a_changed_host_ca_set_rewrites_every_secret_in_a_discovery_run() -> None:
+    rec, _state, store, session = reconciler(PROD)
+    rec.run(output(), RENEWAL)
+    # A host CA rotation's init: the new certificate is trusted besides the active one.
+    session.host_cas = [*session.host_cas, CertAuthority("example.teleport.sh").cert_pem]
+    before = len(store.writes)
+    report = rec.run(output(), DISCOVERY)
+    assert sorted(store.writes[before:]) == ["a", "b", "c"]
+    assert {(c.action, c.reason) for c in report.clusters} == {("updated", "changed")}
+    assert rec.run(output(), DISCOVERY).status == "idle"  # once per phase change, not every run
+
+
+def test_a_new_user_ca_signer_rewrites_every_secret_and_a_new_certificate_alone_does_not() -> None:
+    rec, _state, store, session = reconciler(PROD)
+    old, new = CertAuthority("example.teleport.sh"), CertAuthority("example.teleport.sh")
+    session.cert_pem = _client_cert(old)
+    rec.run(output(), RENEWAL)
+    session.cert_pem = _client_cert(old)  # another certificate from the same key: nothing to do
+    assert rec.run(output(), DISCOVERY).status == "idle"
+    session.cert_pem = _client_cert(new)  # update_clients: the new user CA key signs
+    before = len(store.writes)
+    rec.run(output(), DISCOVERY)
+    assert sorted(store.writes[before:]) == ["a", "b", "c"]
+
+
+def _client_cert(authority: CertAuthority) -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    identity = ca.Identity("bot-argocd", ("kube",), "example.teleport.sh")
+    cert = authority.issue_client(identity, key.public_key(), ca.now() + timedelta(hours=1))
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+class Checks:
+    """A connection check that answers `status` per kube cluster (ok by default) and counts its calls."""
+
+    def __init__(self) -> None:
+        self.status: dict[str, str] = {}
+        self.calls: list[str] = []
+
+    def __call__(self, secret: RenderedSecret, now: datetime) -> ConnectionCheck:
+        name = secret.cluster.name
+        self.calls.append(name)
+        status = self.status.get(name, "ok")
+        return ConnectionCheck(status, now, "" if status == "ok" else f"{name} is {status}")
+
+
+def test_every_written_secret_is_checked_and_the_outcome_recorded() -> None:
+    clock = Clock()
+    rec, state, _store, _session = reconciler(PROD, clock)
+    rec.check = checks = Checks()
+    checks.status["b"] = "forbidden"
+    rec.run(output(), RENEWAL)
+    assert sorted(checks.calls) == ["a", "b", "c"]
+    regs = {r.kube_cluster: r for r in state.registrations("main")}
+    assert {n: (r.connection, r.connection_at) for n, r in regs.items()} == {
+        "a": ("ok", clock()),
+        "b": ("forbidden", clock()),
+        "c": ("ok", clock()),
+    }
+    assert regs["b"].connection_message == "b is forbidden"
+
+
+def test_unchanged_registrations_are_checked_hourly_even_when_nothing_is_written() -> None:
+    clock = Clock()
+    rec, state, store, _session = reconciler(PROD, clock)
+    rec.check = checks = Checks()
+    rec.run(output(), RENEWAL)
+    checks.calls.clear()
+    clock.advance(timedelta(minutes=30))
+    assert rec.run(output(), DISCOVERY).status == "idle" and checks.calls == []
+    clock.advance(timedelta(minutes=31))
+    writes = len(store.writes)
+    checks.status["c"] = "unreachable"
+    report = rec.run(output(), DISCOVERY)
+    assert report.status == "completed" and report.counts["written"] == 0 and len(store.writes) == writes
+    assert sorted(checks.calls) == ["a", "b", "c"]
+    regs = {r.kube_cluster: r for r in state.registrations("main")}
+    assert (regs["c"].connection, regs["c"].connection_at) == ("unreachable", clock())
+    assert regs["a"].last_written < clock() - timedelta(hours=1)  # checked, not rewritten
+    # One that did not connect is checked again after ten minutes, so a recovery shows soon.
+    checks.calls.clear()
+    clock.advance(timedelta(minutes=11))
+    del checks.status["c"]
+    rec.run(output(), DISCOVERY)
+    assert checks.calls == ["c"]
+    assert {r.kube_cluster: r.connection for r in state.registrations("main")}["c"] == "ok"
+
+
+def test_a_renewal_alone_is_not_checked_again_within_the_hour_and_a_change_is() -> None:
+    clock = Clock()
+    rec, state, store, session = reconciler(PROD, clock)
+    out = output(secret_labels={"team": '{{ index .Labels "team" }}'})
+    rec.check = checks = Checks()
+    rec.run(out, RENEWAL)
+    checks.calls.clear()
+    clock.advance(timedelta(minutes=25))  # certificates due for renewal, checks not due
+    session.clusters["b"] = session.clusters["b"].__class__("b", {"env": "prod", "team": "payments"})
+    before = len(store.writes)
+    rec.run(out, RENEWAL)
+    assert sorted(store.writes[before:]) == ["a", "b", "c"]
+    assert checks.calls == ["b"]  # only the Secret whose content changed
+    # The renewed registrations keep the check they had; the next renewal checks nothing.
+    regs = {r.kube_cluster: r for r in state.registrations("main")}
+    assert regs["a"].connection_at == clock() - timedelta(minutes=25) and regs["b"].connection_at == clock()
+    clock.advance(timedelta(minutes=25))
+    rec.run(out, RENEWAL)
+    assert checks.calls == ["b"]
 
 
 def test_a_deselected_cluster_is_marked_unmatched_and_its_secret_kept() -> None:

@@ -349,6 +349,23 @@ def test_failing_runs_alarm_within_half_the_certificate_lifetime() -> None:
         assert props["TreatMissingData"] == "notBreaching"
 
 
+def test_the_unreachable_clusters_alarm_is_opt_in_and_reads_what_runs_publish() -> None:
+    resource = RESOURCES["UnreachableClustersAlarm"]
+    assert not cfn().condition(resource["Condition"])
+    evaluator = cfn(EnableUnreachableClustersAlarm="true")
+    assert evaluator.condition(resource["Condition"])
+    props = alarm("UnreachableClustersAlarm", evaluator)
+    # The metric the renew and worker functions publish (teleport_argocd.metrics), under their
+    # Powertools namespace and service.
+    env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    assert (props["Namespace"], props["MetricName"]) == (
+        env["POWERTOOLS_METRICS_NAMESPACE"],
+        "ClustersUnreachable",
+    )
+    assert props["Dimensions"] == [{"Name": "service", "Value": env["POWERTOOLS_SERVICE_NAME"]}]
+    assert props["TreatMissingData"] == "notBreaching"
+
+
 def test_silence_and_expiry_alarm_within_half_the_certificate_lifetime() -> None:
     props = alarm("CertificateExpiryAlarm", cfn())
     assert props["TreatMissingData"] == "breaching"

@@ -56,6 +56,11 @@ class ProxyError(TeleportError):
     """Raised when the proxy cannot be used: unreachable, bad TLS, not Teleport, no Kubernetes address."""
 
 
+class UntrustedServer(ProxyError):
+    """Raised when a Teleport server's certificate is signed by no CA we trust (the web certificate,
+    or a host CA rotated past `update_servers` while this process kept the old one)."""
+
+
 class JoinError(TeleportError):
     """Raised when the IAM join is refused; the message carries Teleport's reason."""
 

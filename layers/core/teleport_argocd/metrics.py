@@ -15,11 +15,13 @@ def record_metrics(
     add_metric: AddMetric,
     now: datetime,
     earliest_expiry: datetime | None = None,
+    unreachable: int | None = None,
 ) -> None:
-    """Publish a run's numbers: Secrets written and pruned, failures, failed runs, time to earliest expiry.
+    """Publish a run's numbers: Secrets written and pruned, failures, failed runs, time to earliest expiry,
+    and how many registered clusters did not connect at their last check (`ClustersUnreachable`).
 
-    The expiry comes from the state table when given, so a run with nothing to do still reports
-    it (the alarm treats missing data as breaching).
+    The expiry and the unreachable count come from the state table when given, so a run with
+    nothing to do still reports them (the expiry alarm treats missing data as breaching).
     """
     ran = [r for r in reports if r.status in ("completed", "failed", "idle") and not r.dry_run]
     if ran:
@@ -30,3 +32,5 @@ def record_metrics(
     expiries = [e for e in [earliest_expiry, *(r.cert_expires for r in ran)] if e]
     if expiries:
         add_metric("CertificateExpirySeconds", "Seconds", max(0.0, (min(expiries) - now).total_seconds()))
+    if unreachable is not None:
+        add_metric("ClustersUnreachable", "Count", unreachable)

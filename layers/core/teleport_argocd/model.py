@@ -131,3 +131,8 @@ class Registration:
     absence: Absence = Absence.NONE
     absence_banked: timedelta = timedelta(0)
     absence_seen: datetime | None = None
+    # The last check that the Secret connects as Argo CD will (teleport_argocd.probe): ok,
+    # forbidden, unreachable or tls-error, when, and why.
+    connection: str = ""
+    connection_at: datetime | None = None
+    connection_message: str = ""

@@ -9,6 +9,7 @@ a dry run promises is what a run does.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import math
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
+
+from cryptography import x509
 
 from teleport_argocd.argocd import RenderedSecret
 from teleport_argocd.config.types import OutputConfig, PruneConfig
@@ -386,14 +389,19 @@ def renewal_due(output: OutputConfig, cert_expires: datetime | None, now: dateti
 
 def fingerprint(secret: RenderedSecret) -> str:
     """A digest of everything rendered except what changes on every write (the time stamp and
-    the client certificate and key), so a change of labels, names, CA or settings shows."""
+    the client certificate and key), so a change of labels, names, CA or settings shows.
+
+    The CA set enters twice: `caData` (the host CA's trusted certificates) and the user CA key that
+    signed the certificate, so each rotation phase that changes either (`init`, `update_clients`,
+    `rollback`, `standby`) rewrites every Secret in the run that first sees it, as tbot does.
+    """
     manifest = secret.manifest
     meta = manifest["metadata"]
     data = dict(manifest.get("data") or {})
     if "config" in data:
         config = json.loads(base64.b64decode(data["config"]))
         tls = dict(config.get("tlsClientConfig") or {})
-        tls.pop("certData", None)
+        tls["certData"] = _signer(str(tls.get("certData", "")))
         tls.pop("keyData", None)
         data["config"] = {**config, "tlsClientConfig": tls}
     stable = {
@@ -405,6 +413,18 @@ def fingerprint(secret: RenderedSecret) -> str:
         "data": data,
     }
     return hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()[:32]
+
+
+@functools.lru_cache(maxsize=8)
+def _signer(cert_data: str) -> str:
+    """The key that issued a base64 PEM certificate (its authority key identifier), not the certificate:
+    one identity serves every Secret of a run, so this is worked out once per run."""
+    try:
+        cert = x509.load_pem_x509_certificate(base64.b64decode(cert_data))
+        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    except (ValueError, x509.ExtensionNotFound):
+        return ""
+    return (aki.key_identifier or b"").hex()
 
 
 def _write_step(

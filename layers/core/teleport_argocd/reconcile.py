@@ -29,6 +29,7 @@ from teleport_argocd.config.types import Destination, OutputConfig
 from teleport_argocd.errors import ClusterNotListed, TeleportArgoCDError
 from teleport_argocd.model import Absence, Identity, KubeCluster, KubeEndpoint, Registration, SecretVersion
 from teleport_argocd.plan import Action, Plan, Renewal, Scope, Step, plan
+from teleport_argocd.probe import OK, ConnectionCheck, check_due
 from teleport_argocd.selectors import ClusterQuery, matches, select
 from teleport_argocd.state import Lease, RunRecord
 
@@ -53,6 +54,10 @@ _DRY = {
 # At most this many unselected clusters are looked up by name in one run, to tell a deselected
 # cluster from one that vanished; the rest keep their evidence (vanished: the longer grace).
 MAX_LISTED_CHECKS = 50
+CheckConnection = Callable[[RenderedSecret, datetime], ConnectionCheck]
+# A step carried out: what the write or delete returned (None for a check alone), and the check.
+_Done = tuple["WriteResultLike | bool | None", "ConnectionCheck | None"]
+
 # Registrations are written back in batches of this many as results arrive, so a run killed
 # half-way keeps what it did.
 FLUSH_EVERY = 25
@@ -231,6 +236,8 @@ class Reconciler:
     concurrency: int = 16
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     sleep: Callable[[float], None] = time.sleep
+    # Checks that a Secret connects as Argo CD will (teleport_argocd.probe); None: no checks.
+    check: CheckConnection | None = None
 
     def run(self, output: OutputConfig, trigger: Trigger) -> OutputReport:
         """Reconcile one output as far as `trigger` asks, or mark it pending if another run holds it."""
@@ -254,7 +261,7 @@ class Reconciler:
             self._report_plan(report, decided, listing)
             report.finished = self.clock()
             return report
-        if decided.idle and not listing.errors:
+        if decided.idle and not listing.errors and not self._checks_due(decided):
             report.status = "idle"
             self._report_plan(report, decided, listing)
             report.finished = self.clock()
@@ -460,7 +467,7 @@ class Reconciler:
                     records.append(step.record)
         self.state.put_registrations(records)
         report.notes[:] = decided.notes
-        work = sorted(decided.writes, key=_oldest_first) + decided.deletes
+        work = sorted(decided.writes, key=_oldest_first) + decided.deletes + self._checks_due(decided)
         if work:
             store = self.connect_destination(output.destination)
             lease = self._write_all(output, store, work, listing.identity, report, lease)
@@ -487,13 +494,14 @@ class Reconciler:
         renewed_at = time.monotonic()
         buffer: list[Registration] = []
         flushes: list[Future[None]] = []
-        finished: queue.SimpleQueue[tuple[Step, Future[WriteResultLike | bool]]] = queue.SimpleQueue()
+        finished: queue.SimpleQueue[tuple[Step, Future[_Done]]] = queue.SimpleQueue()
         with (
             ThreadPoolExecutor(max_workers=min(self.concurrency, len(writes))) as pool,
             ThreadPoolExecutor(max_workers=FLUSH_CONCURRENCY) as flusher,
         ):
             for step in writes:
-                future = pool.submit(_carry_out, store, step)
+                check = self.check if self._needs_check(step) else None
+                future = pool.submit(_carry_out, store, step, check, self.clock)
                 future.add_done_callback(functools.partial(_put, finished, step))
             done = 0
             while done < len(writes):
@@ -518,13 +526,13 @@ class Reconciler:
         self,
         output: OutputConfig,
         step: Step,
-        future: Future[WriteResultLike | bool],
+        future: Future[_Done],
         identity: Identity,
         report: OutputReport,
     ) -> Registration:
         now = self.clock()
         try:
-            result = future.result()
+            result, checked = future.result()
         except Exception as exc:  # one cluster's failure never stops the others
             message = _describe(exc)
             if not isinstance(exc, TeleportArgoCDError):
@@ -534,15 +542,18 @@ class Reconciler:
             logger.warning("output %s: cluster %s not written: %s", output.name, step.kube_cluster, message)
             report.clusters.append(_result(step, FAILED, error=message))
             return self._failed(output, step, message, now)
+        if step.action is Action.UNCHANGED:  # checked only: already reported as unchanged
+            assert step.registration is not None
+            return _with_check(step.registration, checked)
         if step.action is Action.PRUNE:
             assert step.registration is not None
             logger.info("output %s: cluster %s pruned (%s)", output.name, step.kube_cluster, step.reason)
             report.clusters.append(_result(step, DELETED))
             return replace(step.registration, deleted_at=now, version=None, last_attempt=now)
-        assert step.secret is not None and not isinstance(result, bool)
+        assert step.secret is not None and result is not None and not isinstance(result, bool)
         report.clusters.append(_result(step, CREATED if result.action == "created" else UPDATED))
         reg = step.registration
-        return Registration(
+        written = Registration(
             output=output.name,
             teleport_cluster=self._teleport().teleport_cluster,
             kube_cluster=step.kube_cluster,
@@ -558,6 +569,14 @@ class Reconciler:
             last_attempt=now,
             cert_expires=identity.expires,
         )
+        if reg is not None:  # a write that was not checked keeps the last check
+            written = replace(
+                written,
+                connection=reg.connection,
+                connection_at=reg.connection_at,
+                connection_message=reg.connection_message,
+            )
+        return _with_check(written, checked)
 
     def _failed(self, output: OutputConfig, step: Step, message: str, now: datetime) -> Registration:
         """A failed attempt: what was written before stays as it was, the error is added."""
@@ -583,6 +602,23 @@ class Reconciler:
             last_error_at=now,
             last_attempt=now,
         )
+
+    def _checks_due(self, decided: Plan) -> list[Step]:
+        """Unchanged registrations whose connection check is due."""
+        if self.check is None:
+            return []
+        return [s for s in decided.steps if s.action is Action.UNCHANGED and self._needs_check(s)]
+
+    def _needs_check(self, step: Step) -> bool:
+        """Check after a create or a change, and hourly; a renewal alone (a new certificate for the same
+        roles, CA and server) of a registration that connected within the hour is not checked again."""
+        reg = step.registration
+        if step.action is Action.PRUNE or self.check is None:
+            return False
+        if reg is None or check_due(reg.connection_at, self.clock(), reg.connection):
+            return True
+        changed = reg.fingerprint != step.fingerprint or reg.last_error is not None or not reg.matches
+        return step.writes and (changed or reg.connection != OK)
 
     # -- reporting ------------------------------------------------------------------------
 
@@ -635,21 +671,33 @@ class Reconciler:
 
 
 def _put(
-    finished: queue.SimpleQueue[tuple[Step, Future[WriteResultLike | bool]]],
+    finished: queue.SimpleQueue[tuple[Step, Future[_Done]]],
     step: Step,
-    future: Future[WriteResultLike | bool],
+    future: Future[_Done],
 ) -> None:
     finished.put((step, future))
 
 
-def _carry_out(store: SecretStoreLike, step: Step) -> WriteResultLike | bool:
-    """One request's worth of a step: write the Secret, or delete the one we last wrote."""
+def _carry_out(
+    store: SecretStoreLike, step: Step, check: CheckConnection | None, clock: Callable[[], datetime]
+) -> _Done:
+    """A step's requests: write the Secret (then check it connects), delete the one we last wrote,
+    or, for an unchanged registration whose check is due, only the check."""
     reg = step.registration
     if step.action is Action.PRUNE:
         assert reg is not None and reg.version is not None
-        return store.delete(reg.secret_namespace, reg.secret_name, reg.version)
+        return store.delete(reg.secret_namespace, reg.secret_name, reg.version), None
     assert step.secret is not None
-    return store.write(step.secret.manifest, step.known)
+    result = None if step.action is Action.UNCHANGED else store.write(step.secret.manifest, step.known)
+    return result, check(step.secret, clock()) if check is not None else None
+
+
+def _with_check(reg: Registration, checked: ConnectionCheck | None) -> Registration:
+    if checked is None:
+        return reg
+    return replace(
+        reg, connection=checked.status, connection_at=checked.at, connection_message=checked.message
+    )
 
 
 def _oldest_first(step: Step) -> datetime:

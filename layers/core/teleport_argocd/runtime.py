@@ -18,6 +18,7 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+from teleport_argocd import probe
 from teleport_argocd.config import load_config
 from teleport_argocd.config.types import Config, Destination, OutputConfig
 from teleport_argocd.errors import ConfigError, ConfigProblem, JoinError, NotConfigured, UnknownOutput
@@ -129,6 +130,7 @@ class Runtime:
             lease_duration=timedelta(seconds=settings.lease_seconds),
             concurrency=settings.concurrency,
             clock=clock,
+            check=probe.check_connection,
         )
 
     def __enter__(self) -> Runtime:
@@ -212,15 +214,18 @@ class Runtime:
             for output in outputs
         }
 
-    def earliest_expiry(self, outputs: Sequence[OutputConfig]) -> datetime | None:
-        """The soonest certificate expiry among clusters still registered and matching."""
-        expiries = [
-            r.cert_expires
+    def registry_metrics(self, outputs: Sequence[OutputConfig]) -> tuple[datetime | None, int]:
+        """Among clusters still registered and matching, read once: the soonest certificate expiry, and
+        how many did not connect at their last check (`probe`)."""
+        live = [
+            r
             for output in outputs
             for r in self.state.registrations(output.name)
-            if r.matches and r.cert_expires and r.deleted_at is None
+            if r.matches and r.deleted_at is None
         ]
-        return min(expiries, default=None)
+        expiries = [r.cert_expires for r in live if r.cert_expires]
+        unreachable = sum(1 for r in live if r.connection not in ("", probe.OK))
+        return min(expiries, default=None), unreachable
 
     def status(self, outputs: Sequence[OutputConfig]) -> dict[str, Any]:
         """Every registration, the lease and the last runs of each output, for an operator."""

@@ -37,6 +37,8 @@ output's registrations once and writes back only those that changed, whole, in b
     absence_seen     S     the last such run that saved the clock; absent while the clock is paused
     last_error       S     at most 1,000 characters; absent after a success
     matches          BOOL  the cluster still matches the output's selectors
+    connection, connection_message  S  the last connection check (ok, forbidden, unreachable,
+                           tls-error) and its reason; `connection_at` S when it was made
 
 ``sk = "run#<start>#<run id>"`` summarizes one run; the start time sorts, so newest
 first is a reverse Query:
@@ -87,6 +89,7 @@ _REG_TIMES = (
     "unmatched_since",
     "deleted_at",
     "absence_seen",
+    "connection_at",
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TRUE = {"BOOL": True}
@@ -520,6 +523,9 @@ def _reg_item(reg: Registration) -> dict[str, Any]:
         item["absence"] = _s(reg.absence.value)
     if reg.absence_banked:
         item["absence_banked"] = _n(_seconds(reg.absence_banked))
+    if reg.connection:
+        item["connection"] = _s(reg.connection)
+        item["connection_message"] = _s(_truncate(reg.connection_message, _MAX_ERROR))
     for name in _REG_TIMES:
         moment = getattr(reg, name)
         if moment is not None:
@@ -544,6 +550,8 @@ def _registration(output: str, item: Mapping[str, Any]) -> Registration:
         last_error=_str(item, "last_error"),
         absence=_absence(item),
         absence_banked=_duration(item, "absence_banked"),
+        connection=_str(item, "connection") or "",
+        connection_message=_str(item, "connection_message") or "",
         **{name: _time(item, name) for name in _REG_TIMES},
     )
 

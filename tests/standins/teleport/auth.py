@@ -127,7 +127,7 @@ class AuthService(authservice_pb2_grpc.AuthServiceServicer):
         return certs_pb2.Certs(
             TLS=tls_cert.public_bytes(PEM),
             SSH=ssh_cert,
-            TLSCACerts=[user_ca.cert_pem],
+            TLSCACerts=[c.cert_pem for c in self._cluster.user.trusted],
             SSHCACerts=[self._cluster.host_ca.ssh_public_line],
         )
 
@@ -136,7 +136,9 @@ class AuthService(authservice_pb2_grpc.AuthServiceServicer):
         self, request: empty_pb2.Empty, context: grpc.ServicerContext
     ) -> authservice_pb2.GetClusterCACertResponse:
         caller(context)
-        return authservice_pb2.GetClusterCACertResponse(TLSCA=self._cluster.host_ca.cert_pem)
+        # Every trusted certificate of the host CA, joined by newlines (`services.GetTLSCerts`).
+        pems = [c.cert_pem for c in self._cluster.host.trusted]
+        return authservice_pb2.GetClusterCACertResponse(TLSCA=b"\n".join(pems))
 
     @refusals_as_status
     def ListResources(
@@ -155,23 +157,34 @@ class TrustService(trust_service_pb2_grpc.TrustServiceServicer):
         self, request: trust_service_pb2.GetCertAuthoritiesRequest, context: grpc.ServicerContext
     ) -> trust_service_pb2.GetCertAuthoritiesResponse:
         caller(context)
-        authorities = {"host": self._cluster.host_ca, "user": self._cluster.user_ca}
-        if request.type not in authorities:
+        if request.type not in ("host", "user"):
             raise bad_parameter(f'cert authority type "{request.type}" is not supported; want host or user')
         if request.include_key:
             raise denied('access denied to perform action "read" on "cert_authority" with secrets')
-        authority = authorities[request.type]
+        with self._cluster.lock:
+            authority = self._cluster.authority(request.type)
+            spec = types_pb2.CertAuthoritySpecV2(
+                Type=request.type,
+                ClusterName=self._cluster.name,
+                Rotation=types_pb2.Rotation(
+                    State=authority.state,
+                    Phase=authority.phase,
+                    Mode="manual" if authority.state != "standby" else "",
+                ),
+                ActiveKeys=_key_set(authority.active),
+                AdditionalTrustedKeys=_key_set(authority.additional),
+            )
         return trust_service_pb2.GetCertAuthoritiesResponse(
             cert_authorities_v2=[
                 types_pb2.CertAuthorityV2(
                     Kind="cert_authority",
                     Version="v2",
                     Metadata=types_pb2.Metadata(Name=self._cluster.name),
-                    Spec=types_pb2.CertAuthoritySpecV2(
-                        Type=request.type,
-                        ClusterName=self._cluster.name,
-                        ActiveKeys=types_pb2.CAKeySet(TLS=[types_pb2.TLSKeyPair(Cert=authority.cert_pem)]),
-                    ),
+                    Spec=spec,
                 )
             ]
         )
+
+
+def _key_set(authorities: tuple[ca.CertAuthority, ...]) -> types_pb2.CAKeySet:
+    return types_pb2.CAKeySet(TLS=[types_pb2.TLSKeyPair(Cert=a.cert_pem) for a in authorities])

@@ -59,7 +59,7 @@ def new_challenge() -> str:
 class BotCredentials:
     tls_cert: x509.Certificate
     ssh_cert: bytes  # authorized_keys line, empty when no SSH key was sent
-    tls_cas: tuple[x509.Certificate, ...]  # user CA, then host CA
+    tls_cas: tuple[x509.Certificate, ...]  # user CA certificates, then host CA ones
     ssh_ca_keys: tuple[bytes, ...]  # authorized_keys lines
 
 
@@ -133,7 +133,8 @@ class IamJoiner:
         return BotCredentials(
             tls_cert=tls_cert,
             ssh_cert=ssh_cert,
-            tls_cas=(self._cluster.user_ca.cert, self._cluster.host_ca.cert),
+            # Every trusted certificate of the user CA, then of the host CA (`services.GetTLSCerts`).
+            tls_cas=tuple(a.cert for a in self._cluster.user.trusted + self._cluster.host.trusted),
             ssh_ca_keys=(self._cluster.host_ca.ssh_public_line,),
         )
 

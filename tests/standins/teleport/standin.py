@@ -21,9 +21,11 @@ from __future__ import annotations
 import datetime as dt
 import ssl
 import tempfile
+import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -90,6 +92,16 @@ def _server_context(
     return ctx
 
 
+@dataclass(frozen=True)
+class _ServerTls:
+    """The proxy's server-side TLS contexts of one rotation phase."""
+
+    web: ssl.SSLContext
+    join: ssl.SSLContext
+    reverse_tunnel: ssl.SSLContext
+    kube: ssl.SSLContext
+
+
 class TeleportStandin:
     """A local Teleport cluster stand-in (see the module docstring)."""
 
@@ -120,27 +132,16 @@ class TeleportStandin:
         web_ca = trustme.CA()
         web_cert = web_ca.issue_cert("localhost", "127.0.0.1")
         self.web_ca_pem: bytes = web_ca.cert_pem.bytes()
-        self.host_ca_pem: bytes = self._cluster.host_ca.cert_pem
-        self.user_ca_pem: bytes = self._cluster.user_ca.cert_pem
-        web_pair = (web_cert.cert_chain_pems[0].bytes(), web_cert.private_key_pem.bytes())
-        proxy_pair = web_pair
+        self._web_pair = (web_cert.cert_chain_pems[0].bytes(), web_cert.private_key_pem.bytes())
         if behind_l7_lb:
-            proxy_pair = self._cluster.host_ca.issue_server(
-                "proxy", ["teleport.cluster.local", "*.teleport.cluster.local", "localhost"], ["127.0.0.1"]
-            )
-            self._lb_tls = _server_context(*web_pair, ["http/1.1"])
-        self._web_tls = _server_context(*proxy_pair, ["http/1.1"])
-        self._join_tls = _server_context(*proxy_pair, ["teleport-proxy-grpc"])
-        self._reverse_tunnel_tls = _server_context(*proxy_pair, [REVERSE_TUNNEL_ALPN])
-        kube_pair = self._cluster.host_ca.issue_server(
-            "kube",
-            [KUBE_SERVER_NAME, "*.teleport.cluster.local", "teleport.cluster.local", "localhost"],
-            ["127.0.0.1"],
-        )
-        self._kube_tls = _server_context(*kube_pair, ["http/1.1"], client_ca=self.user_ca_pem)
+            self._lb_tls = _server_context(*self._web_pair, ["http/1.1"])
+        self._tls_lock = threading.Lock()
+        self._tls_generation = -1
+        self._server_tls = self._tls()
         self._web = WebApi(self._cluster, tls_routing)
         self._kube = KubeProxy(self._cluster)
         self._splicer = Splicer()
+        self._auth_generation = -1
         self._executor: ThreadPoolExecutor | None = None
         self._join_server: grpc.Server | None = None
         self._auth_server: grpc.Server | None = None
@@ -169,11 +170,10 @@ class TeleportStandin:
         join_v1_pb2_grpc.add_JoinServiceServicer_to_server(
             JoinV1Service(joiner, self._cluster), self._auth_server
         )
-        auth_cert, auth_key = self._cluster.host_ca.issue_server(
-            "auth", [self._cluster.encoded_name, "*.teleport.cluster.local", "teleport.cluster.local"]
-        )
-        credentials = grpc.ssl_server_credentials(
-            [(auth_key, auth_cert)], root_certificates=self.user_ca_pem, require_client_auth=True
+        # Auth's certificate and the client CAs it trusts follow the rotation: grpc asks before
+        # each handshake whether they changed.
+        credentials = grpc.dynamic_ssl_server_credentials(
+            self._auth_certificates(), self._changed_auth_certificates, require_client_authentication=True
         )
         self._auth_port = self._auth_server.add_secure_port("127.0.0.1:0", credentials)
 
@@ -197,7 +197,7 @@ class TeleportStandin:
             self._listeners.append(lb)
         if self.kube_listener:
             kube = Listener(
-                lambda conn: serve_https(conn, self._kube_tls, KubeHandler, self._kube),
+                lambda conn: serve_https(conn, self._tls().kube, KubeHandler, self._kube),
                 "teleport-standin-kube",
             )
             self._web.kube_port = kube.port
@@ -227,19 +227,67 @@ class TeleportStandin:
     ) -> None:
         self.stop()
 
+    def _tls(self) -> _ServerTls:
+        """The proxy's TLS contexts for the current rotation phase, made again after each phase change.
+
+        Servers present certificates from the host CA `RotatingAuthority.serving` names and accept
+        client certificates of every trusted user CA key.
+        """
+        with self._tls_lock:
+            if self._tls_generation != self._cluster.ca_generation:
+                with self._cluster.lock:
+                    self._tls_generation = self._cluster.ca_generation
+                    serving = self._cluster.host.serving
+                    client_cas = b"".join(a.cert_pem for a in self._cluster.user.trusted)
+                proxy_pair = self._web_pair
+                if self.behind_l7_lb:
+                    proxy_pair = serving.issue_server(
+                        "proxy",
+                        ["teleport.cluster.local", "*.teleport.cluster.local", "localhost"],
+                        ["127.0.0.1"],
+                    )
+                kube_pair = serving.issue_server(
+                    "kube",
+                    [KUBE_SERVER_NAME, "*.teleport.cluster.local", "teleport.cluster.local", "localhost"],
+                    ["127.0.0.1"],
+                )
+                self._server_tls = _ServerTls(
+                    web=_server_context(*proxy_pair, ["http/1.1"]),
+                    join=_server_context(*proxy_pair, ["teleport-proxy-grpc"]),
+                    reverse_tunnel=_server_context(*proxy_pair, [REVERSE_TUNNEL_ALPN]),
+                    kube=_server_context(*kube_pair, ["http/1.1"], client_ca=client_cas),
+                )
+            return self._server_tls
+
+    def _auth_certificates(self) -> grpc.ServerCertificateConfiguration:
+        with self._cluster.lock:
+            self._auth_generation = self._cluster.ca_generation
+            serving = self._cluster.host.serving
+            client_cas = b"".join(a.cert_pem for a in self._cluster.user.trusted)
+        cert, key = serving.issue_server(
+            "auth", [self._cluster.encoded_name, "*.teleport.cluster.local", "teleport.cluster.local"]
+        )
+        return grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=client_cas)
+
+    def _changed_auth_certificates(self) -> grpc.ServerCertificateConfiguration | None:
+        if self._auth_generation == self._cluster.ca_generation:
+            return None
+        return self._auth_certificates()
+
     def _route(self, conn: Connection) -> None:
         route = choose_route(peek_client_hello(conn.sock), self._cluster.encoded_name)
+        tls = self._tls()
         if route is Route.WEB:
-            serve_https(conn, self._web_tls, WebHandler, self._web)
+            serve_https(conn, tls.web, WebHandler, self._web)
         elif route is Route.KUBE:
-            serve_https(conn, self._kube_tls, KubeHandler, self._kube)
+            serve_https(conn, tls.kube, KubeHandler, self._kube)
         elif route is Route.JOIN:
-            self._splicer.pipe(conn.sock, self._join_port, self._join_tls)
+            self._splicer.pipe(conn.sock, self._join_port, tls.join)
         elif route is Route.AUTH:
             self._splicer.pipe(conn.sock, self._auth_port)
         elif route is Route.REVERSE_TUNNEL:
             # Only the handshake: agents' SSH tunnels are not part of the stand-in.
-            conn.sock = self._reverse_tunnel_tls.wrap_socket(conn.sock, server_side=True)
+            conn.sock = tls.reverse_tunnel.wrap_socket(conn.sock, server_side=True)
             conn.sock.close()
         else:
             conn.sock.close()
@@ -270,6 +318,36 @@ class TeleportStandin:
     @property
     def cluster_name(self) -> str:
         return self._cluster.name
+
+    @property
+    def host_ca_pem(self) -> bytes:
+        """The host CA certificate that signs new host certificates (the first active key)."""
+        return self._cluster.host_ca.cert_pem
+
+    @property
+    def user_ca_pem(self) -> bytes:
+        """The user CA certificate that signs new client certificates (the first active key)."""
+        return self._cluster.user_ca.cert_pem
+
+    def trusted_ca_pems(self, ca_type: str) -> list[bytes]:
+        """Every trusted certificate of the `host` or `user` CA: active keys, then additional ones."""
+        with self._cluster.lock:
+            return [a.cert_pem for a in self._cluster.authority(ca_type).trusted]
+
+    def serving_host_ca_pem(self) -> bytes:
+        """The host CA whose certificates the proxy's Kubernetes and Auth endpoints present now."""
+        with self._cluster.lock:
+            return self._cluster.host.serving.cert_pem
+
+    def rotation_phase(self, ca_type: str) -> str:
+        return self._cluster.authority(ca_type).phase
+
+    def rotate(self, phase: str, *, ca_type: str = "all") -> None:
+        """`tctl auth rotate --manual --type <ca_type> --phase <phase>` for the host and/or user CA
+        (`all` is both, as Teleport's `CertAuthTypeAll` is every type). Servers present their new
+        certificates from the next connection on."""
+        types = ("host", "user") if ca_type == "all" else (ca_type,)
+        self._cluster.rotate(types, phase)
 
     @property
     def new_join_enabled(self) -> bool:

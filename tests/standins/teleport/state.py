@@ -20,6 +20,7 @@ from typing import NamedTuple
 import grpc
 
 from standins.teleport.ca import CertAuthority
+from standins.teleport.rotation import RotatingAuthority
 from teleport_argocd.teleport.proto import authservice_pb2, types_pb2
 
 DISCOVERED_NAME_LABEL = "teleport.internal/discovered-name"
@@ -204,8 +205,9 @@ class Cluster:
         self.new_join_enabled = new_join_enabled
         self.new_join_fault: JoinFault | None = None
         self.list_limit_exceeded_above: int | None = None
-        self.user_ca = CertAuthority(name)
-        self.host_ca = CertAuthority(name)
+        self.user = RotatingAuthority(name)
+        self.host = RotatingAuthority(name)
+        self.ca_generation = 0  # bumped by every rotation phase change, so servers reload their TLS
         self.rpc_calls: Counter[str] = Counter()
         self.rpc_versions: list[tuple[str, str | None]] = []
         self._bot_instances: dict[tuple[str, str], BotInstance] = {}
@@ -217,6 +219,29 @@ class Cluster:
         self._kube: dict[str, KubeCluster] = {}
         self._entries: dict[str, dict[str, list[KubeEntry]]] = {}
         self._index: dict[str, tuple[list[str], list[KubeEntry]]] | None = None
+
+    @property
+    def user_ca(self) -> CertAuthority:
+        """The user CA key that signs client certificates now."""
+        return self.user.signer
+
+    @property
+    def host_ca(self) -> CertAuthority:
+        """The host CA key that signs new host certificates now."""
+        return self.host.signer
+
+    def authority(self, ca_type: str) -> RotatingAuthority:
+        return {"host": self.host, "user": self.user}[ca_type]
+
+    def rotate(self, ca_types: Sequence[str], phase: str) -> None:
+        """Moves each CA type to `phase` (all or none: a refused transition changes nothing)."""
+        with self.lock:
+            rotations = [self.authority(t) for t in ca_types]
+            for rotation in rotations:
+                rotation.check(phase)
+            for rotation in rotations:
+                rotation.rotate(phase)
+            self.ca_generation += 1
 
     @property
     def encoded_name(self) -> str:

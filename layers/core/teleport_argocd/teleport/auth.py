@@ -1,6 +1,6 @@
 """Auth service RPCs, made as one identity over its own `teleport-auth@` tunnel.
 
-The bot identity asks for its role, an impersonated certificate and the host CAs; the impersonated
+The bot identity asks for its role, an impersonated certificate and the host and user CAs; the impersonated
 identity lists Kubernetes clusters, so Teleport filters them by the impersonated roles.
 """
 
@@ -17,6 +17,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from teleport_argocd.errors import AuthCallError
 from teleport_argocd.model import Identity, KubeCluster
 from teleport_argocd.teleport import keys
+from teleport_argocd.teleport.authorities import Authorities, Authority
 from teleport_argocd.teleport.identity import split_pem_bundle, subject_name
 from teleport_argocd.teleport.proto import (
     authservice_pb2,
@@ -93,36 +94,35 @@ class AuthClient:
         certs: certs_pb2.Certs = self._call(GENERATE_USER_CERTS, self._auth.GenerateUserCerts, request)
         return certs
 
-    def host_ca_pems(self, cluster_name: str) -> list[bytes]:
-        """PEMs of `cluster_name`'s TLS host CA: active keys and, during a rotation, the extra trusted ones.
+    def cert_authorities(self, cluster_name: str) -> Authorities:
+        """The host and user CAs of `cluster_name`: active keys, additional trusted keys and phase.
 
-        Like tbot, keeps only the certificates whose subject is the cluster, dropping trusted
-        clusters' CAs, which `GetCertAuthorities` also returns.
+        `GetCertAuthorities` takes one CA type per request (`caType.Check()` refuses an empty one), so
+        both requests go out together on the one connection and cost one round trip. Like tbot, keeps
+        only the certificates whose subject is the cluster, dropping trusted clusters' CAs, which the
+        answer also holds. A Teleport without the trust service answers the host CA through
+        `GetClusterCACert` (every trusted certificate, `services.GetTLSCerts`), and no user CA.
         """
-        try:
-            response = self._call(
-                GET_CERT_AUTHORITIES,
-                self._trust.GetCertAuthorities,
-                trust_service_pb2.GetCertAuthoritiesRequest(type="host", include_key=False),
+        pending = [
+            self._trust.GetCertAuthorities.future(
+                trust_service_pb2.GetCertAuthoritiesRequest(type=ca_type, include_key=False),
+                timeout=RPC_TIMEOUT,
             )
-            pems = [
-                pair.Cert
-                for ca in response.cert_authorities_v2
-                for key_set in (ca.Spec.ActiveKeys, ca.Spec.AdditionalTrustedKeys)
-                for pair in key_set.TLS
-            ]
+            for ca_type in ("host", "user")
+        ]
+        try:
+            host, user = (self._result(GET_CERT_AUTHORITIES, f) for f in pending)
         except AuthCallError as exc:
             if exc.code != grpc.StatusCode.UNIMPLEMENTED.name:
                 raise
-            pems = split_pem_bundle(
-                self._call(GET_CLUSTER_CA_CERT, self._auth.GetClusterCACert, Empty()).TLSCA
-            )
-        own = [pem for pem in dict.fromkeys(pems) if subject_name(pem) == cluster_name]
-        if not own:
-            raise AuthCallError(
-                GET_CERT_AUTHORITIES, f"no TLS host CA certificate for cluster {cluster_name!r}"
-            )
-        return own
+            bundle = self._call(GET_CLUSTER_CA_CERT, self._auth.GetClusterCACert, Empty()).TLSCA
+            pems = tuple(p for p in split_pem_bundle(bundle) if subject_name(p) == cluster_name)
+            return Authorities(host=_require(Authority("host", pems), cluster_name), user=None)
+        user_ca = _authority("user", user, cluster_name)
+        return Authorities(
+            host=_require(_authority("host", host, cluster_name), cluster_name),
+            user=user_ca if user_ca.active else None,
+        )
 
     def list_kube_clusters(
         self, *, name: str | None = None, labels: Mapping[str, str] | None = None
@@ -164,6 +164,13 @@ class AuthClient:
             code, details = self._tunnel.status(exc)
             raise AuthCallError(method, details, code=code.name) from exc
 
+    def _result(self, method: str, future: Any) -> Any:
+        try:
+            return future.result()
+        except grpc.RpcError as exc:
+            code, details = self._tunnel.status(exc)
+            raise AuthCallError(method, details, code=code.name) from exc
+
 
 def name_predicate(name: str) -> str:
     """tbot's predicate for one cluster name: the exact name, or the name discovery gave the cluster."""
@@ -201,6 +208,31 @@ def go_quote(value: str) -> str:
             out.append(f"\\U{code:08x}")
     out.append('"')
     return "".join(out)
+
+
+def _authority(
+    ca_type: str, response: trust_service_pb2.GetCertAuthoritiesResponse, cluster_name: str
+) -> Authority:
+    """Our cluster's certificates of one CA type; the phase of its rotation."""
+
+    def own(key_set: types_pb2.CAKeySet) -> tuple[bytes, ...]:
+        return tuple(pair.Cert for pair in key_set.TLS if subject_name(pair.Cert) == cluster_name)
+
+    ours = [ca for ca in response.cert_authorities_v2 if own(ca.Spec.ActiveKeys)]
+    return Authority(
+        ca_type,
+        active=tuple(p for ca in ours for p in own(ca.Spec.ActiveKeys)),
+        additional=tuple(p for ca in ours for p in own(ca.Spec.AdditionalTrustedKeys)),
+        phase=ours[0].Spec.Rotation.Phase if ours else "",
+    )
+
+
+def _require(authority: Authority, cluster_name: str) -> Authority:
+    if not authority.active:
+        raise AuthCallError(
+            GET_CERT_AUTHORITIES, f"no TLS {authority.ca_type} CA certificate for cluster {cluster_name!r}"
+        )
+    return authority
 
 
 def _kube_cluster(cluster: types_pb2.KubernetesClusterV3) -> KubeCluster:

@@ -1,4 +1,4 @@
-"""The facade the reconcile uses: join once, then impersonate, fetch host CAs and list clusters.
+"""The facade the reconcile uses: join once, then impersonate, read the CAs and list clusters.
 
 A session holds the bot identity and one Auth tunnel per identity it has used; `close()` ends them
 all, so a warm Lambda starts every run with no socket or thread left from the previous one.
@@ -29,6 +29,7 @@ from teleport_argocd.errors import AuthCallError
 from teleport_argocd.model import Identity, KubeCluster
 from teleport_argocd.teleport import keys
 from teleport_argocd.teleport.auth import GET_ROLE, AuthClient
+from teleport_argocd.teleport.authorities import Authorities
 from teleport_argocd.teleport.iamjoin import JoinRequest, join_bot
 from teleport_argocd.teleport.identity import identity_from_certificate, issuer_name
 from teleport_argocd.teleport.lifetime import DEFAULT_BOT_TTL, warn_if_shortened
@@ -62,7 +63,6 @@ class TeleportSession:
         *,
         proxy_addr: str,
         trusted_ca_pems: Sequence[bytes],
-        host_ca_pems: Sequence[bytes] | None = None,
         upgrade: WebSocketDialer | None = None,
     ) -> None:
         self.proxy = proxy
@@ -72,7 +72,7 @@ class TeleportSession:
         self.upgrade = upgrade  # how connections reach a proxy behind an L7 load balancer
         self._host, self._port = split_address(proxy_addr)
         self._clients: dict[bytes, AuthClient] = {}
-        self._host_ca_pems = list(host_ca_pems) if host_ca_pems is not None else None
+        self._authorities: Authorities | None = None
         self._impersonated_roles: tuple[str, ...] | None = None
 
     @property
@@ -81,16 +81,27 @@ class TeleportSession:
         return self.bot.bot_instance_id
 
     @property
-    def host_ca_pems(self) -> list[bytes]:
-        """The cluster's TLS host CA certificates (PEM), for `caData`; fetched once per session."""
-        if self._host_ca_pems is None:
-            self._host_ca_pems = self._client(self.bot).host_ca_pems(issuer_name(self.bot.cert_pem))
-        return self._host_ca_pems
+    def authorities(self) -> Authorities:
+        """The cluster's host and user CAs, read once per session (every run: a rotation has no event).
+
+        They are read over the connection the bot already trusts, and from then on this session's
+        trust roots, which a warm environment passes to the next session and to the rejoin, are the
+        CA set just read: so Auth is still trusted once it presents a certificate of the new host CA
+        (`update_servers`), provided one run saw `init` or `update_clients`.
+        """
+        if self._authorities is None:
+            found = self._client(self.bot).cert_authorities(issuer_name(self.bot.cert_pem))
+            for authority in (found.host, found.user):
+                if authority is not None and authority.rotating:
+                    logger.info("Teleport %s", authority.describe())
+            self._authorities = found
+            self.trusted_ca_pems = found.trust_roots
+        return self._authorities
 
     @property
-    def known_host_ca_pems(self) -> list[bytes] | None:
-        """The host CAs if this session has them already, without asking Auth."""
-        return self._host_ca_pems
+    def host_ca_pems(self) -> list[bytes]:
+        """Every trusted TLS host CA certificate (PEM), active then additional: tbot's `caData`."""
+        return list(self.authorities.host.trusted)
 
     def impersonated_roles(self) -> tuple[str, ...]:
         """The roles the bot's own role (`bot-<name>`) lets it impersonate; asked once per session."""

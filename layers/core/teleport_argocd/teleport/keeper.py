@@ -5,9 +5,16 @@ a delegated join that does not present the previous bot certificate starts a new
 process creates one `BotKeeper` at module level and asks it for a session per invocation: the kept
 bot certificate is reused while it has enough life left, and otherwise renewed by a rejoin that
 presents it, as tbot renews (`client.join`, `previous=`). Only identities and the facts learnt with
-them (proxy discovery, whether the proxy needs the connection upgrade, trust roots, host CAs) are
-kept: sockets and tunnels belong to a session and end with its `close()`, since a frozen execution
-environment would leave them dead anyway.
+them (proxy discovery, whether the proxy needs the connection upgrade, trust roots) are kept: sockets
+and tunnels belong to a session and end with its `close()`, since a frozen execution environment
+would leave them dead anyway.
+
+The CAs are not kept: a reused session reads them first thing, over the connection the kept trust
+roots still verify, and its trust roots become that CA set (`TeleportSession.authorities`). So a
+CA rotation is followed phase by phase: a user CA rotation reissues the bot certificate once the
+key that signed it no longer signs (`update_clients`, `rollback`), and an Auth this process can no
+longer verify (it missed the phases in between) means a fresh join through the proxy's web
+certificate.
 
 Lambda runs one invocation at a time per execution environment. `session()` holds a lock, so
 overlapping callers (threads, tests) still join at most once, but sessions themselves are not
@@ -25,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 
 from botocore.credentials import Credentials, ReadOnlyCredentials
 
-from teleport_argocd.errors import TeleportError
+from teleport_argocd.errors import TeleportError, UntrustedServer
 from teleport_argocd.teleport.client import TeleportSession, join
 from teleport_argocd.teleport.lifetime import DEFAULT_BOT_TTL
 
@@ -95,39 +102,79 @@ class BotKeeper:
                 logger.info("Teleport proxy or join token changed; joining afresh")
                 kept = None
             if kept is not None and now + self._needed(kept, valid_for) < kept.session.bot.expires:
-                return self._reuse(kept)
-            if kept is not None:
+                session = self._reuse(kept)
+                try:
+                    authorities = session.authorities  # the run's one read of the CAs, kept for it
+                except UntrustedServer as exc:
+                    session.close()
+                    logger.warning(
+                        "Auth is no longer trusted with the CAs this bot last read (%s): a CA rotation "
+                        "reached update_servers without a run seeing it; joining afresh",
+                        exc,
+                    )
+                    return self._join(settings, credentials, None, now)
+                except TeleportError:
+                    session.close()  # the caller never gets it to close
+                    raise
+                if not authorities.bot_needs_reissue(session.bot.cert_pem):
+                    return session
+                session.close()
+                assert authorities.user is not None
+                # Teleport's own clients reissue their certificates in update_clients and rollback;
+                # the old key stays trusted until standby, so the rejoin can still present it.
+                logger.info(
+                    "the bot certificate was signed by a user CA key that no longer signs (%s); reissuing it",
+                    authorities.user.describe(),
+                )
+                kept = self._kept
+            elif kept is not None:
                 logger.info(
                     "bot certificate expires at %s; rejoining with it", kept.session.bot.expires.isoformat()
                 )
-            try:
-                session = join(
-                    settings.proxy_addr,
-                    settings.token,
-                    credentials=credentials,
-                    region=settings.region,
-                    ca_pem=settings.ca_pem,
-                    insecure=settings.insecure,
-                    bot_ttl=settings.bot_ttl,
-                    previous=kept.session.bot if kept is not None else None,
-                    trusted_ca_pems=kept.session.trusted_ca_pems if kept is not None else (),
-                    # Whether the proxy sits behind an L7 load balancer is tested once per bot.
-                    conn_upgrade=kept.session.proxy.conn_upgrade if kept is not None else None,
-                )
-            except TeleportError as exc:
-                # As tbot does, a failed renewal keeps the current identity while it is valid: the run
-                # gets shorter certificates (capped at the bot's expiry, logged) rather than none.
-                if kept is None or now + MIN_REMAINING >= kept.session.bot.expires:
-                    raise
-                logger.warning(
-                    "rejoin failed (%s); using the kept bot certificate until %s",
-                    exc,
-                    kept.session.bot.expires.isoformat(),
-                )
-                return self._reuse(kept)
-            self._kept = _Kept(settings, now, session)
-            self._record_join(now)
-            return session
+            return self._join(settings, credentials, kept, now)
+
+    def _join(
+        self,
+        settings: JoinSettings,
+        credentials: Credentials | ReadOnlyCredentials,
+        kept: _Kept | None,
+        now: datetime,
+    ) -> TeleportSession:
+        """A join, presenting the kept bot certificate when there is one (a rejoin)."""
+        try:
+            session = join(
+                settings.proxy_addr,
+                settings.token,
+                credentials=credentials,
+                region=settings.region,
+                ca_pem=settings.ca_pem,
+                insecure=settings.insecure,
+                bot_ttl=settings.bot_ttl,
+                previous=kept.session.bot if kept is not None else None,
+                # The CA set the last run read: it follows a rotation (TeleportSession.authorities).
+                trusted_ca_pems=kept.session.trusted_ca_pems if kept is not None else (),
+                # Whether the proxy sits behind an L7 load balancer is tested once per bot.
+                conn_upgrade=kept.session.proxy.conn_upgrade if kept is not None else None,
+            )
+        except UntrustedServer as exc:
+            if kept is None:
+                raise
+            logger.warning("the rejoin could not trust Auth (%s); joining afresh", exc)
+            return self._join(settings, credentials, None, now)
+        except TeleportError as exc:
+            # As tbot does, a failed renewal keeps the current identity while it is valid: the run
+            # gets shorter certificates (capped at the bot's expiry, logged) rather than none.
+            if kept is None or now + MIN_REMAINING >= kept.session.bot.expires:
+                raise
+            logger.warning(
+                "rejoin failed (%s); using the kept bot certificate until %s",
+                exc,
+                kept.session.bot.expires.isoformat(),
+            )
+            return self._reuse(kept)
+        self._kept = _Kept(settings, now, session)
+        self._record_join(now)
+        return session
 
     @property
     def bot_name(self) -> str:
@@ -162,10 +209,9 @@ class BotKeeper:
             previous.join_protocol,
             proxy_addr=kept.settings.proxy_addr,
             trusted_ca_pems=previous.trusted_ca_pems,
-            host_ca_pems=previous.known_host_ca_pems,
             upgrade=previous.upgrade,
         )
-        # The next reuse reads the host CAs this session fetches, if it fetches them.
+        # The next reuse trusts the CA set this session reads.
         self._kept = _Kept(kept.settings, kept.joined_at, session)
         logger.info(
             "reusing bot %s (instance %s) until %s",

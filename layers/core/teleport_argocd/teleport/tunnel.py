@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import grpc
 
 from teleport_argocd import __version__
-from teleport_argocd.errors import ProxyError
+from teleport_argocd.errors import ProxyError, UntrustedServer
 from teleport_argocd.teleport.metadata import VersionMetadata
 
 if TYPE_CHECKING:  # wsproto is imported only for a proxy that needs the upgrade
@@ -126,7 +126,8 @@ class Tunnel:
         try:
             reader, writer = await asyncio.wait_for(self._open_tls(), self._timeout)
         except ssl.SSLCertVerificationError as exc:
-            raise ProxyError(f"TLS verification of {self.description} failed: {exc.verify_message}") from exc
+            message = f"TLS verification of {self.description} failed: {exc.verify_message}"
+            raise UntrustedServer(message) from exc
         except ssl.SSLError as exc:
             raise ProxyError(f"TLS handshake with {self.description} failed: {exc.reason or exc}") from exc
         except TimeoutError as exc:

@@ -157,17 +157,31 @@ class CAKeySet(_message.Message):
     TLS: _containers.RepeatedCompositeFieldContainer[TLSKeyPair]
     def __init__(self, TLS: _Optional[_Iterable[_Union[TLSKeyPair, _Mapping]]] = ...) -> None: ...
 
+class Rotation(_message.Message):
+    __slots__ = ("State", "Phase", "Mode", "CurrentID")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    CURRENTID_FIELD_NUMBER: _ClassVar[int]
+    State: str
+    Phase: str
+    Mode: str
+    CurrentID: str
+    def __init__(self, State: _Optional[str] = ..., Phase: _Optional[str] = ..., Mode: _Optional[str] = ..., CurrentID: _Optional[str] = ...) -> None: ...
+
 class CertAuthoritySpecV2(_message.Message):
-    __slots__ = ("Type", "ClusterName", "ActiveKeys", "AdditionalTrustedKeys")
+    __slots__ = ("Type", "ClusterName", "Rotation", "ActiveKeys", "AdditionalTrustedKeys")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     CLUSTERNAME_FIELD_NUMBER: _ClassVar[int]
+    ROTATION_FIELD_NUMBER: _ClassVar[int]
     ACTIVEKEYS_FIELD_NUMBER: _ClassVar[int]
     ADDITIONALTRUSTEDKEYS_FIELD_NUMBER: _ClassVar[int]
     Type: str
     ClusterName: str
+    Rotation: Rotation
     ActiveKeys: CAKeySet
     AdditionalTrustedKeys: CAKeySet
-    def __init__(self, Type: _Optional[str] = ..., ClusterName: _Optional[str] = ..., ActiveKeys: _Optional[_Union[CAKeySet, _Mapping]] = ..., AdditionalTrustedKeys: _Optional[_Union[CAKeySet, _Mapping]] = ...) -> None: ...
+    def __init__(self, Type: _Optional[str] = ..., ClusterName: _Optional[str] = ..., Rotation: _Optional[_Union[Rotation, _Mapping]] = ..., ActiveKeys: _Optional[_Union[CAKeySet, _Mapping]] = ..., AdditionalTrustedKeys: _Optional[_Union[CAKeySet, _Mapping]] = ...) -> None: ...
 
 class CertAuthorityV2(_message.Message):
     __slots__ = ("Kind", "SubKind", "Version", "Metadata", "Spec")
