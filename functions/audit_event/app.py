@@ -3,8 +3,9 @@
 `kube.*` events run only the named cluster, in the outputs that can select it; role and bot
 events run everything, but only when they concern our bot. Duplicates (the Event Handler
 plugin delivers at least once) are dropped by Powertools idempotency keyed on the Teleport
-event's `uid`, type and time (a uid alone, reused by another event, would return the cached answer); malformed or irrelevant events are logged and dropped without an error, so they
-are never retried. An event for a cluster Teleport does not list yet fails the invocation after
+event's `uid`, type and time (a uid alone, reused by another event, would return the cached
+answer); malformed or irrelevant events are logged and dropped without an error, so they are
+never retried. An event for a cluster Teleport does not list yet fails the invocation after
 waiting, so Lambda's asynchronous retries try again (the idempotency record is released on error).
 """
 
