@@ -414,6 +414,14 @@ def test_a_secret_replaced_since_we_wrote_it_is_never_pruned() -> None:
     reg = next(r for r in state.regs.values() if r.kube_cluster == "c")
     assert reg.deleted_at is None and reg.version is not None and reg.last_error
 
+    # Refused again and again: relinquished once, then neither tried nor reported as a failure.
+    actions = [
+        [c.action for c in rec.run(out, DISCOVERY).clusters if c.kube_cluster == "c"] for _ in range(3)
+    ]
+    assert actions == [["failed"], ["relinquished"], []]
+    reg = next(r for r in state.regs.values() if r.kube_cluster == "c")
+    assert reg.relinquished_at is not None and reg.refusals == 3 and name in store.secrets
+
 
 def test_a_run_reads_the_registry_once_unless_another_run_finished_since() -> None:
     clock = Clock()

@@ -131,3 +131,8 @@ class Registration:
     absence: Absence = Absence.NONE
     absence_banked: timedelta = timedelta(0)
     absence_seen: datetime | None = None
+    # Runs in a row whose write or delete Kubernetes refused because the Secret there is not the
+    # one we wrote; after a few, the Secret is `relinquished_at`: left alone until its rendering
+    # changes or a forced reload tries again.
+    refusals: int = 0
+    relinquished_at: datetime | None = None

@@ -226,10 +226,12 @@ def prune_due_at(prune: PruneConfig, reg: Registration, now: datetime) -> dateti
     """The one pruning rule, for the planner and the status report: when a run that could prune
     will delete this registration's Secret, or None if none will as things stand.
 
-    Only a Secret we wrote (its version stored), unmatched, not deleted yet, with pruning on. A
-    paused clock counts from `now`: the next run that could prune resumes it.
+    Only a Secret we wrote (its version stored, not relinquished), unmatched, not deleted yet,
+    with pruning on. A paused clock counts from `now`: the next run that could prune resumes it.
     """
     if not prune.enabled or reg.matches or reg.deleted_at is not None or reg.version is None:
+        return None
+    if reg.relinquished_at is not None:  # the Secret there is someone else's: never ours to delete
         return None
     start = reg.absence_seen or now
     return start + grace_for(prune, reg.absence) - reg.absence_banked
@@ -282,7 +284,7 @@ def _absence_steps(
                 Step(name, Action.UNMATCHED, reason, registration=reg, labels=dict(reg.labels), record=record)
             )
             continue
-        if not prune.enabled:
+        if not prune.enabled or reg.relinquished_at is not None:
             continue
         updated: Registration | None = None
         if trusted and reg.absence_seen is None:
@@ -420,6 +422,14 @@ def _write_step(
     def step(action: Action, reason: str) -> Step:
         return Step(secret.cluster.name, action, reason, secret, reg, labels, digest)
 
+    # A relinquished Secret is left alone until its rendering changes or a forced reload tries again.
+    if (
+        reg is not None
+        and reg.relinquished_at is not None
+        and renew is not Renewal.ALL
+        and reg.fingerprint == digest
+    ):
+        return step(Action.UNCHANGED, "relinquished: the Secret there is not ours")
     if reg is None or reg.version is None or reg.deleted_at is not None:
         return step(Action.CREATE, "new")
     if reg.last_error is not None:

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from teleport_argocd import __version__
 from teleport_argocd.argocd import RenderedSecret, render_secrets
 from teleport_argocd.config import Destination, OutputConfig
-from teleport_argocd.errors import ClusterNotListed, TeleportArgoCDError
+from teleport_argocd.errors import ClusterNotListed, ForeignSecretError, NotManagedError, TeleportArgoCDError
 from teleport_argocd.model import Absence, Identity, KubeCluster, KubeEndpoint, Registration, SecretVersion
 from teleport_argocd.plan import Action, Plan, Renewal, Scope, Step, plan
 from teleport_argocd.selectors import ClusterQuery, matches, select
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 # What a run may say about one cluster.
 CREATED, UPDATED, UNCHANGED, FAILED, UNMATCHED = "created", "updated", "unchanged", "failed", "unmatched"
-DELETED, WAITING = "deleted", "waiting"
+DELETED, WAITING, RELINQUISHED = "deleted", "waiting", "relinquished"
 WOULD_CREATE, WOULD_UPDATE, WOULD_UNMATCH, WOULD_DELETE = (
     "would-create",
     "would-update",
@@ -50,6 +50,9 @@ _DRY = {
     Action.PRUNE: WOULD_DELETE,
     Action.WAIT: WAITING,
 }
+# Runs in a row that find a cluster's Secret replaced by someone else (or someone else's in the
+# way) before it is relinquished: reported once, then left alone instead of failing every run.
+RELINQUISH_AFTER = 3
 # At most this many unselected clusters are looked up by name in one run, to tell a deselected
 # cluster from one that vanished; the rest keep their evidence (vanished: the longer grace).
 MAX_LISTED_CHECKS = 50
@@ -185,6 +188,7 @@ class OutputReport:
             "unmatched": self.count(UNMATCHED, WOULD_UNMATCH),
             "deleted": self.count(DELETED, WOULD_DELETE),
             "waiting": self.count(WAITING),
+            "relinquished": self.count(RELINQUISHED),
         }
 
     def to_dict(self, *, unchanged: bool = False) -> dict[str, Any]:
@@ -522,9 +526,22 @@ class Reconciler:
                 logger.error(
                     "output %s: cluster %s: unexpected error", output.name, step.kube_cluster, exc_info=exc
                 )
+            failed = self._failed(output, step, message, now)
+            if isinstance(exc, NotManagedError | ForeignSecretError):
+                failed = _refused(failed, step, now)
+                if failed.relinquished_at is not None:
+                    logger.warning(
+                        "output %s: cluster %s relinquished after %d refusals: %s",
+                        output.name,
+                        step.kube_cluster,
+                        failed.refusals,
+                        message,
+                    )
+                    report.clusters.append(_result(step, RELINQUISHED, error=message))
+                    return failed
             logger.warning("output %s: cluster %s not written: %s", output.name, step.kube_cluster, message)
             report.clusters.append(_result(step, FAILED, error=message))
-            return self._failed(output, step, message, now)
+            return failed
         if step.action is Action.PRUNE:
             assert step.registration is not None
             logger.info("output %s: cluster %s pruned (%s)", output.name, step.kube_cluster, step.reason)
@@ -641,6 +658,16 @@ def _carry_out(store: SecretStoreLike, step: Step) -> WriteResultLike | bool:
         return store.delete(reg.secret_namespace, reg.secret_name, reg.version)
     assert step.secret is not None
     return store.write(step.secret.manifest, step.known)
+
+
+def _refused(failed: Registration, step: Step, now: datetime) -> Registration:
+    """One more run that found the Secret not ours; relinquished after `RELINQUISH_AFTER` in a row,
+    remembering what was rendered so an unchanged rendering is not tried again."""
+    refusals = failed.refusals + 1
+    if refusals < RELINQUISH_AFTER:
+        return replace(failed, refusals=refusals)
+    fingerprint = step.fingerprint if step.secret is not None else failed.fingerprint
+    return replace(failed, refusals=refusals, relinquished_at=now, fingerprint=fingerprint)
 
 
 def _oldest_first(step: Step) -> datetime:

@@ -35,6 +35,8 @@ output's registrations once and writes back only those that changed, whole, in b
     absence          S     why it is unmatched: vanished, deselected or deleted (sets its grace period)
     absence_banked   N     seconds of absence counted by runs that could have pruned
     absence_seen     S     the last such run that saved the clock; absent while the clock is paused
+    refusals         N     runs in a row that found the Secret replaced or in the way
+    relinquished_at  S     when those made us leave the Secret alone
     last_error       S     at most 1,000 characters; absent after a success
     matches          BOOL  the cluster still matches the output's selectors
 
@@ -86,6 +88,7 @@ _REG_TIMES = (
     "unmatched_since",
     "deleted_at",
     "absence_seen",
+    "relinquished_at",
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TRUE = {"BOOL": True}
@@ -517,6 +520,8 @@ def _reg_item(reg: Registration) -> dict[str, Any]:
         item["absence"] = _s(reg.absence.value)
     if reg.absence_banked:
         item["absence_banked"] = _n(_seconds(reg.absence_banked))
+    if reg.refusals:
+        item["refusals"] = _n(reg.refusals)
     for name in _REG_TIMES:
         moment = getattr(reg, name)
         if moment is not None:
@@ -541,6 +546,7 @@ def _registration(output: str, item: Mapping[str, Any]) -> Registration:
         last_error=_str(item, "last_error"),
         absence=_absence(item),
         absence_banked=_duration(item, "absence_banked"),
+        refusals=int(item["refusals"]["N"]) if "refusals" in item else 0,
         **{name: _time(item, name) for name in _REG_TIMES},
     )
 
