@@ -212,11 +212,27 @@ def test_event_for_a_cluster_never_listed_fails_retriably_after_the_bounded_wait
 def test_kube_delete_marks_only_that_cluster_unmatched() -> None:
     rec, state, _store, session = reconciler(PROD)
     rec.run(output(), RENEWAL)
+    del session.clusters["a"]
     listings = session.listings
     report = rec.run(output(), event("a", removed=True))
     assert [(c.kube_cluster, c.action) for c in report.clusters] == [("a", "unmatched")]
-    assert session.listings == listings  # a deleted cluster is not looked up
+    assert session.listings == listings + 1  # looked up once by name, never waited for
     assert {r.kube_cluster: r.matches for r in state.regs.values()} == {"a": False, "b": True, "c": True}
+
+
+def test_a_kube_delete_for_a_cluster_teleport_still_lists_changes_nothing() -> None:
+    """A stale or forged kube.delete: what Teleport lists decides, not the event."""
+    rec, state, store, _session = reconciler(PROD)
+    out = output(prune={"enabled": True, "grace_period": "0s"})
+    rec.run(out, RENEWAL)
+    writes = len(store.writes)
+    report = rec.run(
+        out,
+        Trigger("audit", "kube.delete a", Scope(renew=Renewal.NONE, clusters=frozenset({"a"}), removed=True)),
+    )
+    assert report.status == "idle" and [c.action for c in report.clusters] == ["unchanged"]
+    assert all(r.matches for r in state.regs.values()) and len(store.writes) == writes
+    assert rec.run(out, DISCOVERY).counts["deleted"] == 0 and len(store.secrets) == 3
 
 
 def test_triggers_during_a_run_make_it_go_round_once_more() -> None:

@@ -49,7 +49,8 @@ class Scope:
     """How much of an output a trigger concerns.
 
     `clusters` None is the whole output; otherwise only those kube clusters (an audit event),
-    and `removed` says Teleport deleted them, so they are unmatched without being looked up.
+    and `removed` says an event reported them deleted: those the listing no longer has are
+    unmatched with that evidence.
     `shard` (i, n): only the clusters whose name hashes to i of n, when a schedule splits a
     large output into runs side by side.
     """
@@ -171,25 +172,24 @@ def plan(
     }
     steps: list[Step] = []
     seen: set[str] = set()
-    if not scope.removed:
-        for secret in rendered:
-            name = secret.cluster.name
-            seen.add(name)
-            if scope.covers(name):
-                steps.append(_write_step(output, secret, known.get(name), now, scope.renew))
-        for cluster, message in failures:
-            seen.add(cluster.name)
-            if scope.covers(cluster.name):
-                steps.append(
-                    Step(
-                        cluster.name,
-                        Action.CANNOT_RENDER,
-                        "cannot render",
-                        registration=known.get(cluster.name),
-                        labels=dict(cluster.labels),
-                        error=message,
-                    )
+    for secret in rendered:
+        name = secret.cluster.name
+        seen.add(name)
+        if scope.covers(name):
+            steps.append(_write_step(output, secret, known.get(name), now, scope.renew))
+    for cluster, message in failures:
+        seen.add(cluster.name)
+        if scope.covers(cluster.name):
+            steps.append(
+                Step(
+                    cluster.name,
+                    Action.CANNOT_RENDER,
+                    "cannot render",
+                    registration=known.get(cluster.name),
+                    labels=dict(cluster.labels),
+                    error=message,
                 )
+            )
     # Events concern one cluster each: only a run over the whole output (or shard) prunes.
     prune, full = output.prune, scope.clusters is None
     base = _prune_base(prune, known.values(), now)

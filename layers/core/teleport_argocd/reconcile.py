@@ -269,12 +269,12 @@ class Reconciler:
         conn = self._teleport()
         identity = conn.session.impersonate(output.credential_ttl)
         scope = trigger.scope
-        if scope.removed:
-            clusters: tuple[KubeCluster, ...] = ()
-            errors: list[str] = []
-        elif scope.clusters is not None:
-            clusters = self._list_named(output, conn, identity, scope.clusters, trigger.wait_for_listing)
-            errors = []
+        errors: list[str] = []
+        if scope.clusters is not None:
+            # A kube.delete is believed only if Teleport no longer lists the cluster: a stale or
+            # forged one must not unregister a cluster that is still there.
+            wait = timedelta(0) if scope.removed else trigger.wait_for_listing
+            clusters: tuple[KubeCluster, ...] = self._list_named(output, conn, identity, scope.clusters, wait)
         else:
 
             def fetch(query: ClusterQuery) -> list[KubeCluster]:

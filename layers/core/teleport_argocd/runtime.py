@@ -175,19 +175,27 @@ class Runtime:
         if event_type in KUBE_EVENTS:
             name = str(detail.get("name", ""))
             registrations = {o.name: self.state.registrations(o.name) for o in self.config.outputs}
-            scope = Scope(renew=Renewal.ALL, clusters=frozenset({name}), removed=event_type == "kube.delete")
+            removed = event_type == "kube.delete"
+            scope = Scope(
+                renew=Renewal.NONE if removed else Renewal.ALL, clusters=frozenset({name}), removed=removed
+            )
             outputs = kube_event_outputs(
                 self.config.outputs,
                 event_type,
                 detail,
                 lambda o, c: any(r.kube_cluster == c and r.matches for r in registrations[o.name]),
             )
-            if event_type != "kube.delete" and (happened := _event_time(detail)) is not None:
-                # Delivered after a later kube.delete (at-least-once delivery does not keep order):
-                # the cluster is gone, and waiting for it to be listed would only end in retries.
-                outputs = [o for o in outputs if not _removed_since(registrations[o.name], name, happened)]
-            trigger = Trigger("audit", reason, scope, wait_for_listing=self.settings.wait_for_listing)
-            return outputs, trigger
+            wait = self.settings.wait_for_listing
+            happened = _event_time(detail)
+            if (
+                not removed
+                and happened is not None
+                and any(_removed_since(registrations[o.name], name, happened) for o in outputs)
+            ):
+                # Older than a kube.delete already processed (at-least-once delivery keeps no order):
+                # what Teleport lists now decides, without waiting for a cluster that may be gone.
+                wait = timedelta(0)
+            return outputs, Trigger("audit", reason, scope, wait_for_listing=wait)
         if event_type in ("bot.create", "bot.delete") and detail.get("name") == keeper().bot_name:
             # Our bot was deleted or made again: Teleport may no longer honour the kept identity.
             keeper().forget()
