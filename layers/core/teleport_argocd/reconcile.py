@@ -122,7 +122,8 @@ class Trigger:
     """Why a run happens and how much it covers; `dry_run` plans and writes nothing.
 
     `wait_for_listing`: for a targeted run, how long to wait for Teleport to list a cluster an
-    event announced (the agent heartbeats only after it picks the resource up).
+    event announced (the agent heartbeats only after it picks the resource up). `attempt`: how
+    many times the targeted run has been queued again to wait longer (see `fanout.requeue`).
     """
 
     kind: str
@@ -130,6 +131,7 @@ class Trigger:
     scope: Scope = field(default_factory=Scope)
     dry_run: bool = False
     wait_for_listing: timedelta = timedelta(0)
+    attempt: int = 0
 
 
 @dataclass(frozen=True)
