@@ -51,7 +51,9 @@ def run(body: str) -> None:
     name, trigger = fanout.parse(body)
     with open_runtime(session=session) as runtime:
         if trigger.scope.clusters is not None:  # an event's run, queued again to wait for its cluster
-            trigger = replace(trigger, wait_for_listing=runtime.listing_wait())
+            trigger = replace(
+                trigger, wait_for_listing=min(runtime.listing_wait(), fanout.REQUEUED_LISTING_WAIT)
+            )
         outputs = runtime.outputs([name])
         reports = runtime.reconcile(outputs, trigger)
         record_metrics(reports, metrics.add_metric, runtime.clock(), runtime.earliest_expiry(outputs))

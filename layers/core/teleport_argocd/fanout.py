@@ -15,6 +15,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -30,6 +31,8 @@ _BATCH = 10
 # delays in turn (SQS DelaySeconds, at most 900), about 8 minutes in all, instead of holding an
 # invocation while it waits; the worker's maximum concurrency bounds how many check at once.
 REQUEUE_DELAYS = (15, 30, 60, 120, 240)
+# A run queued again has waited in the queue: it only checks, with one more look a second later.
+REQUEUED_LISTING_WAIT = timedelta(seconds=1)
 # A targeted run names the few clusters one event concerns.
 _MAX_CLUSTERS = 10
 
