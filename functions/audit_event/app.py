@@ -5,8 +5,9 @@ events run everything, but only when they concern our bot. Duplicates (the Event
 plugin delivers at least once) are dropped by Powertools idempotency keyed on the Teleport
 event's `uid`, type and time (a uid alone, reused by another event, would return the cached
 answer); malformed or irrelevant events are logged and dropped without an error, so they are
-never retried. An event for a cluster Teleport does not list yet fails the invocation after
-waiting, so Lambda's asynchronous retries try again (the idempotency record is released on error).
+never retried. An event for a cluster Teleport does not list yet waits a few seconds, then its
+run is queued again with a delay for the worker (`fanout.requeue`); without a queue it fails the
+invocation, so Lambda's asynchronous retries try again (the idempotency record is released).
 """
 
 from __future__ import annotations
@@ -117,7 +118,13 @@ def process(event: dict[str, Any]) -> dict[str, Any]:
         outputs, trigger = runtime.event_runs(detail.event, detail.model_dump())
         reports = runtime.reconcile(outputs, trigger)
         record_metrics(reports, metrics.add_metric, runtime.clock())
-    waiting = [e for r in reports if r.retriable for e in r.errors]
-    if waiting:
+        waiting = [e for r in reports if r.retriable for e in r.errors]
+        # Waiting for the cluster to be listed goes on in the queue, without holding an invocation.
+        delay = runtime.requeue(reports, trigger) if waiting else None
+    if waiting and delay is None:  # no queue to wait in: Lambda's asynchronous retries wait instead
         raise ClusterNotListed("; ".join(waiting))
-    return {"status": "processed", "event": detail.event, "outputs": [r.to_dict() for r in reports]}
+    answers = [r.to_dict() for r in reports]
+    if waiting:
+        metrics.add_metric("EventRunsRequeued", "Count", 1)
+        return {"status": "waiting", "event": detail.event, "retry_in_seconds": delay, "outputs": answers}
+    return {"status": "processed", "event": detail.event, "outputs": answers}

@@ -1,4 +1,5 @@
-"""One output's scheduled run, taken from the queue the schedule fills (teleport_argocd.fanout).
+"""One output's run, taken from the queue the schedules fill (teleport_argocd.fanout), or an event's
+run queued again, with a delay, to wait for Teleport to list its cluster.
 
 Batch size 1 in the template: one invocation, one output. A malformed message is dropped (it
 can never succeed); a run that crashed is reported as a batch item failure, so SQS delivers it
@@ -7,6 +8,7 @@ again and, after the queue's maxReceiveCount, moves it to the failed-invocations
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -48,6 +50,16 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 def run(body: str) -> None:
     name, trigger = fanout.parse(body)
     with open_runtime(session=session) as runtime:
+        if trigger.scope.clusters is not None:  # an event's run, queued again to wait for its cluster
+            trigger = replace(
+                trigger, wait_for_listing=min(runtime.listing_wait(), fanout.REQUEUED_LISTING_WAIT)
+            )
         outputs = runtime.outputs([name])
         reports = runtime.reconcile(outputs, trigger)
         record_metrics(reports, metrics.add_metric, runtime.clock(), *runtime.registry_metrics(outputs))
+        if any(r.retriable for r in reports) and runtime.requeue(reports, trigger) is None:
+            # Waited long enough: the discovery schedule registers the cluster if it ever appears.
+            logger.warning(
+                "cluster still not listed; giving up on the event", extra={"reason": trigger.reason}
+            )
+            metrics.add_metric("EventRunsAbandoned", "Count", 1)

@@ -184,5 +184,27 @@ def test_a_kube_create_delivered_after_a_later_kube_delete_is_not_waited_for(sta
 
     late = invoke("audit_event", created)  # would wait and then fail for a retry if not recognised
 
-    assert late == {"status": "processed", "event": "kube.create", "outputs": []}
+    assert late["status"] == "processed" and late["outputs"][0]["clusters"] == []
     assert len(kube_writes(stack)) == before
+
+
+def test_a_genuine_update_after_a_stale_delete_is_carried_out(stack: LocalStack) -> None:
+    """A stale (or forged) kube.delete timed after a genuine kube.update used to shadow it until the
+    next full run: what Teleport lists decides now, so the update is written at once."""
+    assert stack.teleport is not None
+    invoke("renew", event("schedule.json"))
+    forged = kube_event("prod-us-east", {"env": "prod"}, "kube.delete")
+    forged["detail"]["time"] = "2030-01-01T00:00:00.000Z"
+    ignored = invoke("audit_event", forged)  # Teleport still lists it: the delete changes nothing
+    assert ignored["outputs"][0]["status"] == "idle" and ignored["outputs"][0]["clusters"] == []
+    stack.teleport.update_kube_cluster("prod-us-east", labels={"env": "prod", "team": "search"})
+    update = kube_event("prod-us-east", {"env": "prod", "team": "search"}, "kube.update")
+    update["detail"]["time"] = "2029-01-01T00:00:00.000Z"  # before the forged delete's time
+
+    result = invoke("audit_event", update)
+
+    assert [(c["kube_cluster"], c["action"]) for c in result["outputs"][0]["clusters"]] == [
+        ("prod-us-east", "updated")
+    ]
+    written = secret(stack, "prod-us-east")
+    assert written is not None and written["metadata"]["labels"]["team"] == "search"

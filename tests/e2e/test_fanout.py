@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import time
+import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from standins.handlers import drain_runs, event, invoke, unload_handlers
+from standins.handlers import drain_runs, emitted_metrics, event, invoke, unload_handlers
 from standins.stack import ARGOCD_NAMESPACE, LocalStack, default_outputs
 from teleport_argocd import fanout
 from teleport_argocd.argocd import secret_name
@@ -65,11 +69,24 @@ def test_a_queued_run_names_its_output_and_renewal() -> None:
         '{"output": "production", "kind": "discovery", "reason": "tick", "renew": "none"}'
     )
     assert (name, trigger.kind, trigger.scope.renew) == ("production", "discovery", Renewal.NONE)
+    targeted = (
+        '{"output": "p", "kind": "audit", "reason": "r", "renew": "all", "clusters": ["a"], "attempt": 2}'
+    )
+    name, trigger = fanout.parse(targeted)
+    assert (trigger.scope.clusters, trigger.attempt) == (frozenset({"a"}), 2)
+    base = '{"output": "x", "kind": "k", "reason": "r", "renew": "all"'
     for body in (
         "",
         "[]",
         '{"output": "x"}',
         '{"output": "x", "kind": "k", "reason": "r", "renew": "sometimes"}',
+        base + ', "clusters": []}',
+        base + ', "clusters": [1]}',
+        base + ', "clusters": "a"}',
+        base + f', "clusters": {json.dumps([str(i) for i in range(11)])}}}',
+        base + ', "clusters": ["a"], "attempt": -1}',
+        base + ', "clusters": ["a"], "attempt": true}',
+        base + ', "clusters": ["a"], "attempt": 99}',
     ):
         with pytest.raises(MalformedRunMessage):
             fanout.parse(body)
@@ -95,3 +112,49 @@ def test_a_large_output_is_split_into_shards_that_each_write_only_their_clusters
     assert len(creates) == len(new)  # each new cluster written once, by the one shard it hashes to
     for name in new:
         assert stack.kube.secret(ARGOCD_NAMESPACE, secret_name("teleport.argocd-cluster", "root", name))
+
+
+@pytest.fixture
+def waiting(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> LocalStack:
+    """An event run waits a second in its invocation, and in the queue without delay (moto honours
+    SQS DelaySeconds, which would only slow the test)."""
+    monkeypatch.setenv("EVENT_LISTING_WAIT_SECONDS", "1")
+    monkeypatch.setattr(fanout, "REQUEUE_DELAYS", (0, 0, 0))
+    return stack
+
+
+def kube_create(name: str) -> dict[str, Any]:
+    payload = event("kube_create.json")
+    payload["detail"].update(name=name, uid=str(uuid.uuid4()), kube_labels={"env": "prod"})
+    return payload
+
+
+def test_an_event_whose_cluster_is_not_listed_yet_waits_in_the_queue_not_in_its_invocation(
+    waiting: LocalStack,
+) -> None:
+    stack = waiting
+    assert stack.kube is not None and stack.teleport is not None
+    started = time.monotonic()
+    answer = invoke("audit_event", kube_create("late-prod"))
+    assert answer["status"] == "waiting" and answer["retry_in_seconds"] == 0
+    assert time.monotonic() - started < 10  # one second of waiting, not the minute it held before
+    stack.teleport.add_kube_cluster("late-prod", labels={"env": "prod"})  # its agent heartbeats
+
+    answers = drain_runs(stack.queue_url, stack.aws.client("sqs"))
+
+    assert answers == [{"batchItemFailures": []}] * len(answers) and answers
+    assert stack.kube.secret(ARGOCD_NAMESPACE, secret_name("teleport.argocd-cluster", "root", "late-prod"))
+
+
+def test_an_event_for_a_cluster_that_never_appears_is_given_up_after_the_last_delay(
+    waiting: LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack = waiting
+    assert invoke("audit_event", kube_create("ghost"))["status"] == "waiting"
+    capsys.readouterr()
+
+    answers = drain_runs(stack.queue_url, stack.aws.client("sqs"))
+
+    # The one output whose selectors could pick it (env: prod) checks once per delay, then gives up.
+    assert answers == [{"batchItemFailures": []}] * 3
+    assert emitted_metrics(capsys.readouterr().out)["EventRunsAbandoned"] == 1

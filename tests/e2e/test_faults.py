@@ -652,3 +652,42 @@ def test_another_event_reusing_a_uid_is_not_answered_from_the_cache(stack: Local
     assert deleted["status"] == "processed" and deleted["event"] == "kube.delete"
     actions = {c["kube_cluster"]: c["action"] for c in deleted["outputs"][0]["clusters"]}
     assert actions == {"staging-eu": "unmatched"}
+
+
+def test_a_secret_someone_else_put_in_the_way_is_relinquished_once_and_then_left_alone(
+    stack: LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Refusing to write over it is right; failing every run for it drowns real failures. After a few
+    runs it is reported relinquished (report, status, metric) and later runs leave it alone, until a
+    forced reload tries again (an operator acted)."""
+    assert stack.kube is not None
+    name = secret_name("teleport.argocd-cluster", "root", "prod-us-east")
+    stack.kube.put_secret(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": ARGOCD_NAMESPACE, "labels": {"owner": "me"}},
+            "data": {"token": "c2VjcmV0"},
+        }
+    )
+    actions = []
+    for _ in range(3):
+        result = invoke("renew", event("discovery.json"))["outputs"][0]
+        actions.append({c["kube_cluster"]: c["action"] for c in result["clusters"]}.get("prod-us-east"))
+    assert actions == ["failed", "failed", "relinquished"]
+    assert result["status"] == "completed" and result["counts"]["relinquished"] == 1
+    assert emitted_metrics(capsys.readouterr().out)["SecretsRelinquished"] == 1
+
+    requests_before = len(stack.kube.requests)
+    quiet = invoke("renew", event("discovery.json"))["outputs"][0]
+    assert quiet["status"] == "idle" and quiet["counts"]["failed"] == 0
+    assert len(stack.kube.requests) == requests_before  # not even a read of it
+    assert emitted_metrics(capsys.readouterr().out).get("SecretsRelinquished", 0) == 0
+    status = invoke("reload", {"status_only": True})["status"]["outputs"][0]
+    [reg] = [r for r in status["registrations"] if r["kube_cluster"] == "prod-us-east"]
+    assert reg["relinquished_at"] and "written by neither" in reg["last_error"]
+
+    stack.kube.remove_secret(ARGOCD_NAMESPACE, name)  # the operator clears the way and reloads
+    reloaded = invoke("reload", event("reload.json"))["outputs"][0]
+    assert {c["kube_cluster"]: c["action"] for c in reloaded["clusters"]}["prod-us-east"] == "created"
+    assert registrations(stack)["prod-us-east"].relinquished_at is None

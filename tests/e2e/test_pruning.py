@@ -127,6 +127,7 @@ class Run:
     after: float
     trusted: bool
     absent: frozenset[str]
+    phase: str
 
 
 def test_ten_clusters_through_short_partial_and_recovering_listings(stack: LocalStack) -> None:
@@ -149,7 +150,7 @@ def test_ten_clusters_through_short_partial_and_recovering_listings(stack: Local
     runs: list[Run] = []
     deleted_by: dict[str, int] = {}
 
-    def listing(listed: dict[str, dict[str, str]], seconds: float) -> None:
+    def listing(phase: str, listed: dict[str, dict[str, str]], seconds: float) -> None:
         """Teleport lists exactly `listed` while discovery runs back to back for `seconds`."""
         teleport.set_kube_clusters(listed)
         selected = {n for n, labels in listed.items() if labels.get("env") == "prod"}
@@ -158,7 +159,7 @@ def test_ten_clusters_through_short_partial_and_recovering_listings(stack: Local
             before = time.monotonic()
             report = invoke("renew", event("discovery.json"))["outputs"][0]
             trusted = not any("pruning held back" in note for note in report["notes"])
-            runs.append(Run(before, time.monotonic(), trusted, frozenset(FLEET) - selected))
+            runs.append(Run(before, time.monotonic(), trusted, frozenset(FLEET) - selected, phase))
             for c in report["clusters"]:
                 if c["action"] == "deleted":
                     deleted_by[c["kube_cluster"]] = len(runs) - 1
@@ -168,15 +169,20 @@ def test_ten_clusters_through_short_partial_and_recovering_listings(stack: Local
         return {n: FLEET[n] for n in names}
 
     everyone = [f"c{i}" for i in range(10)]
-    listing(only("c0", "c1"), 2 * vanished_grace)  # short: 2 of 10, held throughout
-    listing(only(*everyone[:7]), 1.0)  # partial: 7 of 10, above the guard; c7-c9 start their clocks
-    listing(only("c0", "c1", "c2", "c3"), 2 * vanished_grace)  # 4 of 10: held, although 4 of 7 would pass
+    listing("short", only("c0", "c1"), 2 * vanished_grace)  # 2 of 10, held throughout
+    listing("partial", only(*everyone[:7]), 1.0)  # 7 of 10, above the guard; c7-c9 start their clocks
+    listing("short again", only("c0", "c1", "c2", "c3"), 2 * vanished_grace)  # 4 of 10: held
     # Recovering: all but c9; c8 deselected (still listed by name), so the shorter grace applies to it.
-    listing({**only(*everyone[:9]), "c8": {"env": "dev", "team": "platform"}}, 2 * vanished_grace)
+    listing(
+        "recovering", {**only(*everyone[:9]), "c8": {"env": "dev", "team": "platform"}}, 2 * vanished_grace
+    )
 
     assert set(deleted_by) == {"c8", "c9"}  # c7 came back in time and was written again
     assert secrets(stack) == [name(c) for c in everyone[:8]]
-    assert not any(r.trusted for r in runs[: len(runs) // 4])  # the short listing was held
+    held = {
+        phase: {r.trusted for r in runs if r.phase == phase} for phase in ("short", "partial", "short again")
+    }
+    assert held == {"short": {False}, "partial": {True}, "short again": {False}}
     for cluster, index in deleted_by.items():
         own = grace if cluster == "c8" else vanished_grace
         # The most absence any implementation could have counted: the spans between consecutive

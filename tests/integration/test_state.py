@@ -341,6 +341,8 @@ def test_registrations_round_trip_every_field(store: StateStore) -> None:
             connection="tls-error",
             connection_at=T0,
             connection_message="certificate verify failed",
+            refusals=3,
+            relinquished_at=T0 + timedelta(hours=1),
         ),
     ]
     store.put_registrations(written)

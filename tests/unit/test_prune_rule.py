@@ -43,6 +43,7 @@ def registrations(draw: st.DrawFn, name: str) -> Registration:
         absence=Absence.NONE if matches else draw(st.sampled_from(list(Absence))),
         absence_banked=draw(minutes),
         absence_seen=draw(st.one_of(st.none(), minutes.map(lambda m: T0 - m))),
+        relinquished_at=draw(st.sampled_from([None, None, None, T0 - timedelta(hours=2)])),
     )
 
 

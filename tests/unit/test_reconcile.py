@@ -328,11 +328,27 @@ def test_event_for_a_cluster_never_listed_fails_retriably_after_the_bounded_wait
 def test_kube_delete_marks_only_that_cluster_unmatched() -> None:
     rec, state, _store, session = reconciler(PROD)
     rec.run(output(), RENEWAL)
+    del session.clusters["a"]
     listings = session.listings
     report = rec.run(output(), event("a", removed=True))
     assert [(c.kube_cluster, c.action) for c in report.clusters] == [("a", "unmatched")]
-    assert session.listings == listings  # a deleted cluster is not looked up
+    assert session.listings == listings + 1  # looked up once by name, never waited for
     assert {r.kube_cluster: r.matches for r in state.regs.values()} == {"a": False, "b": True, "c": True}
+
+
+def test_a_kube_delete_for_a_cluster_teleport_still_lists_changes_nothing() -> None:
+    """A stale or forged kube.delete: what Teleport lists decides, not the event."""
+    rec, state, store, _session = reconciler(PROD)
+    out = output(prune={"enabled": True, "grace_period": "0s"})
+    rec.run(out, RENEWAL)
+    writes = len(store.writes)
+    report = rec.run(
+        out,
+        Trigger("audit", "kube.delete a", Scope(renew=Renewal.NONE, clusters=frozenset({"a"}), removed=True)),
+    )
+    assert report.status == "idle" and [c.action for c in report.clusters] == ["unchanged"]
+    assert all(r.matches for r in state.regs.values()) and len(store.writes) == writes
+    assert rec.run(out, DISCOVERY).counts["deleted"] == 0 and len(store.secrets) == 3
 
 
 def test_triggers_during_a_run_make_it_go_round_once_more() -> None:
@@ -529,6 +545,14 @@ def test_a_secret_replaced_since_we_wrote_it_is_never_pruned() -> None:
     assert name in store.secrets
     reg = next(r for r in state.regs.values() if r.kube_cluster == "c")
     assert reg.deleted_at is None and reg.version is not None and reg.last_error
+
+    # Refused again and again: relinquished once, then neither tried nor reported as a failure.
+    actions = [
+        [c.action for c in rec.run(out, DISCOVERY).clusters if c.kube_cluster == "c"] for _ in range(3)
+    ]
+    assert actions == [["failed"], ["relinquished"], []]
+    reg = next(r for r in state.regs.values() if r.kube_cluster == "c")
+    assert reg.relinquished_at is not None and reg.refusals == 3 and name in store.secrets
 
 
 def test_a_run_reads_the_registry_once_unless_another_run_finished_since() -> None:

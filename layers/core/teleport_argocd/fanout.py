@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -25,6 +27,14 @@ from teleport_argocd.reconcile import Trigger
 
 # SendMessageBatch takes at most 10 entries.
 _BATCH = 10
+# A targeted run whose cluster Teleport does not list yet is queued again after each of these
+# delays in turn (SQS DelaySeconds, at most 900), about 8 minutes in all, instead of holding an
+# invocation while it waits; the worker's maximum concurrency bounds how many check at once.
+REQUEUE_DELAYS = (15, 30, 60, 120, 240)
+# A run queued again has waited in the queue: it only checks, with one more look a second later.
+REQUEUED_LISTING_WAIT = timedelta(seconds=1)
+# A targeted run names the few clusters one event concerns.
+_MAX_CLUSTERS = 10
 
 
 def shard_count(registered: int, shard_size: int) -> int:
@@ -32,15 +42,20 @@ def shard_count(registered: int, shard_size: int) -> int:
     return max(1, math.ceil(registered / shard_size))
 
 
-def message(output: OutputConfig, trigger: Trigger, shard: tuple[int, int] = (0, 1)) -> dict[str, str]:
-    """The body of one run: the output, what the schedule asked for, and which shard ("i/n")."""
-    return {
+def message(output: OutputConfig, trigger: Trigger, shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
+    """The body of one run: the output, what the schedule asked for, and which shard ("i/n"); for
+    a targeted run, its clusters and how many times it was queued again."""
+    body: dict[str, Any] = {
         "output": output.name,
         "kind": trigger.kind,
         "reason": trigger.reason,
         "renew": trigger.scope.renew.value,
         "shard": f"{shard[0]}/{shard[1]}",
     }
+    if trigger.scope.clusters is not None:
+        body["clusters"] = sorted(trigger.scope.clusters)
+        body["attempt"] = trigger.attempt
+    return body
 
 
 def parse(body: str) -> tuple[str, Trigger]:
@@ -56,10 +71,45 @@ def parse(body: str) -> tuple[str, Trigger]:
         index, count = (int(part) for part in str(data.get("shard", "0/1")).split("/"))
         if not 0 <= index < count:
             raise ValueError(f"shard {index}/{count} out of range")
+        clusters = _clusters(data.get("clusters"))
+        attempt = data.get("attempt", 0)
+        if (
+            isinstance(attempt, bool)
+            or not isinstance(attempt, int)
+            or not 0 <= attempt <= len(REQUEUE_DELAYS)
+        ):
+            raise ValueError(f"attempt {attempt!r} out of range")
     except (ValueError, KeyError, TypeError) as exc:
         raise MalformedRunMessage(f"not a queued run: {type(exc).__name__}: {exc}"[:300]) from None
-    scope = Scope(renew=renew, shard=(index, count))
-    return fields["output"], Trigger(fields["kind"], fields["reason"], scope)
+    scope = Scope(renew=renew, shard=(index, count), clusters=clusters)
+    return fields["output"], Trigger(fields["kind"], fields["reason"], scope, attempt=attempt)
+
+
+def _clusters(value: Any) -> frozenset[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not 0 < len(value) <= _MAX_CLUSTERS:
+        raise ValueError(f"clusters must be a list of 1 to {_MAX_CLUSTERS} names")
+    if not all(isinstance(name, str) and name for name in value):
+        raise TypeError("a cluster name is empty or not a string")
+    return frozenset(value)
+
+
+def requeue(client: Any, queue_url: str, outputs: Sequence[OutputConfig], trigger: Trigger) -> int | None:
+    """Queue `trigger`'s targeted run of `outputs` again, delayed by the next of `REQUEUE_DELAYS`;
+    returns the delay in seconds, or None when the run has waited through them all."""
+    if trigger.attempt >= len(REQUEUE_DELAYS):
+        return None
+    delay = REQUEUE_DELAYS[trigger.attempt]
+    again = replace(trigger, attempt=trigger.attempt + 1)
+    for output in outputs:
+        try:
+            client.send_message(
+                QueueUrl=queue_url, MessageBody=json.dumps(message(output, again)), DelaySeconds=delay
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise FanOutError(f"queueing the run of {output.name} again: {exc}") from exc
+    return delay
 
 
 def enqueue(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from teleport_argocd.reconcile import CREATED, DELETED, FAILED, UPDATED, OutputReport
+from teleport_argocd.reconcile import CREATED, DELETED, FAILED, RELINQUISHED, UPDATED, OutputReport
 
 AddMetric = Callable[[str, str, float], None]
 
@@ -27,6 +27,7 @@ def record_metrics(
     if ran:
         add_metric("SecretsWritten", "Count", sum(r.count(CREATED, UPDATED) for r in ran))
         add_metric("SecretsDeleted", "Count", sum(r.count(DELETED) for r in ran))
+        add_metric("SecretsRelinquished", "Count", sum(r.count(RELINQUISHED) for r in ran))
         add_metric("Failures", "Count", sum(r.count(FAILED) + len(r.errors) for r in ran))
         add_metric("RunsFailed", "Count", sum(1 for r in ran if r.status == "failed"))
     expiries = [e for e in [earliest_expiry, *(r.cert_expires for r in ran)] if e]

@@ -136,3 +136,8 @@ class Registration:
     connection: str = ""
     connection_at: datetime | None = None
     connection_message: str = ""
+    # Runs in a row whose write or delete Kubernetes refused because the Secret there is not the
+    # one we wrote; after a few, the Secret is `relinquished_at`: left alone until its rendering
+    # changes or a forced reload tries again.
+    refusals: int = 0
+    relinquished_at: datetime | None = None

@@ -52,7 +52,8 @@ class Scope:
     """How much of an output a trigger concerns.
 
     `clusters` None is the whole output; otherwise only those kube clusters (an audit event),
-    and `removed` says Teleport deleted them, so they are unmatched without being looked up.
+    and `removed` says an event reported them deleted: those the listing no longer has are
+    unmatched with that evidence.
     `shard` (i, n): only the clusters whose name hashes to i of n, when a schedule splits a
     large output into runs side by side.
     """
@@ -174,25 +175,24 @@ def plan(
     }
     steps: list[Step] = []
     seen: set[str] = set()
-    if not scope.removed:
-        for secret in rendered:
-            name = secret.cluster.name
-            seen.add(name)
-            if scope.covers(name):
-                steps.append(_write_step(output, secret, known.get(name), now, scope.renew))
-        for cluster, message in failures:
-            seen.add(cluster.name)
-            if scope.covers(cluster.name):
-                steps.append(
-                    Step(
-                        cluster.name,
-                        Action.CANNOT_RENDER,
-                        "cannot render",
-                        registration=known.get(cluster.name),
-                        labels=dict(cluster.labels),
-                        error=message,
-                    )
+    for secret in rendered:
+        name = secret.cluster.name
+        seen.add(name)
+        if scope.covers(name):
+            steps.append(_write_step(output, secret, known.get(name), now, scope.renew))
+    for cluster, message in failures:
+        seen.add(cluster.name)
+        if scope.covers(cluster.name):
+            steps.append(
+                Step(
+                    cluster.name,
+                    Action.CANNOT_RENDER,
+                    "cannot render",
+                    registration=known.get(cluster.name),
+                    labels=dict(cluster.labels),
+                    error=message,
                 )
+            )
     # Events concern one cluster each: only a run over the whole output (or shard) prunes.
     prune, full = output.prune, scope.clusters is None
     base = _prune_base(prune, known.values(), now)
@@ -229,10 +229,12 @@ def prune_due_at(prune: PruneConfig, reg: Registration, now: datetime) -> dateti
     """The one pruning rule, for the planner and the status report: when a run that could prune
     will delete this registration's Secret, or None if none will as things stand.
 
-    Only a Secret we wrote (its version stored), unmatched, not deleted yet, with pruning on. A
-    paused clock counts from `now`: the next run that could prune resumes it.
+    Only a Secret we wrote (its version stored, not relinquished), unmatched, not deleted yet,
+    with pruning on. A paused clock counts from `now`: the next run that could prune resumes it.
     """
     if not prune.enabled or reg.matches or reg.deleted_at is not None or reg.version is None:
+        return None
+    if reg.relinquished_at is not None:  # the Secret there is someone else's: never ours to delete
         return None
     start = reg.absence_seen or now
     return start + grace_for(prune, reg.absence) - reg.absence_banked
@@ -285,7 +287,7 @@ def _absence_steps(
                 Step(name, Action.UNMATCHED, reason, registration=reg, labels=dict(reg.labels), record=record)
             )
             continue
-        if not prune.enabled:
+        if not prune.enabled or reg.relinquished_at is not None:
             continue
         updated: Registration | None = None
         if trusted and reg.absence_seen is None:
@@ -440,6 +442,14 @@ def _write_step(
     def step(action: Action, reason: str) -> Step:
         return Step(secret.cluster.name, action, reason, secret, reg, labels, digest)
 
+    # A relinquished Secret is left alone until its rendering changes or a forced reload tries again.
+    if (
+        reg is not None
+        and reg.relinquished_at is not None
+        and renew is not Renewal.ALL
+        and reg.fingerprint == digest
+    ):
+        return step(Action.UNCHANGED, "relinquished: the Secret there is not ours")
     if reg is None or reg.version is None or reg.deleted_at is not None:
         return step(Action.CREATE, "new")
     if reg.last_error is not None:

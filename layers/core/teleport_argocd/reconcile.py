@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from teleport_argocd import __version__
 from teleport_argocd.argocd import RenderedSecret, render_secrets
 from teleport_argocd.config.types import Destination, OutputConfig
-from teleport_argocd.errors import ClusterNotListed, TeleportArgoCDError
+from teleport_argocd.errors import ClusterNotListed, ForeignSecretError, NotManagedError, TeleportArgoCDError
 from teleport_argocd.model import Absence, Identity, KubeCluster, KubeEndpoint, Registration, SecretVersion
 from teleport_argocd.plan import Action, Plan, Renewal, Scope, Step, plan
 from teleport_argocd.probe import OK, ConnectionCheck, check_due
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 # What a run may say about one cluster.
 CREATED, UPDATED, UNCHANGED, FAILED, UNMATCHED = "created", "updated", "unchanged", "failed", "unmatched"
-DELETED, WAITING = "deleted", "waiting"
+DELETED, WAITING, RELINQUISHED = "deleted", "waiting", "relinquished"
 WOULD_CREATE, WOULD_UPDATE, WOULD_UNMATCH, WOULD_DELETE = (
     "would-create",
     "would-update",
@@ -51,6 +51,9 @@ _DRY = {
     Action.PRUNE: WOULD_DELETE,
     Action.WAIT: WAITING,
 }
+# Runs in a row that find a cluster's Secret replaced by someone else (or someone else's in the
+# way) before it is relinquished: reported once, then left alone instead of failing every run.
+RELINQUISH_AFTER = 3
 # At most this many unselected clusters are looked up by name in one run, to tell a deselected
 # cluster from one that vanished; the rest keep their evidence (vanished: the longer grace).
 MAX_LISTED_CHECKS = 50
@@ -127,7 +130,8 @@ class Trigger:
     """Why a run happens and how much it covers; `dry_run` plans and writes nothing.
 
     `wait_for_listing`: for a targeted run, how long to wait for Teleport to list a cluster an
-    event announced (the agent heartbeats only after it picks the resource up).
+    event announced (the agent heartbeats only after it picks the resource up). `attempt`: how
+    many times the targeted run has been queued again to wait longer (see `fanout.requeue`).
     """
 
     kind: str
@@ -135,6 +139,7 @@ class Trigger:
     scope: Scope = field(default_factory=Scope)
     dry_run: bool = False
     wait_for_listing: timedelta = timedelta(0)
+    attempt: int = 0
 
 
 @dataclass(frozen=True)
@@ -193,6 +198,7 @@ class OutputReport:
             "unmatched": self.count(UNMATCHED, WOULD_UNMATCH),
             "deleted": self.count(DELETED, WOULD_DELETE),
             "waiting": self.count(WAITING),
+            "relinquished": self.count(RELINQUISHED),
         }
 
     def to_dict(self, *, unchanged: bool = False) -> dict[str, Any]:
@@ -275,12 +281,12 @@ class Reconciler:
         conn = self._teleport()
         identity = conn.session.impersonate(output.credential_ttl)
         scope = trigger.scope
-        if scope.removed:
-            clusters: tuple[KubeCluster, ...] = ()
-            errors: list[str] = []
-        elif scope.clusters is not None:
-            clusters = self._list_named(output, conn, identity, scope.clusters, trigger.wait_for_listing)
-            errors = []
+        errors: list[str] = []
+        if scope.clusters is not None:
+            # A kube.delete is believed only if Teleport no longer lists the cluster: a stale or
+            # forged one must not unregister a cluster that is still there.
+            wait = timedelta(0) if scope.removed else trigger.wait_for_listing
+            clusters: tuple[KubeCluster, ...] = self._list_named(output, conn, identity, scope.clusters, wait)
         else:
 
             def fetch(query: ClusterQuery) -> list[KubeCluster]:
@@ -539,9 +545,22 @@ class Reconciler:
                 logger.error(
                     "output %s: cluster %s: unexpected error", output.name, step.kube_cluster, exc_info=exc
                 )
+            failed = self._failed(output, step, message, now)
+            if isinstance(exc, NotManagedError | ForeignSecretError):
+                failed = _refused(failed, step, now)
+                if failed.relinquished_at is not None:
+                    logger.warning(
+                        "output %s: cluster %s relinquished after %d refusals: %s",
+                        output.name,
+                        step.kube_cluster,
+                        failed.refusals,
+                        message,
+                    )
+                    report.clusters.append(_result(step, RELINQUISHED, error=message))
+                    return failed
             logger.warning("output %s: cluster %s not written: %s", output.name, step.kube_cluster, message)
             report.clusters.append(_result(step, FAILED, error=message))
-            return self._failed(output, step, message, now)
+            return failed
         if step.action is Action.UNCHANGED:  # checked only: already reported as unchanged
             assert step.registration is not None
             return _with_check(step.registration, checked)
@@ -698,6 +717,16 @@ def _with_check(reg: Registration, checked: ConnectionCheck | None) -> Registrat
     return replace(
         reg, connection=checked.status, connection_at=checked.at, connection_message=checked.message
     )
+
+
+def _refused(failed: Registration, step: Step, now: datetime) -> Registration:
+    """One more run that found the Secret not ours; relinquished after `RELINQUISH_AFTER` in a row,
+    remembering what was rendered so an unchanged rendering is not tried again."""
+    refusals = failed.refusals + 1
+    if refusals < RELINQUISH_AFTER:
+        return replace(failed, refusals=refusals)
+    fingerprint = step.fingerprint if step.secret is not None else failed.fingerprint
+    return replace(failed, refusals=refusals, relinquished_at=now, fingerprint=fingerprint)
 
 
 def _oldest_first(step: Step) -> datetime:

@@ -22,7 +22,7 @@ from teleport_argocd import probe
 from teleport_argocd.config import load_config
 from teleport_argocd.config.types import Config, Destination, OutputConfig
 from teleport_argocd.errors import ConfigError, ConfigProblem, JoinError, NotConfigured, UnknownOutput
-from teleport_argocd.fanout import shard_count
+from teleport_argocd.fanout import requeue, shard_count
 from teleport_argocd.model import Registration
 from teleport_argocd.plan import Renewal, Scope
 from teleport_argocd.reconcile import Connection, OutputReport, Reconciler, Trigger
@@ -49,6 +49,10 @@ def keeper() -> teleport.BotKeeper:
     return BotKeeper()
 
 
+# With a queue to wait in, a targeted run holds its invocation this long at most for its cluster.
+QUEUED_LISTING_WAIT = timedelta(seconds=10)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Deployment settings the SAM template passes as environment variables."""
@@ -59,6 +63,9 @@ class Settings:
     lease_seconds: int = 360
     concurrency: int = 16
     wait_for_listing: timedelta = timedelta(seconds=60)
+    # The queue of output runs (OUTPUT_RUNS_QUEUE): where a targeted run waiting for its cluster
+    # waits, queued again with a delay, rather than in its invocation ("" without one).
+    runs_queue: str = ""
     # Registrations one scheduled run carries before the schedule splits the output into shards:
     # 5,000 renew in 50 s from a cold process (32 s of it moto's registry Query) and 156 MB
     # (bench/renewal_bench.py), inside 300 s and 512 MB.
@@ -78,6 +85,7 @@ class Settings:
                 concurrency=max(1, int(env.get("WRITE_CONCURRENCY", "16"))),
                 wait_for_listing=timedelta(seconds=float(env.get("EVENT_LISTING_WAIT_SECONDS", "60"))),
                 shard_size=max(1, int(env.get("SHARD_SIZE", "5000"))),
+                runs_queue=env.get("OUTPUT_RUNS_QUEUE", ""),
             )
         except ValueError as exc:
             raise ConfigError([ConfigProblem("environment", str(exc))]) from None
@@ -183,19 +191,27 @@ class Runtime:
         if event_type in KUBE_EVENTS:
             name = str(detail.get("name", ""))
             registrations = {o.name: self.state.registrations(o.name) for o in self.config.outputs}
-            scope = Scope(renew=Renewal.ALL, clusters=frozenset({name}), removed=event_type == "kube.delete")
+            removed = event_type == "kube.delete"
+            scope = Scope(
+                renew=Renewal.NONE if removed else Renewal.ALL, clusters=frozenset({name}), removed=removed
+            )
             outputs = kube_event_outputs(
                 self.config.outputs,
                 event_type,
                 detail,
                 lambda o, c: any(r.kube_cluster == c and r.matches for r in registrations[o.name]),
             )
-            if event_type != "kube.delete" and (happened := _event_time(detail)) is not None:
-                # Delivered after a later kube.delete (at-least-once delivery does not keep order):
-                # the cluster is gone, and waiting for it to be listed would only end in retries.
-                outputs = [o for o in outputs if not _removed_since(registrations[o.name], name, happened)]
-            trigger = Trigger("audit", reason, scope, wait_for_listing=self.settings.wait_for_listing)
-            return outputs, trigger
+            wait = self.listing_wait()
+            happened = _event_time(detail)
+            if (
+                not removed
+                and happened is not None
+                and any(_removed_since(registrations[o.name], name, happened) for o in outputs)
+            ):
+                # Older than a kube.delete already processed (at-least-once delivery keeps no order):
+                # what Teleport lists now decides, without waiting for a cluster that may be gone.
+                wait = timedelta(0)
+            return outputs, Trigger("audit", reason, scope, wait_for_listing=wait)
         if event_type in ("bot.create", "bot.delete") and detail.get("name") == keeper().bot_name:
             # Our bot was deleted or made again: Teleport may no longer honour the kept identity.
             keeper().forget()
@@ -206,6 +222,21 @@ class Runtime:
         if concerns_bot(event_type, detail, bot, self._teleport.impersonated_roles()):
             return list(self.config.outputs), trigger
         return [], trigger
+
+    def listing_wait(self) -> timedelta:
+        """How long a targeted run waits in its invocation for Teleport to list its cluster: briefly
+        when it can wait longer in the queue (`requeue`), else the whole `wait_for_listing`."""
+        wait = self.settings.wait_for_listing
+        return min(wait, QUEUED_LISTING_WAIT) if self.settings.runs_queue else wait
+
+    def requeue(self, reports: Sequence[OutputReport], trigger: Trigger) -> int | None:
+        """Queue again, with a delay, the targeted runs that ended waiting for their cluster to be
+        listed; the delay in seconds, or None when there is no queue or they have waited long enough."""
+        waiting = {r.output for r in reports if r.retriable}
+        if not waiting or not self.settings.runs_queue:
+            return None
+        outputs = [o for o in self.config.outputs if o.name in waiting]
+        return requeue(self.session.client("sqs"), self.settings.runs_queue, outputs, trigger)
 
     def shards(self, outputs: Sequence[OutputConfig]) -> dict[str, int]:
         """How many runs each output's schedule is split into, from its registrations."""

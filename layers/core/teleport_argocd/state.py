@@ -35,6 +35,8 @@ output's registrations once and writes back only those that changed, whole, in b
     absence          S     why it is unmatched: vanished, deselected or deleted (sets its grace period)
     absence_banked   N     seconds of absence counted by runs that could have pruned
     absence_seen     S     the last such run that saved the clock; absent while the clock is paused
+    refusals         N     runs in a row that found the Secret replaced or in the way
+    relinquished_at  S     when those made us leave the Secret alone
     last_error       S     at most 1,000 characters; absent after a success
     matches          BOOL  the cluster still matches the output's selectors
     connection, connection_message  S  the last connection check (ok, forbidden, unreachable,
@@ -90,6 +92,7 @@ _REG_TIMES = (
     "deleted_at",
     "absence_seen",
     "connection_at",
+    "relinquished_at",
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TRUE = {"BOOL": True}
@@ -526,6 +529,8 @@ def _reg_item(reg: Registration) -> dict[str, Any]:
     if reg.connection:
         item["connection"] = _s(reg.connection)
         item["connection_message"] = _s(_truncate(reg.connection_message, _MAX_ERROR))
+    if reg.refusals:
+        item["refusals"] = _n(reg.refusals)
     for name in _REG_TIMES:
         moment = getattr(reg, name)
         if moment is not None:
@@ -552,6 +557,7 @@ def _registration(output: str, item: Mapping[str, Any]) -> Registration:
         absence_banked=_duration(item, "absence_banked"),
         connection=_str(item, "connection") or "",
         connection_message=_str(item, "connection_message") or "",
+        refusals=int(item["refusals"]["N"]) if "refusals" in item else 0,
         **{name: _time(item, name) for name in _REG_TIMES},
     )
 
