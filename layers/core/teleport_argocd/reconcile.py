@@ -634,6 +634,8 @@ class Reconciler:
         reg = step.registration
         if step.action is Action.PRUNE or self.check is None:
             return False
+        if reg is not None and reg.relinquished_at is not None and not step.writes:
+            return False  # someone else's Secret, left alone: nothing of ours to check
         if reg is None or check_due(reg.connection_at, self.clock(), reg.connection):
             return True
         changed = reg.fingerprint != step.fingerprint or reg.last_error is not None or not reg.matches
