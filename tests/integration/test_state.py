@@ -338,6 +338,8 @@ def test_registrations_round_trip_every_field(store: StateStore) -> None:
             absence=Absence.DESELECTED,
             absence_banked=timedelta(minutes=30, microseconds=7),
             absence_seen=T0 + timedelta(minutes=40),
+            cluster_name="root-c",
+            held_by=("argocd/guestbook", "team-a/api"),
         ),
     ]
     store.put_registrations(written)

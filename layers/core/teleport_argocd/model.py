@@ -131,3 +131,7 @@ class Registration:
     absence: Absence = Absence.NONE
     absence_banked: timedelta = timedelta(0)
     absence_seen: datetime | None = None
+    # The Secret's Argo CD cluster name (its `name` data) as last written: Applications may target it.
+    cluster_name: str = ""
+    # The Argo CD Applications (namespace/name) that held its deletion at the last run that checked.
+    held_by: tuple[str, ...] = ()

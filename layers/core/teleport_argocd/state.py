@@ -37,6 +37,8 @@ output's registrations once and writes back only those that changed, whole, in b
     absence_seen     S     the last such run that saved the clock; absent while the clock is paused
     last_error       S     at most 1,000 characters; absent after a success
     matches          BOOL  the cluster still matches the output's selectors
+    cluster_name     S     the Secret's Argo CD cluster name as last written (Applications may name it)
+    held_by          L     Argo CD Applications (namespace/name, of S) that held its pruning at the last check
 
 ``sk = "run#<start>#<run id>"`` summarizes one run; the start time sorts, so newest
 first is a reverse Query:
@@ -517,6 +519,10 @@ def _reg_item(reg: Registration) -> dict[str, Any]:
         item["absence"] = _s(reg.absence.value)
     if reg.absence_banked:
         item["absence_banked"] = _n(_seconds(reg.absence_banked))
+    if reg.cluster_name:
+        item["cluster_name"] = _s(reg.cluster_name)
+    if reg.held_by:
+        item["held_by"] = {"L": [_s(a) for a in reg.held_by]}
     for name in _REG_TIMES:
         moment = getattr(reg, name)
         if moment is not None:
@@ -541,6 +547,8 @@ def _registration(output: str, item: Mapping[str, Any]) -> Registration:
         last_error=_str(item, "last_error"),
         absence=_absence(item),
         absence_banked=_duration(item, "absence_banked"),
+        cluster_name=_str(item, "cluster_name") or "",
+        held_by=tuple(v["S"] for v in item.get("held_by", {}).get("L", ()) if "S" in v),
         **{name: _time(item, name) for name in _REG_TIMES},
     )
 
