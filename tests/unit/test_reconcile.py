@@ -574,6 +574,31 @@ def test_held_deletions_leave_the_budget_to_the_others() -> None:
     assert not any("deferred" in n for n in report.notes)  # the held one took no share of the budget
 
 
+def test_a_deferred_deletion_no_longer_held_forgets_its_applications() -> None:
+    clusters = {f"c{i}": {"env": "prod"} for i in range(10)}
+    clock = Clock()
+    rec, state, store, session = reconciler(clusters, clock)
+    out = output(prune={"enabled": True, "grace_period": "0s", "max_deletes_per_run": 1})
+    rec.run(out, RENEWAL)
+    for name in ("c0", "c1"):
+        deselect(session, name)
+    rec.run(out, DISCOVERY)
+    servers = {c: base64.b64decode(secret_of(store, c)["data"]["server"]).decode() for c in ("c0", "c1")}
+    store.applications["argocd"] = [Application("argocd", f"app-{c}", server=s) for c, s in servers.items()]
+    clock.advance(timedelta(minutes=1))
+    rec.run(out, DISCOVERY)
+    assert {r.kube_cluster: r.held_by for r in state.regs.values() if r.held_by} == {
+        "c0": ("argocd/app-c0",),
+        "c1": ("argocd/app-c1",),
+    }
+    store.applications["argocd"] = []
+    report = rec.run(out, DISCOVERY)  # one deleted, the other deferred by the budget
+    assert report.counts["deleted"] == 1 and report.notes == [
+        "1 deletion(s) due but deferred to later runs (prune.max_deletes_per_run)"
+    ]
+    assert all(r.held_by == () for r in state.regs.values())
+
+
 def test_a_run_reads_the_registry_once_unless_another_run_finished_since() -> None:
     clock = Clock()
     rec, state, _store, _ = reconciler(PROD, clock)

@@ -330,16 +330,12 @@ def _absence_steps(
         if trusted and due is not None and due <= now:
             reason = f"{evidence.value or 'vanished'}, absent for its grace period"
             hold = applications.hold(name) if applications else "waiting for the Applications check"
-            if hold is None:
-                steps.append(Step(name, Action.PRUNE, reason, registration=current, record=updated, due=True))
-                continue
-            if applications and not applications.failed:
+            if applications and not applications.failed:  # what this check found replaces the last
                 found = applications.holders.get(name, ())
                 if found != current.held_by:
                     updated = current = replace(current, held_by=found)
-            steps.append(
-                Step(name, Action.WAIT, f"{reason}; {hold}", registration=current, record=updated, due=True)
-            )
+            action, reason = (Action.PRUNE, reason) if hold is None else (Action.WAIT, f"{reason}; {hold}")
+            steps.append(Step(name, action, reason, registration=current, record=updated, due=True))
         else:
             reason = (
                 f"{current.absence.value or 'vanished'}, grace clock {'running' if trusted else 'paused'}"
