@@ -4,7 +4,9 @@
 
 One Role and RoleBinding per namespace the outputs write to (`secret_namespace`, defaulted as
 the functions default it), and a ValidatingAdmissionPolicy limiting writes to the outputs' name
-prefixes (Kubernetes 1.30+). Apply it in the cluster running Argo CD.
+prefixes (Kubernetes 1.30+). For outputs that prune, one more Role and RoleBinding per namespace
+the pruning guard searches for Argo CD Applications: `list` on applications.argoproj.io, nothing
+else. Apply it in the cluster running Argo CD.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ NAME = "teleport-argocd-cluster-secrets"
 DEFAULT_GROUP = "teleport-argocd-secret-writers"
 VERBS = ("get", "create", "update", "delete")
 LABELS = {"app.kubernetes.io/name": "teleport-argocd"}
+# The pruning guard reads Argo CD Applications (kube.SecretStore.list_applications): only `list`, and
+# only where an output that prunes looks (its secret_namespace and application_namespaces).
+APPLICATIONS_NAME = "teleport-argocd-applications-reader"
 
 
 @dataclass(frozen=True)
@@ -61,13 +66,37 @@ def writes(config: Config) -> dict[str, tuple[str, ...]]:
     return {ns: tuple(sorted(prefixes)) for ns, prefixes in sorted(found.items())}
 
 
+def searches(config: Config) -> tuple[str, ...]:
+    """The namespaces the pruning guard lists Applications in, sorted: those of outputs that prune."""
+    return tuple(sorted({ns for o in config.outputs if o.prune.enabled for ns in o.application_search}))
+
+
 def manifests(config: Config, subject: Subject) -> list[dict[str, Any]]:
-    """One Role and RoleBinding per namespace, then the admission policy and its binding."""
+    """One Role and RoleBinding per namespace, then the admission policy and its binding, then the
+    Applications readers of the pruning guard."""
     targets = writes(config)
     result: list[dict[str, Any]] = []
     for namespace in targets:
         result += [role(namespace), role_binding(namespace, subject)]
-    return [*result, admission_policy(targets, subject), admission_binding(targets)]
+    readers: list[dict[str, Any]] = []
+    for namespace in searches(config):
+        readers += [application_role(namespace), application_role_binding(namespace, subject)]
+    return [*result, admission_policy(targets, subject), admission_binding(targets), *readers]
+
+
+def application_role(namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": APPLICATIONS_NAME, "namespace": namespace, "labels": dict(LABELS)},
+        "rules": [{"apiGroups": ["argoproj.io"], "resources": ["applications"], "verbs": ["list"]}],
+    }
+
+
+def application_role_binding(namespace: str, subject: Subject) -> dict[str, Any]:
+    binding = role_binding(namespace, subject)
+    binding["metadata"]["name"] = binding["roleRef"]["name"] = APPLICATIONS_NAME
+    return binding
 
 
 def role(namespace: str) -> dict[str, Any]:

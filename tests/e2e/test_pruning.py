@@ -6,13 +6,15 @@ DeleteOptions.preconditions), and only ever of a Secret carrying our ownership a
 
 from __future__ import annotations
 
+import base64
 import itertools
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from standins.handlers import event, invoke
-from standins.stack import ARGOCD_NAMESPACE, STATE_TABLE, LocalStack, default_outputs
+from standins.kubeapi import APPLICATIONS
+from standins.stack import ARGOCD_NAMESPACE, STATE_TABLE, WRITER, LocalStack, default_outputs
 from teleport_argocd.argocd import secret_name
 from teleport_argocd.state import StateStore
 
@@ -114,6 +116,66 @@ def test_a_hand_made_secret_in_the_way_is_left_alone_and_named(stack: LocalStack
         and kept["metadata"]["labels"] == {"owner": "me"}
     )
     assert registrations(stack)["prod-us-east"].last_error
+
+
+def test_an_argo_cd_application_holds_the_pruning_of_its_cluster(stack: LocalStack) -> None:
+    """Through the real writer and the stand-in: an Application in Argo CD's namespace targeting the
+    cluster's server URL, and one in another namespace targeting its Argo CD cluster name, each hold
+    the deletion; the run, the dry run and the status name them; it goes once they are gone."""
+    assert stack.kube is not None
+    stack.kube.add_namespace("team-a")
+    stack.kube.allow(user=WRITER, verbs=("list",), resources=(APPLICATIONS,), namespaces=("team-a",))
+    stack.put_config([{**default_outputs()[0], **PRUNE_AT_ONCE, "application_namespaces": ["team-a"]}])
+    invoke("renew", event("schedule.json"))
+    secret = stack.kube.secret(ARGOCD_NAMESPACE, name("prod-us-east"))
+    assert secret is not None
+    server = base64.b64decode(secret["data"]["server"]).decode()
+    argocd_name = base64.b64decode(secret["data"]["name"]).decode()
+    stack.kube.put_application(ARGOCD_NAMESPACE, "payments", server=server)
+    stack.kube.put_application("team-a", "payments-canary", cluster_name=argocd_name, deleting=True)
+    deselect(stack, "prod-us-east")
+    invoke("renew", event("discovery.json"))  # unmatched: no list yet, nothing is due
+    assert [r for r in stack.kube.requests if r.resource == APPLICATIONS] == []
+
+    preview = invoke("reload", {"dry_run": True, "force": False})
+    held = invoke("renew", event("discovery.json"))["outputs"][0]
+    status = invoke("reload", {"status_only": True})["status"]["outputs"][0]
+
+    holders = ["argocd/payments", "team-a/payments-canary"]
+    for report in (preview["outputs"][0], held):
+        [c] = [c for c in report["clusters"] if c["kube_cluster"] == "prod-us-east"]
+        assert c["action"] == "waiting" and c["prune"]["held_by"] == holders
+        assert "held by Argo CD Application(s) argocd/payments, team-a/payments-canary" in c["reason"]
+    [reg] = [r for r in status["registrations"] if r["kube_cluster"] == "prod-us-east"]
+    assert reg["held_by"] == holders and reg["prune"]["held_by"] == holders and "deletes_at" not in reg
+    assert stack.kube.secret(ARGOCD_NAMESPACE, name("prod-us-east")) is not None
+    lists = [(r.namespace, r.status) for r in stack.kube.requests if r.resource == APPLICATIONS]
+    assert lists == [(ARGOCD_NAMESPACE, 200), ("team-a", 200)] * 2  # once per namespace, per run
+
+    stack.kube.remove_application(ARGOCD_NAMESPACE, "payments")
+    stack.kube.remove_application("team-a", "payments-canary")  # Argo CD's finalizer finished
+    pruned = invoke("renew", event("discovery.json"))["outputs"][0]
+
+    assert [(c["kube_cluster"], c["action"]) for c in pruned["clusters"]] == [("prod-us-east", "deleted")]
+    assert stack.kube.secret(ARGOCD_NAMESPACE, name("prod-us-east")) is None
+
+
+def test_applications_that_cannot_be_listed_hold_every_deletion(stack: LocalStack) -> None:
+    """No `list` on Applications in a namespace searched: the API answers 403 and nothing is deleted."""
+    assert stack.kube is not None
+    stack.kube.add_namespace("team-b")  # no grant there
+    stack.put_config([{**default_outputs()[0], **PRUNE_AT_ONCE, "application_namespaces": ["team-b"]}])
+    invoke("renew", event("schedule.json"))
+    deselect(stack, "prod-us-east")
+    invoke("renew", event("discovery.json"))
+
+    result = invoke("renew", event("discovery.json"))["outputs"][0]
+
+    [note] = [n for n in result["notes"] if "Applications could not be listed" in n]
+    assert "403" in note and "team-b" in note
+    assert [c["action"] for c in result["clusters"] if c["kube_cluster"] == "prod-us-east"] == ["waiting"]
+    assert stack.kube.secret(ARGOCD_NAMESPACE, name("prod-us-east")) is not None
+    assert [r for r in stack.kube.requests if r.verb == "delete"] == []
 
 
 FLEET = {f"c{i}": {"env": "prod", "team": "platform"} for i in range(10)}

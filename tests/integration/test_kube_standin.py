@@ -7,11 +7,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kubernetes.client import ApiClient, Configuration, CoreV1Api, V1DeleteOptions, V1Preconditions
+from kubernetes.client import (
+    ApiClient,
+    Configuration,
+    CoreV1Api,
+    CustomObjectsApi,
+    V1DeleteOptions,
+    V1Preconditions,
+)
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config import load_kube_config_from_dict
 
-from standins.kubeapi import KubeApiServer, cluster_secret
+from standins.kubeapi import APPLICATIONS, KubeApiServer, cluster_secret
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +151,44 @@ def test_injected_faults(api: CoreV1Api, server: KubeApiServer) -> None:
         api.read_namespace("argocd")
     assert (caught.value.status, status_of(caught)["reason"]) == (500, "InternalError")
     assert api.read_namespace("argocd").status.phase == "Active"  # only the next request fails
+
+
+def test_applications_are_listed_per_namespace_with_rbac_and_pages(
+    server: KubeApiServer, tmp_path: Path
+) -> None:
+    """Argo CD's Application CRD (argoproj/argo-cd manifests/crds/application-crd.yaml): group
+    argoproj.io, version v1alpha1, plural applications, namespaced; the destination names the
+    cluster by `server` or by `name`. The official client lists it as a custom object."""
+    server.allow(user="app-reader", verbs=["list"], resources=[APPLICATIONS], namespaces=["argocd"])
+    for i in range(5):
+        server.put_application("argocd", f"app-{i}", server=f"https://c{i}.example.com")
+    server.put_application("team-a", "by-name", cluster_name="root-prod")
+    configuration = Configuration()
+    load_kube_config_from_dict(
+        server.kubeconfig("app-reader"), client_configuration=configuration, temp_file_path=str(tmp_path)
+    )
+    custom = CustomObjectsApi(ApiClient(configuration))
+
+    first = custom.list_namespaced_custom_object("argoproj.io", "v1alpha1", "argocd", "applications", limit=3)
+    rest = custom.list_namespaced_custom_object(
+        "argoproj.io", "v1alpha1", "argocd", "applications", limit=3, _continue=first["metadata"]["continue"]
+    )
+
+    assert first["kind"] == "ApplicationList" and first["metadata"]["remainingItemCount"] == 2
+    names = [a["metadata"]["name"] for a in first["items"] + rest["items"]]
+    assert names == [f"app-{i}" for i in range(5)] and "continue" not in rest["metadata"]
+    assert first["items"][0]["spec"]["destination"]["server"] == "https://c0.example.com"
+    assert server.requests[-1].resource == APPLICATIONS and server.requests[-1].verb == "list"
+    # No grant in team-a: refused with the group named, as the API server words it.
+    with pytest.raises(ApiException) as caught:
+        custom.list_namespaced_custom_object("argoproj.io", "v1alpha1", "team-a", "applications")
+    assert caught.value.status == 403
+    assert status_of(caught)["message"] == (
+        'applications.argoproj.io is forbidden: User "app-reader" cannot list resource "applications" '
+        'in API group "argoproj.io" in the namespace "team-a"'
+    )
+    # A grant on Secrets is not a grant on Applications, nor the other way round.
+    reader = api_for(server, tmp_path, "app-reader")
+    with pytest.raises(ApiException) as caught:
+        reader.list_namespaced_secret("argocd")
+    assert caught.value.status == 403

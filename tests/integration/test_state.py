@@ -343,6 +343,8 @@ def test_registrations_round_trip_every_field(store: StateStore) -> None:
             connection_message="certificate verify failed",
             refusals=3,
             relinquished_at=T0 + timedelta(hours=1),
+            cluster_name="root-c",
+            held_by=("argocd/guestbook", "team-a/api"),
         ),
     ]
     store.put_registrations(written)

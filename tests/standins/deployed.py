@@ -23,7 +23,7 @@ from samtranslator.yaml_helper import yaml_parse
 
 from standins.aws import ACCOUNT_ID, REGION, AwsCredentials, MotoServer
 from standins.cfn import Cfn, translate
-from standins.kubeapi import KubeApiServer
+from standins.kubeapi import APPLICATIONS, KubeApiServer
 from standins.lambdas import ExecutionEnvironment
 from standins.stack import BOT_NAME, WRITER, writer_kubeconfig
 from standins.teleport import TeleportStandin
@@ -216,6 +216,8 @@ class DeployedStack:
         self.kube.allow(
             user=WRITER, verbs=("get", "create", "update", "patch", "delete"), namespaces=("argocd",)
         )
+        # The pruning guard's read, as scripts/rbac.py prints it.
+        self.kube.allow(user=WRITER, verbs=("list",), resources=(APPLICATIONS,), namespaces=("argocd",))
         self._create_destinations()
         if self.derive is not None:
             self.parameters.update(self.derive(self))
@@ -332,6 +334,12 @@ class DeployedStack:
         self.kube.allow(
             group="teleport-argocd-secret-writers",
             verbs=("get", "create", "update", "patch", "delete"),
+            namespaces=("argocd",),
+        )
+        self.kube.allow(
+            group="teleport-argocd-secret-writers",
+            verbs=("list",),
+            resources=(APPLICATIONS,),
             namespaces=("argocd",),
         )
 

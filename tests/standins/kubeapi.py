@@ -1,4 +1,4 @@
-"""A Kubernetes API server stand-in for Secrets and Namespaces, over real HTTPS on loopback.
+"""A Kubernetes API server stand-in for Secrets, Namespaces and Argo CD Applications, over HTTPS.
 
 What it keeps faithful, because our code and kubectl depend on it:
 - resourceVersion (one global counter), uid, creationTimestamp; 404, 409 (create of an
@@ -9,7 +9,9 @@ What it keeps faithful, because our code and kubectl depend on it:
   caller mapped to a user through access entries; anonymous requests are refused (401);
 - authorisation per user or group, namespace, resource and verb, with the real 403 message;
 - a certificate for one DNS name only (no IP SAN), so a client on 127.0.0.1 must set the
-  TLS server name; discovery (`/version`, `/api`, `/apis`, `/api/v1`) complete enough for kubectl.
+  TLS server name; discovery (`/version`, `/api`, `/apis`, `/api/v1`) complete enough for kubectl;
+- Argo CD Applications (`applications.argoproj.io`), listed per namespace with RBAC and paging
+  (see the Applications section for the facts it follows).
 
 Tests see every request in `requests`, and `before()` runs an action (say, Argo CD
 touching a Secret) just before the next matching request is served.
@@ -80,6 +82,11 @@ API_RESOURCES = {
     ],
 }
 MERGE_PATCH_TYPES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
+# Argo CD's Application custom resource (manifests/crds/application-crd.yaml in argoproj/argo-cd):
+# group argoproj.io, version v1alpha1, plural applications, namespaced.
+APPLICATION_GROUP = "argoproj.io"
+APPLICATION_VERSION = "v1alpha1"
+APPLICATIONS = f"applications.{APPLICATION_GROUP}"
 
 _DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _DNS_SUBDOMAIN = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")
@@ -468,6 +475,7 @@ class KubeApiServer:
         self._rv = 0
         self._namespaces: dict[str, dict[str, Any]] = {}
         self._secrets: dict[tuple[str, str], dict[str, Any]] = {}
+        self._applications: dict[tuple[str, str], dict[str, Any]] = {}
         self._tokens: dict[str, _Subject] = {}
         self._access_entries: dict[str, _Subject] = {}
         self._rules: list[_Rule] = []
@@ -583,7 +591,9 @@ class KubeApiServer:
         resources: Iterable[str] = ("secrets",),
         namespaces: Iterable[str] | None = None,
     ) -> None:
-        """An RBAC grant (a Role plus RoleBinding; with `namespaces=None`, a ClusterRoleBinding)."""
+        """An RBAC grant (a Role plus RoleBinding; with `namespaces=None`, a ClusterRoleBinding).
+
+        A resource in an API group is named `<resource>.<group>` (`applications.argoproj.io`)."""
         self._rules.append(
             _Rule(
                 users=frozenset([user] if user else ()),
@@ -647,6 +657,7 @@ class KubeApiServer:
         End-to-end tests share one server and each starts from this."""
         with self._lock:
             self._secrets.clear()
+            self._applications.clear()
             self.requests.clear()
             self._hooks.clear()
             self._faults.clear()
@@ -791,16 +802,17 @@ class KubeApiServer:
                 and (rule.namespaces is None or namespace in rule.namespaces)
             ):
                 return
+        plural, _, group = resource.partition(".")
         what = f'{resource} "{name}"' if name else resource
         where = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
-        details: dict[str, Any] = {"kind": resource}
+        details: dict[str, Any] = {"group": group, "kind": plural} if group else {"kind": resource}
         if name:
             details["name"] = name
         raise ApiError(
             403,
             "Forbidden",
-            f'{what} is forbidden: User "{subject.user}" cannot {verb} resource "{resource}" '
-            f'in API group "" {where}',
+            f'{what} is forbidden: User "{subject.user}" cannot {verb} resource "{plural}" '
+            f'in API group "{group}" {where}',
             details,
         )
 
@@ -825,6 +837,8 @@ class KubeApiServer:
         headers: Mapping[str, str],
         body: bytes,
     ) -> tuple[int, dict[str, Any]]:
+        if resource == APPLICATIONS:
+            return self._serve_applications(verb, namespace, query)
         if resource not in ("", "secrets", "namespaces"):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if not resource:
@@ -1027,10 +1041,103 @@ class KubeApiServer:
             or self.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
 
+    # -- Argo CD Applications ----------------------------------------------------------------
+    #
+    # What the stand-in follows (argoproj/argo-cd): Application is a namespaced custom resource,
+    # `applications.argoproj.io`, served at /apis/argoproj.io/v1alpha1/namespaces/<ns>/applications
+    # (manifests/crds/application-crd.yaml); `spec.destination` names the target cluster by `server`
+    # (its API URL) or by `name` (the cluster Secret's `name`), pkg/apis/application/v1alpha1/types.go
+    # ApplicationDestination. Authorisation is per namespace and verb like any resource, and the 403
+    # names the group. A LIST honours `limit` and `continue` as the API server does for every resource
+    # (a page of at most `limit` items and a token for the rest). Only LIST is served: that is all
+    # the functions may do with Applications; tests create them directly with `put_application`.
+
+    def put_application(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        server: str | None = None,
+        cluster_name: str | None = None,
+        deleting: bool = False,
+    ) -> dict[str, Any]:
+        """Store an Application targeting `server` or `cluster_name`, as Argo CD or a person would.
+
+        `deleting`: a deletion was requested and Argo CD's resources finalizer still runs (the
+        Application stays listed until Argo CD has removed its resources from the cluster)."""
+        destination = {"namespace": "default"}
+        if server is not None:
+            destination["server"] = server
+        if cluster_name is not None:
+            destination["name"] = cluster_name
+        with self._lock:
+            old = self._applications.get((namespace, name))
+            meta: dict[str, Any] = {"name": name, "namespace": namespace, **self._system_fields(old)}
+            if deleting:
+                meta["deletionTimestamp"] = self.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+                meta["finalizers"] = ["resources-finalizer.argocd.argoproj.io"]
+            app = {
+                "apiVersion": f"{APPLICATION_GROUP}/{APPLICATION_VERSION}",
+                "kind": "Application",
+                "metadata": meta,
+                "spec": {
+                    "project": "default",
+                    "source": {"repoURL": "https://git.example.com/apps.git", "path": name},
+                    "destination": destination,
+                },
+                "status": {"sync": {"status": "Synced"}, "health": {"status": "Healthy"}},
+            }
+            self._applications[namespace, name] = app
+            return copy.deepcopy(app)
+
+    def remove_application(self, namespace: str, name: str) -> None:
+        with self._lock:
+            del self._applications[namespace, name]
+
+    def _serve_applications(
+        self, verb: str, namespace: str, query: Mapping[str, str]
+    ) -> tuple[int, dict[str, Any]]:
+        if verb != "list" or not namespace:
+            raise ApiError(
+                405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+            )
+        with self._lock:
+            names = sorted(n for ns, n in self._applications if ns == namespace)
+            after = _continue_from(query.get("continue", ""))
+            names = [n for n in names if n > after]
+            limit = int(query.get("limit") or 0)
+            page, rest = (names[:limit], names[limit:]) if limit > 0 else (names, [])
+            metadata: dict[str, Any] = {"resourceVersion": str(self._rv)}
+            if rest:
+                metadata["continue"] = base64.urlsafe_b64encode(page[-1].encode()).decode()
+                metadata["remainingItemCount"] = len(rest)
+            return 200, {
+                "apiVersion": f"{APPLICATION_GROUP}/{APPLICATION_VERSION}",
+                "kind": "ApplicationList",
+                "metadata": metadata,
+                "items": [copy.deepcopy(self._applications[namespace, n]) for n in page],
+            }
+
+
+def _continue_from(token: str) -> str:
+    """The name a `continue` token resumes after ("" for the first page); 400 for a token we did not
+    issue, as the API server refuses a malformed one."""
+    if not token:
+        return ""
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise ApiError(
+            400, "BadRequest", "continue key is not valid: incorrect encoded start resourceVersion"
+        ) from None
+
 
 def _attributes(method: str, path: str, query: Mapping[str, str]) -> tuple[str, str, str, str]:
     """(verb, resource, namespace, name) as the API's request-info resolver derives them."""
     parts = [p for p in path.split("/") if p]
+    group = ""
+    if parts[:1] == ["apis"] and parts[1:3] == [APPLICATION_GROUP, APPLICATION_VERSION] and len(parts) > 3:
+        group, parts = APPLICATION_GROUP, ["api", "v1", *parts[3:]]
     if parts[:2] != ["api", "v1"] or len(parts) < 3:
         return method.lower(), "", "", ""
     rest = parts[2:]
@@ -1040,6 +1147,8 @@ def _attributes(method: str, path: str, query: Mapping[str, str]) -> tuple[str, 
     if len(rest) > 2:  # subresources
         return method.lower(), "", "", ""
     resource, name = rest[0], (rest[1] if len(rest) > 1 else "")
+    if group:  # a resource in an API group is named as kubectl names it: applications.argoproj.io
+        resource = f"{resource}.{group}"
     collection = {"GET": "list", "POST": "create", "DELETE": "deletecollection"}
     item = {"GET": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
     verb = (item if name else collection).get(method, method.lower())

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from standins.aws import ACCOUNT_ID, REGION, AwsCredentials, MotoServer, lambda_role_credentials
-from standins.kubeapi import KubeApiServer
+from standins.kubeapi import APPLICATIONS, KubeApiServer
 from standins.teleport import TeleportStandin
 from standins.template import audit_rule, create_tables
 
@@ -112,6 +112,10 @@ class LocalStack:
         self.kube = KubeApiServer(latency=self.kube_latency).start()
         self.kube.allow(
             user=WRITER, verbs=("get", "create", "update", "patch", "delete"), namespaces=(ARGOCD_NAMESPACE,)
+        )
+        # The pruning guard's read, as scripts/rbac.py prints it for Argo CD's namespace.
+        self.kube.allow(
+            user=WRITER, verbs=("list",), resources=(APPLICATIONS,), namespaces=(ARGOCD_NAMESPACE,)
         )
         self._provision()
         return self

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from teleport_argocd.applications import Application
 from teleport_argocd.config import OutputConfig, load_config
 from teleport_argocd.errors import DestinationUnreachable, NotManagedError
 from teleport_argocd.model import Identity, KubeCluster, KubeEndpoint, Registration, SecretVersion
@@ -101,6 +102,10 @@ class FakeStore:
         self.versions: dict[str, SecretVersion] = {}
         self.failing: set[str] = set()
         self.writes: list[str] = []
+        # Argo CD Applications by namespace; a namespace in `refusing` answers with that error.
+        self.applications: dict[str, list[Application]] = {}
+        self.refusing: dict[str, Exception] = {}
+        self.application_lists: list[str] = []
         self._lock = threading.Lock()
 
     def write(self, manifest: Mapping[str, Any], known: SecretVersion | None) -> Written:
@@ -131,6 +136,13 @@ class FakeStore:
                 )
             del self.secrets[name], self.versions[name]
             return True
+
+    def list_applications(self, namespace: str) -> list[Application]:
+        with self._lock:
+            self.application_lists.append(namespace)
+            if namespace in self.refusing:
+                raise self.refusing[namespace]
+            return list(self.applications.get(namespace, ()))
 
 
 class FakeSession:

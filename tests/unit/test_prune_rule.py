@@ -1,5 +1,6 @@
 """The one pruning rule (`plan.prune_due_at`): the status report and the planner decide by it, so
-the status never promises a deletion a run that could prune would not carry out."""
+the status never promises a deletion a run that could prune would not carry out (the Argo CD
+Applications the run finds being those the last check recorded)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from teleport_argocd.applications import ApplicationCheck
 from teleport_argocd.model import Absence, Registration, SecretVersion
 from teleport_argocd.plan import Action, Scope, plan
 from teleport_argocd.status import registration_status
@@ -44,6 +46,7 @@ def registrations(draw: st.DrawFn, name: str) -> Registration:
         absence_banked=draw(minutes),
         absence_seen=draw(st.one_of(st.none(), minutes.map(lambda m: T0 - m))),
         relinquished_at=draw(st.sampled_from([None, None, None, T0 - timedelta(hours=2)])),
+        held_by=() if matches else draw(st.sampled_from([(), (), ("argocd/guestbook",)])),
     )
 
 
@@ -70,6 +73,8 @@ def test_the_status_promises_exactly_what_a_run_that_could_prune_deletes(
         now=T0,
         scope=Scope(),
         still_listed=still_listed,
+        # The Applications a run finds are those the last check recorded.
+        applications=ApplicationCheck(holders={r.kube_cluster: r.held_by for r in regs if r.held_by}),
     )
 
     statuses = {r.kube_cluster: registration_status(OUT, r, T0) for r in regs}
@@ -80,7 +85,11 @@ def test_the_status_promises_exactly_what_a_run_that_could_prune_deletes(
     for step in decided.steps:
         if step.action is Action.WAIT:
             assert step.clock is not None
-            assert step.clock["deletes_at"] == statuses[step.kube_cluster].get("deletes_at")
+            status = statuses[step.kube_cluster]
+            if step.clock.get("held_by"):  # held: the status names them and promises nothing
+                assert status["prune"]["held_by"] == step.clock["held_by"] and "deletes_at" not in status
+            else:
+                assert step.clock["deletes_at"] == status.get("deletes_at")
 
 
 def test_a_secret_we_did_not_write_is_never_promised_for_deletion() -> None:
@@ -92,3 +101,48 @@ def test_a_secret_we_did_not_write_is_never_promised_for_deletion() -> None:
         OUT, teleport_cluster=TELEPORT, rendered=[], failures=[], registrations=[reg], now=T0, scope=Scope()
     )
     assert [s.action for s in decided.steps] == [Action.WAIT]
+
+
+def test_a_due_deletion_is_made_only_once_the_applications_were_checked() -> None:
+    reg = Registration(
+        "main",
+        TELEPORT,
+        "c",
+        secret_name="s-c",
+        version=SecretVersion("uid", "1"),
+        matches=False,
+        absence=Absence.DESELECTED,
+        absence_banked=timedelta(hours=2),
+        cluster_name="root-c",
+    )
+
+    def decide(applications: ApplicationCheck | None) -> list[tuple[Action, str]]:
+        decided = plan(
+            OUT,
+            teleport_cluster=TELEPORT,
+            rendered=[],
+            failures=[],
+            registrations=[reg],
+            now=T0,
+            scope=Scope(),
+            applications=applications,
+        )
+        assert decided.due == {"c"}
+        return [(s.action, s.reason) for s in decided.steps]
+
+    assert decide(None) == [
+        (Action.WAIT, "deselected, absent for its grace period; waiting for the Applications check")
+    ]
+    assert decide(ApplicationCheck(failed="pruning held back: ...")) == [
+        (
+            Action.WAIT,
+            "deselected, absent for its grace period; held: Argo CD Applications could not be listed",
+        )
+    ]
+    assert decide(ApplicationCheck(holders={"c": ("argocd/a", "team/b")})) == [
+        (
+            Action.WAIT,
+            "deselected, absent for its grace period; held by Argo CD Application(s) argocd/a, team/b",
+        )
+    ]
+    assert decide(ApplicationCheck()) == [(Action.PRUNE, "deselected, absent for its grace period")]

@@ -214,3 +214,61 @@ def test_command_reports_an_invalid_configuration(tmp_path: Any, capsys: pytest.
     path.write_text("outputs: [{type: kubernetes/argo-cd, selectors: [], secret_namespace: Not_Valid}]\n")
     assert rbac.main([str(path), "--user", "u"]) == 1
     assert "secret_namespace" in capsys.readouterr().err
+
+
+# -- the pruning guard's read --------------------------------------------------------------------
+
+PRUNING = """
+teleport: {proxy_addr: teleport.example.com, join_token: t}
+destination: {eks: {cluster_name: argocd, region: eu-west-1}}
+outputs:
+  - type: kubernetes/argo-cd
+    name: prod
+    selectors: [{labels: {env: prod}}]
+    secret_namespace: argocd
+    application_namespaces: [team-a, team-b]
+    prune: {enabled: true}
+  - type: kubernetes/argo-cd
+    name: staging
+    selectors: [{labels: {env: staging}}]
+    secret_namespace: argocd-staging
+    application_namespaces: [team-c]
+"""
+
+
+def test_outputs_that_prune_may_list_applications_where_they_look_and_nothing_more() -> None:
+    docs = rbac.manifests(load_config(PRUNING, env={}), GROUP)
+    readers = [d for d in docs if d["metadata"]["name"] == rbac.APPLICATIONS_NAME]
+    assert [(d["kind"], d["metadata"]["namespace"]) for d in readers] == [
+        ("Role", "argocd"),
+        ("RoleBinding", "argocd"),
+        ("Role", "team-a"),
+        ("RoleBinding", "team-a"),
+        ("Role", "team-b"),
+        ("RoleBinding", "team-b"),
+    ]  # not team-c nor argocd-staging: the staging output does not prune, so never lists
+    for doc in readers:
+        strict(doc, "V1" + doc["kind"])  # valid Kubernetes objects, no unknown field
+    for role in (d for d in readers if d["kind"] == "Role"):
+        assert role["rules"] == [
+            {"apiGroups": ["argoproj.io"], "resources": ["applications"], "verbs": ["list"]}
+        ]
+    for binding in (d for d in readers if d["kind"] == "RoleBinding"):
+        assert binding["roleRef"]["name"] == rbac.APPLICATIONS_NAME
+        assert binding["subjects"] == [
+            {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": rbac.DEFAULT_GROUP}
+        ]
+    # The Secret writers' Roles are untouched by it.
+    assert [
+        d["metadata"]["namespace"] for d in docs if d["metadata"]["name"] == rbac.NAME and d["kind"] == "Role"
+    ] == [
+        "argocd",
+        "argocd-staging",
+    ]
+
+
+def test_the_guard_reads_applications_by_the_one_path_the_role_covers() -> None:
+    source = (ROOT / "layers/core/teleport_argocd/kube.py").read_text()
+    assert re.findall(r"/apis/([a-z.]+)/(v[0-9a-z]+)/namespaces/\{namespace\}/([a-z]+)", source) == [
+        ("argoproj.io", "v1alpha1", "applications")
+    ]

@@ -3,17 +3,21 @@ to Kubernetes and to the state table, and what it leaves alone."""
 
 from __future__ import annotations
 
+import base64
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from standins.teleport import ca
 from standins.teleport.ca import CertAuthority
+from teleport_argocd.applications import Application
 from teleport_argocd.argocd import RenderedSecret
-from teleport_argocd.errors import StateError
+from teleport_argocd.errors import DestinationForbidden, DestinationUnreachable, StateError
 from teleport_argocd.plan import Renewal, Scope, shard_of
 from teleport_argocd.probe import ConnectionCheck
 from teleport_argocd.reconcile import Trigger
@@ -553,6 +557,185 @@ def test_a_secret_replaced_since_we_wrote_it_is_never_pruned() -> None:
     assert actions == [["failed"], ["relinquished"], []]
     reg = next(r for r in state.regs.values() if r.kube_cluster == "c")
     assert reg.relinquished_at is not None and reg.refusals == 3 and name in store.secrets
+
+
+# -- the Applications guard ----------------------------------------------------------------
+
+
+def secret_of(store: Any, cluster: str) -> dict[str, Any]:
+    [manifest] = [
+        m
+        for m in store.secrets.values()
+        if m["metadata"]["annotations"]["teleport.dev/kubernetes-cluster-name"] == cluster
+    ]
+    return manifest
+
+
+def due_for_deletion(out: Any) -> tuple[Any, Any, Any, Clock]:
+    """Three clusters written, c deselected and past its grace: its deletion is due."""
+    clock = Clock()
+    rec, state, store, session = reconciler(PROD, clock)
+    rec.run(out, RENEWAL)
+    deselect(session, "c")
+    rec.run(out, DISCOVERY)
+    clock.advance(timedelta(hours=1, seconds=1))
+    store.application_lists.clear()
+    return rec, state, store, clock
+
+
+def test_applications_are_listed_only_when_a_deletion_is_due() -> None:
+    clock = Clock()
+    rec, _state, store, session = reconciler(PROD, clock)
+    out = output(**PRUNE, application_namespaces=["team-a"])
+    rec.run(out, RENEWAL)
+    deselect(session, "c")
+    rec.run(out, DISCOVERY)
+    clock.advance(timedelta(minutes=30))
+    rec.run(out, DISCOVERY)
+    rec.run(out, PREVIEW)
+    assert store.application_lists == []  # waiting, nothing due: not one request more
+    clock.advance(timedelta(minutes=31))
+    assert rec.run(out, DISCOVERY).counts["deleted"] == 1
+    assert store.application_lists == ["argocd", "team-a"]  # once per namespace searched
+
+
+def test_an_application_targeting_the_server_url_holds_the_deletion_and_is_named() -> None:
+    out = output(**PRUNE, application_namespaces=["team-a"])
+    rec, state, store, clock = due_for_deletion(out)
+    server = base64.b64decode(secret_of(store, "c")["data"]["server"]).decode()
+    store.applications["team-a"] = [
+        Application("team-a", "guestbook", server=server + "/"),  # Argo CD trims the trailing slash
+        Application("team-a", "elsewhere", server="https://other.example.com"),
+    ]
+
+    preview = rec.run(out, PREVIEW)
+    report = rec.run(out, DISCOVERY)
+
+    for result in (preview, report):
+        [c] = [c for c in result.clusters if c.kube_cluster == "c"]
+        assert c.action == "waiting" and c.reason.endswith("held by Argo CD Application(s) team-a/guestbook")
+        assert c.prune is not None and c.prune["held_by"] == ["team-a/guestbook"]
+        assert result.counts["deleted"] == 0
+        assert any("Argo CD Applications still target c" in n for n in result.notes)
+    reg = next(r for r in state.regs.values() if r.kube_cluster == "c")
+    assert reg.held_by == ("team-a/guestbook",) and reg.deleted_at is None
+    assert len(store.secrets) == 3
+    # Held, and checked again each run; once the Application is gone, the Secret goes.
+    assert rec.run(out, DISCOVERY).status == "idle"
+    store.applications["team-a"] = store.applications["team-a"][1:]
+    clock.advance(timedelta(minutes=2))
+    report = rec.run(out, DISCOVERY)
+    assert [(c.kube_cluster, c.action) for c in report.clusters if c.action != "unchanged"] == [
+        ("c", "deleted")
+    ]
+    tomb = next(r for r in state.regs.values() if r.kube_cluster == "c")
+    assert tomb.deleted_at == clock() and tomb.held_by == ()
+
+
+def test_an_application_targeting_the_argo_cd_cluster_name_holds_the_deletion() -> None:
+    out = output(**PRUNE)
+    rec, state, store, _clock = due_for_deletion(out)
+    name = base64.b64decode(secret_of(store, "c")["data"]["name"]).decode()
+    assert next(r for r in state.regs.values() if r.kube_cluster == "c").cluster_name == name
+    store.applications["argocd"] = [Application("argocd", "by-name", cluster_name=name)]
+
+    report = rec.run(out, DISCOVERY)
+
+    assert report.counts["deleted"] == 0 and len(store.secrets) == 3
+    [c] = [c for c in report.clusters if c.kube_cluster == "c"]
+    assert c.prune is not None and c.prune["held_by"] == ["argocd/by-name"]
+
+
+def test_a_registration_without_a_recorded_name_is_matched_by_the_rendered_one() -> None:
+    """Registrations written before the name was recorded: the name the template gives the cluster."""
+    out = output(**PRUNE)
+    rec, state, store, _clock = due_for_deletion(out)
+    key = next(k for k, r in state.regs.items() if r.kube_cluster == "c")
+    state.regs[key] = replace(state.regs[key], cluster_name="")
+    name = base64.b64decode(secret_of(store, "c")["data"]["name"]).decode()
+    store.applications["argocd"] = [Application("argocd", "by-name", cluster_name=name)]
+    assert rec.run(out, DISCOVERY).counts["deleted"] == 0
+    store.applications["argocd"] = []
+    assert rec.run(out, DISCOVERY).counts["deleted"] == 1
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        DestinationForbidden(
+            "list applications.argoproj.io in namespace team-a: 403 applications.argoproj.io is forbidden"
+        ),
+        DestinationUnreachable("list applications.argoproj.io in namespace team-a: 503 (after 4 attempts)"),
+    ],
+)
+def test_a_list_refused_or_failed_holds_every_deletion_and_says_why(error: Exception) -> None:
+    clusters = {f"c{i}": {"env": "prod"} for i in range(10)}
+    clock = Clock()
+    rec, _state, store, session = reconciler(clusters, clock)
+    out = output(
+        prune={"enabled": True, "grace_period": "1h", "max_deletes_per_run": 10},
+        application_namespaces=["team-a"],
+    )
+    rec.run(out, RENEWAL)
+    for name in ("c0", "c1"):
+        deselect(session, name)
+    rec.run(out, DISCOVERY)
+    clock.advance(timedelta(hours=2))
+    store.refusing["team-a"] = error
+
+    for trigger in (PREVIEW, DISCOVERY):
+        report = rec.run(out, trigger)
+        assert report.counts["deleted"] == 0
+        [note] = [n for n in report.notes if "Applications could not be listed" in n]
+        assert str(error) in note and "no Secret is deleted" in note
+        assert {c.kube_cluster for c in report.clusters if c.action == "waiting"} == {"c0", "c1"}
+    assert len(store.secrets) == 10
+    del store.refusing["team-a"]
+    assert rec.run(out, DISCOVERY).counts["deleted"] == 2
+
+
+def test_held_deletions_leave_the_budget_to_the_others() -> None:
+    clusters = {f"c{i}": {"env": "prod"} for i in range(10)}
+    clock = Clock()
+    rec, _state, store, session = reconciler(clusters, clock)
+    out = output(prune={"enabled": True, "grace_period": "0s", "max_deletes_per_run": 2})
+    rec.run(out, RENEWAL)
+    for name in ("c0", "c1", "c2"):
+        deselect(session, name)
+    rec.run(out, DISCOVERY)
+    server = base64.b64decode(secret_of(store, "c0")["data"]["server"]).decode()
+    store.applications["argocd"] = [Application("argocd", "app", server=server)]
+    clock.advance(timedelta(minutes=1))
+    report = rec.run(out, DISCOVERY)
+    assert sorted(c.kube_cluster for c in report.clusters if c.action == "deleted") == ["c1", "c2"]
+    [held] = [c for c in report.clusters if c.kube_cluster == "c0"]
+    assert held.action == "waiting" and held.prune is not None and held.prune["held_by"] == ["argocd/app"]
+    assert not any("deferred" in n for n in report.notes)  # the held one took no share of the budget
+
+
+def test_a_deferred_deletion_no_longer_held_forgets_its_applications() -> None:
+    clusters = {f"c{i}": {"env": "prod"} for i in range(10)}
+    clock = Clock()
+    rec, state, store, session = reconciler(clusters, clock)
+    out = output(prune={"enabled": True, "grace_period": "0s", "max_deletes_per_run": 1})
+    rec.run(out, RENEWAL)
+    for name in ("c0", "c1"):
+        deselect(session, name)
+    rec.run(out, DISCOVERY)
+    servers = {c: base64.b64decode(secret_of(store, c)["data"]["server"]).decode() for c in ("c0", "c1")}
+    store.applications["argocd"] = [Application("argocd", f"app-{c}", server=s) for c, s in servers.items()]
+    clock.advance(timedelta(minutes=1))
+    rec.run(out, DISCOVERY)
+    assert {r.kube_cluster: r.held_by for r in state.regs.values() if r.held_by} == {
+        "c0": ("argocd/app-c0",),
+        "c1": ("argocd/app-c1",),
+    }
+    store.applications["argocd"] = []
+    report = rec.run(out, DISCOVERY)  # one deleted, the other deferred by the budget
+    assert report.counts["deleted"] == 1 and report.notes == [
+        "1 deletion(s) due but deferred to later runs (prune.max_deletes_per_run)"
+    ]
+    assert all(r.held_by == () for r in state.regs.values())
 
 
 def test_a_run_reads_the_registry_once_unless_another_run_finished_since() -> None:

@@ -67,6 +67,7 @@ class RenderedSecret:
     name: str
     server: str
     manifest: dict[str, Any] = field(repr=False)
+    argocd_name: str = ""  # the Argo CD cluster name (data key `name`), which Applications may target
 
 
 @dataclass(frozen=True)
@@ -247,8 +248,18 @@ def _render(output: OutputConfig, cluster: KubeCluster, shared: _Shared) -> tupl
         },
         "data": {key: _b64(value) for key, value in data.items()},
     }
-    secret = RenderedSecret(cluster, output.secret_namespace, name, server, manifest)
+    secret = RenderedSecret(cluster, output.secret_namespace, name, server, manifest, argocd_name)
     return secret, argocd_name
+
+
+def argocd_cluster_name(output: OutputConfig, teleport_cluster: str, cluster: KubeCluster) -> str | None:
+    """The Argo CD cluster name `cluster_name_template` gives this cluster, or None if it does not render."""
+    try:
+        return _parsed(output.cluster_name_template).render(
+            ClusterName=teleport_cluster, KubeName=cluster.name, Labels=cluster.labels
+        )
+    except gotemplate.TemplateError:
+        return None
 
 
 def _name(value: str, key: str, valid: Callable[[str], bool], what: str) -> bytes:

@@ -32,12 +32,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import urllib3
 import yaml
 
 from teleport_argocd import __version__
+from teleport_argocd.applications import Application, from_manifest
 from teleport_argocd.config.types import Destination, EksDestination
 from teleport_argocd.errors import (
     DestinationConflict,
@@ -70,6 +71,8 @@ CONFLICT_ATTEMPTS = 5
 CONFLICT_DELAY_SECONDS = 0.01
 # 16 writer threads share one store; a few more for reads during a dry run.
 MAX_CONNECTIONS = 32
+# Applications carry their whole sync status (every resource they deploy): page through them.
+APPLICATION_PAGE = 250
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,13 @@ class _Op:
 
     def __str__(self) -> str:
         return f"{self.verb} secret {self.namespace}/{self.name}"
+
+
+class _ListOp(_Op):
+    """Listing Argo CD Applications in one namespace."""
+
+    def __str__(self) -> str:
+        return f"{self.verb} applications.argoproj.io in namespace {self.namespace}"
 
 
 @dataclass(frozen=True)
@@ -289,6 +299,35 @@ class SecretStore:
         raise DestinationConflict(
             f"{op} in {self.description}: still modified by someone else after {CONFLICT_ATTEMPTS} attempts"
         )
+
+    def list_applications(self, namespace: str) -> list[Application]:
+        """The Argo CD Applications in `namespace`, for the pruning guard: the one read beyond Secrets,
+        `list` on applications.argoproj.io there (no other verb, no other resource).
+
+        Page by page (`limit`, `continue`). Raises DestinationForbidden without that grant, and
+        DestinationError for any answer that is not a list of readable Applications (a missing CRD
+        is a 404): the guard then holds every deletion rather than judge from part of the list.
+        """
+        op = _ListOp("list", namespace, "")
+        found: list[Application] = []
+        token = ""
+        while True:
+            query = {"limit": str(APPLICATION_PAGE), **({"continue": token} if token else {})}
+            path = f"/apis/argoproj.io/v1alpha1/namespaces/{namespace}/applications?{urlencode(query)}"
+            response = self._send(op, "GET", path)
+            if response.status_code != HTTPStatus.OK:
+                raise self._error(op, response)
+            document = _json(response)
+            items = document.get("items")
+            if document.get("kind") != "ApplicationList" or not isinstance(items, list):
+                raise DestinationError(f"{op} in {self.description}: the answer is not an ApplicationList")
+            try:
+                found += [from_manifest(item) for item in items]
+            except ValueError as exc:
+                raise DestinationError(f"{op} in {self.description}: {exc}") from None
+            token = str((document.get("metadata") or {}).get("continue") or "")
+            if not token:
+                return found
 
     def close(self) -> None:
         self._http.clear()

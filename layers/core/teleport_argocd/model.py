@@ -141,3 +141,7 @@ class Registration:
     # changes or a forced reload tries again.
     refusals: int = 0
     relinquished_at: datetime | None = None
+    # The Secret's Argo CD cluster name (its `name` data) as last written: Applications may target it.
+    cluster_name: str = ""
+    # The Argo CD Applications (namespace/name) that held its deletion at the last run that checked.
+    held_by: tuple[str, ...] = ()

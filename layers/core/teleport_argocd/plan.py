@@ -21,6 +21,7 @@ from typing import Any
 
 from cryptography import x509
 
+from teleport_argocd.applications import ApplicationCheck
 from teleport_argocd.argocd import RenderedSecret
 from teleport_argocd.config.types import OutputConfig, PruneConfig
 from teleport_argocd.model import UPDATED_ANNOTATION, Absence, KubeCluster, Registration, SecretVersion
@@ -98,6 +99,8 @@ class Step:
     record: Registration | None = None
     # When pruning is on, an unmatched cluster's evidence and grace clock (see `prune_clock`).
     clock: Mapping[str, Any] | None = None
+    # Its grace ran out in a run that could prune: deleted now unless Applications or the budget hold it.
+    due: bool = False
 
     @property
     def writes(self) -> bool:
@@ -116,16 +119,18 @@ class Step:
 
 @dataclass(frozen=True)
 class Plan:
-    """The steps, why pruning was held back this run if it was (None when it was not), and how
-    many due deletions `max_deletes_per_run` deferred to later runs."""
+    """The steps, why pruning was held back this run if it was (None when it was not), how many
+    due deletions `max_deletes_per_run` deferred to later runs, and what the Applications guard
+    held (`applications_held`)."""
 
     steps: tuple[Step, ...]
     prune_held: str | None = None
     deferred: int = 0
+    applications_held: str | None = None
 
     @property
     def notes(self) -> list[str]:
-        notes = [self.prune_held] if self.prune_held else []
+        notes = [n for n in (self.prune_held, self.applications_held) if n]
         if self.deferred:
             notes.append(
                 f"{self.deferred} deletion(s) due but deferred to later runs (prune.max_deletes_per_run)"
@@ -139,6 +144,11 @@ class Plan:
     @property
     def deletes(self) -> list[Step]:
         return [s for s in self.steps if s.action is Action.PRUNE]
+
+    @property
+    def due(self) -> frozenset[str]:
+        """The clusters whose deletion is due this run, before the Applications guard and the budget."""
+        return frozenset(s.kube_cluster for s in self.steps if s.due)
 
     @property
     def idle(self) -> bool:
@@ -161,12 +171,15 @@ def plan(
     scope: Scope,
     complete: bool = True,
     still_listed: frozenset[str] = frozenset(),
+    applications: ApplicationCheck | None = None,
 ) -> Plan:
     """One step per selected cluster, per cluster that failed to render, and per registration
     of this Teleport cluster that the selectors no longer pick (within the scope).
 
     `complete`: every selector's listing succeeded. `still_listed`: registered clusters the
     selectors no longer pick that Teleport still lists by name (deselected, not vanished).
+    `applications`: what the Applications guard found for the clusters due (`Plan.due`); without
+    it no Secret is deleted, so a caller plans, checks the due clusters, and plans again with it.
     """
     known = {
         r.kube_cluster: r
@@ -199,11 +212,26 @@ def plan(
     held = _prune_guard(prune, complete, len(seen | still_listed), base) if prune.enabled and full else None
     trusted = prune.enabled and full and held is None
     absent = {n: r for n, r in known.items() if n not in seen and r.deleted_at is None}
-    steps += _absence_steps(prune, absent, now, scope, trusted, still_listed)
+    steps += _absence_steps(prune, absent, now, scope, trusted, still_listed, applications)
     decided = _with_budget(prune, steps, base, now)
     if trusted and not decided.idle:
         decided = replace(decided, steps=tuple(_saved(s, now) for s in decided.steps))
-    return replace(decided, prune_held=held)
+    return replace(decided, prune_held=held, applications_held=_applications_note(decided, applications))
+
+
+def _applications_note(decided: Plan, applications: ApplicationCheck | None) -> str | None:
+    """What the Applications guard held this run, for the run's notes (None when it held nothing)."""
+    if not decided.due or applications is None:
+        return None
+    if applications.failed:
+        return applications.failed
+    held = sorted(c for c in decided.due if applications.hold(c))
+    if not held:
+        return None
+    return (
+        f"{len(held)} deletion(s) due but held: Argo CD Applications still target "
+        f"{', '.join(held[:10])}{' and more' if len(held) > 10 else ''} (see each cluster)"
+    )
 
 
 # -- pruning -------------------------------------------------------------------------------
@@ -241,15 +269,19 @@ def prune_due_at(prune: PruneConfig, reg: Registration, now: datetime) -> dateti
 
 
 def prune_clock(prune: PruneConfig, reg: Registration, now: datetime) -> dict[str, Any]:
-    """An unmatched registration's evidence and clock, JSON-ready, for the run report and status."""
+    """An unmatched registration's evidence and clock, JSON-ready, for the run report and status;
+    `held_by` names the Argo CD Applications that held its deletion at the last check, if any."""
     due = prune_due_at(prune, reg, now)
-    return {
+    clock: dict[str, Any] = {
         "evidence": reg.absence.value or Absence.VANISHED.value,
         "clock": "running" if reg.absence_seen is not None else "paused",
         "absent_seconds": int(absent_for(reg, now).total_seconds()),
         "grace_seconds": int(grace_for(prune, reg.absence).total_seconds()),
         "deletes_at": due.isoformat() if due is not None else None,
     }
+    if reg.held_by:
+        clock["held_by"] = list(reg.held_by)
+    return clock
 
 
 def _absence_steps(
@@ -259,10 +291,12 @@ def _absence_steps(
     scope: Scope,
     trusted: bool,
     still_listed: frozenset[str],
+    applications: ApplicationCheck | None,
 ) -> list[Step]:
     """A step for each registration the listing did not select: newly unmatched, waiting, or
     (provisionally) due. Its clock starts or resumes only in a run that could prune (`trusted`),
-    and a held run over the whole output pauses it."""
+    and a held run over the whole output pauses it. A due deletion waits while the Applications
+    guard holds it (or has not checked it), and the Applications it found are recorded."""
     full = scope.clusters is None
     steps: list[Step] = []
     for name, reg in sorted(absent.items()):
@@ -300,7 +334,13 @@ def _absence_steps(
         due = prune_due_at(prune, current, now)
         if trusted and due is not None and due <= now:
             reason = f"{evidence.value or 'vanished'}, absent for its grace period"
-            steps.append(Step(name, Action.PRUNE, reason, registration=current, record=updated))
+            hold = applications.hold(name) if applications else "waiting for the Applications check"
+            if applications and not applications.failed:  # what this check found replaces the last
+                found = applications.holders.get(name, ())
+                if found != current.held_by:
+                    updated = current = replace(current, held_by=found)
+            action, reason = (Action.PRUNE, reason) if hold is None else (Action.WAIT, f"{reason}; {hold}")
+            steps.append(Step(name, action, reason, registration=current, record=updated, due=True))
         else:
             reason = (
                 f"{current.absence.value or 'vanished'}, grace clock {'running' if trusted else 'paused'}"

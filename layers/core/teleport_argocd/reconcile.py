@@ -24,7 +24,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from teleport_argocd import __version__
-from teleport_argocd.argocd import RenderedSecret, render_secrets
+from teleport_argocd.applications import Application, ApplicationCheck, Target, check
+from teleport_argocd.argocd import RenderedSecret, argocd_cluster_name, render_secrets
 from teleport_argocd.config.types import Destination, OutputConfig
 from teleport_argocd.errors import ClusterNotListed, ForeignSecretError, NotManagedError, TeleportArgoCDError
 from teleport_argocd.model import Absence, Identity, KubeCluster, KubeEndpoint, Registration, SecretVersion
@@ -96,6 +97,8 @@ class SecretStoreLike(Protocol):
     def write(self, manifest: dict[str, Any], known: SecretVersion | None) -> WriteResultLike: ...
 
     def delete(self, namespace: str, name: str, known: SecretVersion) -> bool: ...
+
+    def list_applications(self, namespace: str) -> list[Application]: ...
 
 
 class StateLike(Protocol):
@@ -346,19 +349,60 @@ class Reconciler:
         listing: _Listing,
         registry: list[Registration] | None = None,
     ) -> Plan:
-        """Plan against `registry`, or against the registry as it is now."""
+        """Plan against `registry`, or against the registry as it is now. When deletions are due,
+        the Applications guard checks them and the plan is made again with what it found."""
         registrations = self.state.registrations(output.name) if registry is None else registry
-        return plan(
-            output,
-            teleport_cluster=self._teleport().teleport_cluster,
-            rendered=listing.rendered,
-            failures=listing.failures,
-            registrations=registrations,
-            now=self.clock(),
-            scope=scope,
-            complete=not listing.errors,
-            still_listed=self._still_listed(output, scope, listing, registrations),
-        )
+        now = self.clock()
+
+        def decide(applications: ApplicationCheck | None) -> Plan:
+            return plan(
+                output,
+                teleport_cluster=self._teleport().teleport_cluster,
+                rendered=listing.rendered,
+                failures=listing.failures,
+                registrations=registrations,
+                now=now,
+                scope=scope,
+                complete=not listing.errors,
+                still_listed=still_listed,
+                applications=applications,
+            )
+
+        still_listed = self._still_listed(output, scope, listing, registrations)
+        decided = decide(None)
+        if decided.due:
+            decided = decide(self._check_applications(output, registrations, decided.due))
+        return decided
+
+    def _check_applications(
+        self, output: OutputConfig, registrations: Sequence[Registration], due: frozenset[str]
+    ) -> ApplicationCheck:
+        """The Applications that still target each cluster due for deletion: one list per namespace
+        searched (`application_search`), made only when something is due. A destination that cannot
+        be reached or a list refused holds every deletion this run: none is made without the check."""
+        teleport = self._teleport().teleport_cluster
+        targets = {
+            r.kube_cluster: Target(
+                r.server,
+                r.cluster_name
+                or argocd_cluster_name(output, teleport, KubeCluster(r.kube_cluster, r.labels))
+                or "",
+            )
+            for r in registrations
+            if r.teleport_cluster == teleport and r.kube_cluster in due
+        }
+        found: list[Application] = []
+        try:
+            store = self.connect_destination(output.destination)
+            for namespace in output.application_search:
+                found += store.list_applications(namespace)
+        except TeleportArgoCDError as exc:
+            logger.warning("output %s: Argo CD Applications could not be listed: %s", output.name, exc)
+            return ApplicationCheck(
+                failed=f"pruning held back: Argo CD Applications could not be listed ({exc}), and no "
+                "Secret is deleted while Applications may still target its cluster"
+            )
+        return check(found, targets)
 
     def _still_listed(
         self, output: OutputConfig, scope: Scope, listing: _Listing, registrations: Sequence[Registration]
@@ -568,7 +612,7 @@ class Reconciler:
             assert step.registration is not None
             logger.info("output %s: cluster %s pruned (%s)", output.name, step.kube_cluster, step.reason)
             report.clusters.append(_result(step, DELETED))
-            return replace(step.registration, deleted_at=now, version=None, last_attempt=now)
+            return replace(step.registration, deleted_at=now, version=None, last_attempt=now, held_by=())
         assert step.secret is not None and result is not None and not isinstance(result, bool)
         report.clusters.append(_result(step, CREATED if result.action == "created" else UPDATED))
         reg = step.registration
@@ -587,6 +631,7 @@ class Reconciler:
             last_written=now,
             last_attempt=now,
             cert_expires=identity.expires,
+            cluster_name=step.secret.argocd_name,
         )
         if reg is not None:  # a write that was not checked keeps the last check
             written = replace(
@@ -617,6 +662,7 @@ class Reconciler:
             absence=Absence.NONE,
             absence_banked=timedelta(0),
             absence_seen=None,
+            held_by=(),
             last_error=message,
             last_error_at=now,
             last_attempt=now,

@@ -41,6 +41,8 @@ output's registrations once and writes back only those that changed, whole, in b
     matches          BOOL  the cluster still matches the output's selectors
     connection, connection_message  S  the last connection check (ok, forbidden, unreachable,
                            tls-error) and its reason; `connection_at` S when it was made
+    cluster_name     S     the Secret's Argo CD cluster name as last written (Applications may name it)
+    held_by          L     Argo CD Applications (namespace/name, of S) that held its pruning at the last check
 
 ``sk = "run#<start>#<run id>"`` summarizes one run; the start time sorts, so newest
 first is a reverse Query:
@@ -531,6 +533,10 @@ def _reg_item(reg: Registration) -> dict[str, Any]:
         item["connection_message"] = _s(_truncate(reg.connection_message, _MAX_ERROR))
     if reg.refusals:
         item["refusals"] = _n(reg.refusals)
+    if reg.cluster_name:
+        item["cluster_name"] = _s(reg.cluster_name)
+    if reg.held_by:
+        item["held_by"] = {"L": [_s(a) for a in reg.held_by]}
     for name in _REG_TIMES:
         moment = getattr(reg, name)
         if moment is not None:
@@ -558,6 +564,8 @@ def _registration(output: str, item: Mapping[str, Any]) -> Registration:
         connection=_str(item, "connection") or "",
         connection_message=_str(item, "connection_message") or "",
         refusals=int(item["refusals"]["N"]) if "refusals" in item else 0,
+        cluster_name=_str(item, "cluster_name") or "",
+        held_by=tuple(v["S"] for v in item.get("held_by", {}).get("L", ()) if "S" in v),
         **{name: _time(item, name) for name in _REG_TIMES},
     )
 

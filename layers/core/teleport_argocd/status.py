@@ -39,12 +39,15 @@ def status_report(
 def registration_status(output: OutputConfig, reg: Registration, now: datetime) -> dict[str, Any]:
     """A registration, with its pruning evidence and clock when it waits out a grace period, and
     `deletes_at` by the same rule the planner uses (`plan.prune_due_at`), so it promises nothing
-    a run will not do."""
+    a run will not do. A registration whose deletion Argo CD Applications held at the last check
+    names them (`prune.held_by`) and promises no `deletes_at`: it goes once none targets it. The
+    promise is as of the last check: an Application created since holds the deletion too."""
     out = _jsonable(reg)
+    out["held_by"] = list(reg.held_by)
     if output.prune.enabled and not reg.matches and reg.deleted_at is None:
         clock = prune_clock(output.prune, reg, now)
         out["prune"] = clock
-        if clock["deletes_at"] is not None:
+        if clock["deletes_at"] is not None and not reg.held_by:
             out["deletes_at"] = clock["deletes_at"]
     return out
 

@@ -94,6 +94,32 @@ def test_tbot_defaults_test() -> None:
         ({"namespaces": ["Prod"]}, "outputs[0].namespaces[0]", "'Prod' is not a valid namespace name"),
         ({"namespaces": "prod"}, "outputs[0].namespaces", "expected a list, got a string"),
         (
+            {"application_namespaces": ["team-a", "Team-B"]},
+            "outputs[0].application_namespaces[1]",
+            "'Team-B' is not a valid namespace name",
+        ),
+        (
+            {"application_namespaces": ["team-*"]},
+            "outputs[0].application_namespaces[0]",
+            "'team-*' is a pattern: name each namespace it covers (Applications are listed namespace by"
+            " namespace)",
+        ),
+        (
+            {"application_namespaces": ["team-a", "team-a"]},
+            "outputs[0].application_namespaces[1]",
+            "'team-a' is listed twice",
+        ),
+        (
+            {"application_namespaces": "team-a"},
+            "outputs[0].application_namespaces",
+            "expected a list, got a string",
+        ),
+        (
+            {"application_namespaces": [""]},
+            "outputs[0].application_namespaces[0]",
+            "'' is not a valid namespace name",
+        ),
+        (
             {"cluster_resources": True},
             "outputs[0].cluster_resources",
             "only applicable if namespaces is also set",
@@ -506,3 +532,12 @@ def test_project_and_namespaces_may_be_templates_rendered_per_cluster() -> None:
     [output] = load_config(document(**settings), env=ENV).outputs
     assert output.project == '{{ index .Labels "argocd-project" }}'
     assert output.namespaces == ("{{ .Labels.team }}", "shared")
+
+
+def test_applications_are_searched_in_argo_cds_namespace_unless_more_are_named() -> None:
+    [plain] = load_config(document(secret_namespace="argocd"), env=ENV).outputs
+    assert plain.application_namespaces == () and plain.application_search == ("argocd",)
+    settings = {"secret_namespace": "argocd", "application_namespaces": ["team-a", "argocd", "team-b"]}
+    [output] = load_config(document(**settings), env=ENV).outputs
+    assert output.application_namespaces == ("team-a", "argocd", "team-b")
+    assert output.application_search == ("argocd", "team-a", "team-b")

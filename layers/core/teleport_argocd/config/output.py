@@ -50,6 +50,7 @@ OUTPUT_KEYS = (
     "credential_ttl",
     "renewal_interval",
     "prune",
+    "application_namespaces",
 )
 PRUNE_KEYS = ("enabled", "grace_period", "min_listed_share", "vanished_grace_period", "max_deletes_per_run")
 _OUTPUT_NAME = re.compile(r"[A-Za-z0-9_+-]+")
@@ -133,6 +134,9 @@ def _output(reader: Reader, value: Any, path: str, default: Destination | None) 
     )
     credential_ttl, renewal_interval = _lifetime(reader, section, path)
     prune = _prune(reader, section.get("prune"), f"{path}.prune")
+    application_namespaces = _application_namespaces(
+        reader, section.get("application_namespaces"), f"{path}.application_namespaces"
+    )
     if len(reader.problems) > before or destination is None:
         return None
     return OutputConfig(
@@ -150,6 +154,7 @@ def _output(reader: Reader, value: Any, path: str, default: Destination | None) 
         credential_ttl=credential_ttl,
         renewal_interval=renewal_interval,
         prune=prune,
+        application_namespaces=application_namespaces,
     )
 
 
@@ -210,6 +215,27 @@ def _namespaces(reader: Reader, value: Any, path: str) -> tuple[str, ...]:
             reader.problem(f"{path}[{i}]", "cannot be blank")
         else:
             _name_template(reader, namespace, f"{path}[{i}]", k8snames.is_dns_label, "a valid namespace name")
+    return tuple(namespaces)
+
+
+def _application_namespaces(reader: Reader, value: Any, path: str) -> tuple[str, ...]:
+    """Namespace names, each once. Argo CD's `application.namespaces` also takes shell patterns and
+    regular expressions, but Applications are listed namespace by namespace (a Role per namespace, no
+    cluster-wide list), so each namespace a pattern covers is named here."""
+    namespaces = reader.string_list(value, path)
+    seen: set[str] = set()
+    for i, namespace in enumerate(namespaces):
+        if any(c in namespace for c in "*?[]/"):
+            reader.problem(
+                f"{path}[{i}]",
+                f"{namespace!r} is a pattern: name each namespace it covers (Applications are listed"
+                " namespace by namespace)",
+            )
+        elif not k8snames.is_dns_label(namespace):
+            reader.problem(f"{path}[{i}]", f"{namespace!r} is not a valid namespace name")
+        elif namespace in seen:
+            reader.problem(f"{path}[{i}]", f"{namespace!r} is listed twice")
+        seen.add(namespace)
     return tuple(namespaces)
 
 

@@ -110,6 +110,14 @@ class OutputConfig:
     credential_ttl: timedelta
     renewal_interval: timedelta
     prune: PruneConfig = PruneConfig()
+    # Namespaces besides `secret_namespace` (Argo CD's own) where Argo CD reconciles Applications
+    # ("Applications in any namespace", its `application.namespaces`): pruning looks there too.
+    application_namespaces: tuple[str, ...] = ()
+
+    @property
+    def application_search(self) -> tuple[str, ...]:
+        """Where the pruning guard lists Applications: Argo CD's namespace first, each namespace once."""
+        return tuple(dict.fromkeys((self.secret_namespace, *self.application_namespaces)))
 
 
 @dataclass(frozen=True)
