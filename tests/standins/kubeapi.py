@@ -609,12 +609,15 @@ class KubeApiServer:
 
     def admit(self, documents: Iterable[Mapping[str, Any]]) -> None:
         """Install ValidatingAdmissionPolicies and their bindings (other kinds are ignored), as
-        `kubectl apply -f` of `scripts/rbac.py`'s output would."""
+        `kubectl apply -f` of `scripts/rbac.py`'s output would: a binding of the same name replaces
+        the one installed."""
         docs = [copy.deepcopy(dict(d)) for d in documents]
         policies = {d["metadata"]["name"]: d for d in docs if d.get("kind") == "ValidatingAdmissionPolicy"}
         with self._lock:
             for binding in docs:
                 if binding.get("kind") == "ValidatingAdmissionPolicyBinding":
+                    name = binding["metadata"]["name"]
+                    self._policies = [p for p in self._policies if p[1]["metadata"]["name"] != name]
                     self._policies.append((policies[binding["spec"]["policyName"]], binding))
 
     def before(

@@ -699,7 +699,8 @@ def merge(current: Mapping[str, Any], secret: Mapping[str, Any]) -> dict[str, An
     live = {k: v for k, v in current["metadata"].items() if k != "managedFields"}
     ours = secret["metadata"]
     previous = _managed_keys(live.get("annotations") or {})
-    tbots = TBOT_VERSION_ANNOTATION in (live.get("annotations") or {})
+    live_annotations = live.get("annotations") or {}
+    tbots = TBOT_VERSION_ANNOTATION in live_annotations and not _ours(live_annotations)
     metadata = {}
     for part in ("labels", "annotations"):
         mine = ours.get(part) or {}
