@@ -32,7 +32,6 @@ def read_env_destination(reader: Reader) -> Destination | None:
     cluster = reader.env.get("DESTINATION_EKS_CLUSTER")
     secret_id = reader.env.get("DESTINATION_KUBECONFIG_SECRET")
     region = reader.env.get("DESTINATION_REGION") or None
-    mode = _write_mode(reader, reader.env.get("DESTINATION_WRITE_MODE") or "apply", "DESTINATION_WRITE_MODE")
     if cluster and secret_id:
         reader.problem(
             "DESTINATION_EKS_CLUSTER",
@@ -45,13 +44,13 @@ def read_env_destination(reader: Reader) -> Destination | None:
             reader.problem("DESTINATION_REGION", "required with DESTINATION_EKS_CLUSTER")
             return None
         _region(reader, region, "DESTINATION_REGION")
-        eks = EksDestination(cluster, region, mode)
+        eks = EksDestination(cluster, region)
         _allowed(reader, eks, "DESTINATION_EKS_CLUSTER")
         return eks
     if secret_id:
         if region is not None:
             _region(reader, region, "DESTINATION_REGION")
-        secret = KubeconfigSecretDestination(secret_id, region, None, mode)
+        secret = KubeconfigSecretDestination(secret_id, region, None)
         _allowed(reader, secret, "DESTINATION_KUBECONFIG_SECRET")
         return secret
     return None
