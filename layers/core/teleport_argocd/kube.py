@@ -320,7 +320,8 @@ class SecretStore:
             *tests,
             {"op": "remove", "path": _pointer("annotations", TBOT_VERSION_ANNOTATION)},
             ours,
-            {"op": "replace", "path": "/metadata/labels", "value": dict(meta.get("labels") or {})},
+            # "add" replaces the member when it exists (RFC 6902 §4.1) and cannot fail when it does not.
+            {"op": "add", "path": "/metadata/labels", "value": dict(meta.get("labels") or {})},
         ]
         mine = [*tests, {"op": "remove", "path": _pointer("annotations", VERSION_ANNOTATION)}, ours]
         for patch in [tbots, mine] if TBOT_FIELD_MANAGER in managers else [mine, tbots]:
