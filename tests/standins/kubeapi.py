@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import functools
 import hmac
 import json
 import re
@@ -1270,8 +1271,14 @@ def _selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
 _CEL = celpy.Environment()
 
 
+@functools.lru_cache(maxsize=64)
+def _program(expression: str) -> Any:
+    """Compiled once, as the API server compiles a policy once: parsing is most of CEL's cost."""
+    return _CEL.program(_CEL.compile(expression))
+
+
 def _cel(expression: str, request: Any, obj: Any, old: Any) -> bool:
-    program = _CEL.program(_CEL.compile(expression))
+    program = _program(expression)
     activation = {"request": request, "object": obj, "oldObject": old}
     result = program.evaluate({k: celpy.json_to_cel(v) for k, v in activation.items()})
     return bool(result) if not isinstance(result, celpy.CELEvalError) else False
