@@ -1171,6 +1171,7 @@ class KubeApiServer:
             },
         }
         labels = self._namespaces.get(namespace, {}).get("metadata", {}).get("labels", {})
+        activation: dict[str, Any] | None = None  # converted once, for the first policy that applies
         for policy, binding in self._policies:
             spec = policy["spec"]
             rules = spec.get("matchConstraints", {}).get("resourceRules", [])
@@ -1181,10 +1182,13 @@ class KubeApiServer:
             selector = binding["spec"].get("matchResources", {}).get("namespaceSelector", {})
             if not _selects(selector, labels):
                 continue
-            if not all(_cel(c["expression"], request, obj, old) for c in spec.get("matchConditions", ())):
+            if activation is None:
+                sides: dict[str, Any] = {"request": request, "object": obj, "oldObject": old}
+                activation = {k: celpy.json_to_cel(v) for k, v in sides.items()}
+            if not all(_cel(c["expression"], activation) for c in spec.get("matchConditions", ())):
                 continue
             for validation in spec.get("validations", ()):
-                if not _cel(validation["expression"], request, obj, old):
+                if not _cel(validation["expression"], activation):
                     reason = validation.get("reason", "Invalid")
                     code = {"Forbidden": 403, "Unauthorized": 401, "RequestEntityTooLarge": 413}.get(
                         reason, 422
@@ -1277,10 +1281,8 @@ def _program(expression: str) -> Any:
     return _CEL.program(_CEL.compile(expression))
 
 
-def _cel(expression: str, request: Any, obj: Any, old: Any) -> bool:
-    program = _program(expression)
-    activation = {"request": request, "object": obj, "oldObject": old}
-    result = program.evaluate({k: celpy.json_to_cel(v) for k, v in activation.items()})
+def _cel(expression: str, activation: Mapping[str, Any]) -> bool:
+    result = _program(expression).evaluate(dict(activation))
     return bool(result) if not isinstance(result, celpy.CELEvalError) else False
 
 
