@@ -214,20 +214,28 @@ def tbot_pattern(send: Send, target: Target, names: Sequence[str]) -> None:
 
 
 def store_floor(target: Target, names: Sequence[str], workers: int) -> Callable[[], None]:
-    """The floor's PUTs through the project's writer: returns the run to measure, after taking the
-    Secrets over (GET, then PUT: unmeasured) so that each measured write is one conditional PUT."""
+    """The floor's writes through the project's writer: returns the run to measure, after taking the
+    Secrets over from tbot (unmeasured) so that each measured write is one request (a server-side
+    apply). The bodies carry our version annotation where tbot's carries its own, as rendered."""
     from teleport_argocd.kube import SecretStore
     from teleport_argocd.kubeconfig import ClusterAccess
+    from teleport_argocd.model import TBOT_VERSION_ANNOTATION, VERSION_ANNOTATION
+
+    def ours(name: str, stamp: str) -> dict[str, Any]:
+        body = secret_body(target, name, stamp)
+        annotations = body["metadata"]["annotations"]
+        annotations[VERSION_ANNOTATION] = annotations.pop(TBOT_VERSION_ANNOTATION)
+        return body
 
     access = ClusterAccess(target.url, target.ssl_context(), server_name=target.hostname)
     store = SecretStore(access, description="bench")
     with ThreadPoolExecutor(workers) as pool:
-        taken = list(pool.map(lambda n: store.apply(secret_body(target, n, "taken")), names))
+        taken = list(pool.map(lambda n: store.write(ours(n, "taken"), None), names))
     stamp = str(time.time_ns())
 
     def put(name_and_version: tuple[str, Any]) -> None:
         name, version = name_and_version
-        if store.write(secret_body(target, name, stamp), version).requests != 1:
+        if store.write(ours(name, stamp), version).requests != 1:
             raise RuntimeError(f"writing {name} took more than one request")
 
     def run() -> None:

@@ -3,10 +3,11 @@
     .venv/bin/python scripts/rbac.py CONFIG.yaml [--user NAME | --group NAME] > rbac.yaml
 
 One Role and RoleBinding per namespace the outputs write to (`secret_namespace`, defaulted as
-the functions default it), and a ValidatingAdmissionPolicy limiting writes to the outputs' name
-prefixes (Kubernetes 1.30+). For outputs that prune, one more Role and RoleBinding per namespace
-the pruning guard searches for Argo CD Applications: `list` on applications.argoproj.io, nothing
-else. Apply it in the cluster running Argo CD.
+the functions default it), and a ValidatingAdmissionPolicy (Kubernetes 1.30+) limiting creates to
+the outputs' name prefixes and changes to Secrets teleport-argocd or tbot wrote. For outputs that
+prune, one more Role and RoleBinding per namespace the pruning guard searches for Argo CD
+Applications: `list` on applications.argoproj.io, nothing else. Apply it in the cluster running
+Argo CD.
 """
 
 from __future__ import annotations
@@ -25,19 +26,35 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "layers" / "core"))
 
 from teleport_argocd.config import load_config
-from teleport_argocd.config.types import Config
+from teleport_argocd.config.types import Config, WriteMode
 from teleport_argocd.errors import ConfigError
-from teleport_argocd.model import SECRET_TYPE_LABEL
+from teleport_argocd.model import (
+    KUBE_CLUSTER_ANNOTATION,
+    SECRET_TYPE_LABEL,
+    TBOT_VERSION_ANNOTATION,
+    TELEPORT_CLUSTER_ANNOTATION,
+    VERSION_ANNOTATION,
+)
 
-# Least privilege: RBAC grants exactly the verbs `kube` uses on Secrets (get, create, update,
-# delete) in each namespace an output writes to: no list or watch (they would expose every Secret
-# there, Argo CD's own included) and no patch. RBAC cannot restrict `create` by name, so a
-# ValidatingAdmissionPolicy (admissionregistration.k8s.io/v1, Kubernetes 1.30+) limits the same
-# identity to Secrets named with an output's prefix in that output's namespace and labelled as
-# Argo CD cluster Secrets. The layer does not import this: it is needed at deploy time only.
+# Least privilege: RBAC grants exactly the verbs `kube` uses on Secrets in each namespace an output
+# writes to. With `write_mode: apply` (the default) that is patch (server-side apply and the JSON
+# patch of a takeover), create (the API server also authorises an apply that creates as `create`)
+# and delete: no get, list or watch, so no Secret there can be read. `patch` alone would still
+# read any Secret (a patch answers with the object), and RBAC cannot narrow any verb to our names,
+# so a ValidatingAdmissionPolicy (admissionregistration.k8s.io/v1, Kubernetes 1.30+) limits the
+# same identity: create only Argo CD cluster Secrets named with an output's prefix in that output's
+# namespace; change or delete only such a Secret that already carries our version annotation or
+# tbot's, and never remove that mark. `write_mode: read-first` needs get, create, update and
+# delete instead. The layer does not import this: it is needed at deploy time only.
 NAME = "teleport-argocd-cluster-secrets"
 DEFAULT_GROUP = "teleport-argocd-secret-writers"
-VERBS = ("get", "create", "update", "delete")
+VERBS: dict[WriteMode, tuple[str, ...]] = {
+    "apply": ("patch", "create", "delete"),
+    "read-first": ("get", "create", "update", "delete"),
+}
+OWNER_ANNOTATIONS = (VERSION_ANNOTATION, TBOT_VERSION_ANNOTATION)
+# Which cluster a Secret is for: never changed by an update (two clusters can hash to one name).
+CLUSTER_ANNOTATIONS = (TELEPORT_CLUSTER_ANNOTATION, KUBE_CLUSTER_ANNOTATION)
 LABELS = {"app.kubernetes.io/name": "teleport-argocd"}
 # The pruning guard reads Argo CD Applications (kube.SecretStore.list_applications): only `list`, and
 # only where an output that prunes looks (its secret_namespace and application_namespaces).
@@ -71,13 +88,23 @@ def searches(config: Config) -> tuple[str, ...]:
     return tuple(sorted({ns for o in config.outputs if o.prune.enabled for ns in o.application_search}))
 
 
+def verbs(config: Config) -> dict[str, tuple[str, ...]]:
+    """The verbs on Secrets each namespace needs, from the write modes of the outputs writing there."""
+    found: dict[str, set[str]] = {}
+    for output in config.outputs:
+        found.setdefault(output.secret_namespace, set()).update(VERBS[output.destination.write_mode])
+    order = ("get", "patch", "create", "update", "delete")
+    return {ns: tuple(v for v in order if v in granted) for ns, granted in sorted(found.items())}
+
+
 def manifests(config: Config, subject: Subject) -> list[dict[str, Any]]:
     """One Role and RoleBinding per namespace, then the admission policy and its binding, then the
     Applications readers of the pruning guard."""
     targets = writes(config)
+    granted = verbs(config)
     result: list[dict[str, Any]] = []
     for namespace in targets:
-        result += [role(namespace), role_binding(namespace, subject)]
+        result += [role(namespace, granted[namespace]), role_binding(namespace, subject)]
     readers: list[dict[str, Any]] = []
     for namespace in searches(config):
         readers += [application_role(namespace), application_role_binding(namespace, subject)]
@@ -99,12 +126,12 @@ def application_role_binding(namespace: str, subject: Subject) -> dict[str, Any]
     return binding
 
 
-def role(namespace: str) -> dict[str, Any]:
+def role(namespace: str, granted: tuple[str, ...]) -> dict[str, Any]:
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
         "metadata": {"name": NAME, "namespace": namespace, "labels": dict(LABELS)},
-        "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": list(VERBS)}],
+        "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": list(granted)}],
     }
 
 
@@ -133,9 +160,28 @@ def secret_check(var: str, targets: dict[str, tuple[str, ...]]) -> str:
     )
 
 
+def owned(var: str) -> str:
+    """CEL: the Secret `var` carries our version annotation or tbot's."""
+    keys = " || ".join(f"{_cel_string(key)} in {var}.metadata.annotations" for key in OWNER_ANNOTATIONS)
+    return f"(has({var}.metadata.annotations) && ({keys}))"
+
+
+def same_cluster() -> str:
+    """CEL: an update keeps each cluster annotation the old Secret has."""
+    terms = []
+    for key in map(_cel_string, CLUSTER_ANNOTATIONS):
+        old, new = f"oldObject.metadata.annotations[{key}]", f"object.metadata.annotations[{key}]"
+        terms.append(
+            f"(!({key} in oldObject.metadata.annotations) || (has(object.metadata.annotations)"
+            f" && {key} in object.metadata.annotations && {new} == {old}))"
+        )
+    return "(!has(oldObject.metadata.annotations) || (" + " && ".join(terms) + "))"
+
+
 def admission_policy(targets: dict[str, tuple[str, ...]], subject: Subject) -> dict[str, Any]:
-    # CREATE has no oldObject and DELETE no object (null); an UPDATE (patch included) must keep a
-    # Secret ours on both sides, so none is taken over or given away by relabelling.
+    # CREATE has no oldObject and DELETE no object (null). An UPDATE (patches and applies included)
+    # must find a Secret of ours or tbot's and leave one of ours or tbot's, so none is taken over,
+    # read through a patch's answer, or given away by relabelling.
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingAdmissionPolicy",
@@ -160,8 +206,23 @@ def admission_policy(targets: dict[str, tuple[str, ...]], subject: Subject) -> d
                     "reason": "Forbidden",
                 },
                 {
-                    "expression": 'request.operation == "CREATE" || ' + secret_check("oldObject", targets),
-                    "message": "teleport-argocd may only change or delete its own Argo CD cluster Secrets",
+                    "expression": 'request.operation == "CREATE" || ('
+                    + secret_check("oldObject", targets)
+                    + " && "
+                    + owned("oldObject")
+                    + ")",
+                    "message": "teleport-argocd may only change or delete Argo CD cluster Secrets that "
+                    "teleport-argocd or tbot wrote",
+                    "reason": "Forbidden",
+                },
+                {
+                    "expression": 'request.operation != "UPDATE" || ' + owned("object"),
+                    "message": "teleport-argocd may not remove the mark of the Secrets it writes",
+                    "reason": "Forbidden",
+                },
+                {
+                    "expression": 'request.operation != "UPDATE" || ' + same_cluster(),
+                    "message": "teleport-argocd may not change a Secret written for another cluster",
                     "reason": "Forbidden",
                 },
             ],

@@ -205,7 +205,7 @@ def test_overlapping_triggers_are_not_lost_and_a_burst_costs_two_runs(stack: Loc
         entered.set()
         release.wait(600)
 
-    stack.kube.before("create", hold)
+    stack.kube.before("patch", hold)
     results: dict[str, Any] = {}
     first = threading.Thread(target=lambda: results.update(first=invoke("reload", event("reload.json"))))
     first.start()
@@ -239,7 +239,7 @@ def test_a_run_killed_midway_leaves_a_lease_that_expires_and_the_next_run_comple
         entered.set()
         release.wait(30)
 
-    stack.kube.before("create", hold)
+    stack.kube.before("patch", hold)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "layers/core"), str(ROOT / "tests")])}
     child = subprocess.Popen(
         [

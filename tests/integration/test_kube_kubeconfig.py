@@ -29,7 +29,7 @@ from teleport_argocd.kubeconfig import kubeconfig_from_secret
 @pytest.fixture(scope="module")
 def server() -> Iterator[KubeApiServer]:
     with KubeApiServer() as s:
-        s.allow(group="writers", verbs=["get", "create", "update", "delete"], namespaces=["argocd"])
+        s.allow(group="writers", verbs=["get", "patch", "create", "delete"], namespaces=["argocd"])
         yield s
 
 

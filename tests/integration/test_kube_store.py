@@ -1,4 +1,5 @@
-"""SecretStore against the Kubernetes API stand-in: a renewal in one request, merges, adoption, retries."""
+"""SecretStore in read-first mode (`write_mode: read-first`) against the Kubernetes API stand-in: a
+renewal in one request, merges, adoption, retries. The default mode is in test_kube_apply.py."""
 
 from __future__ import annotations
 
@@ -56,7 +57,12 @@ def connect(server: KubeApiServer) -> Iterator[Callable[..., SecretStore]]:
     ) -> SecretStore:
         kubeconfig = server.kubeconfig(user, groups)
         kubeconfig["clusters"][0]["cluster"].update(cluster)
-        store = SecretStore(cluster_access(kubeconfig, context=None), description="the stand-in", retry=FAST)
+        store = SecretStore(
+            cluster_access(kubeconfig, context=None),
+            description="the stand-in",
+            retry=FAST,
+            mode="read-first",
+        )
         stores.append(store)
         return store
 
@@ -226,12 +232,8 @@ def test_a_tbot_secret_is_adopted_and_loses_tbots_version(
     assert TBOT_VERSION_ANNOTATION not in meta["annotations"]
     assert MANAGED_KEYS_ANNOTATION in meta["annotations"]
     assert meta["annotations"][ARGOCD_REFRESH] == "2026-11-21T10:00:00Z"
-    # tbot replaced labels wholesale; keys nobody recorded as owned are kept, like Argo CD's.
-    assert meta["labels"] == {
-        "argocd.argoproj.io/secret-type": "cluster",
-        "team": "billing",
-        ARGOCD_VERSION_LABEL: "1.33",
-    }
+    # tbot replaces every label on each write, so every label there is tbot's: ours replace them.
+    assert meta["labels"] == {"argocd.argoproj.io/secret-type": "cluster"}
 
 
 def test_apply_reads_first(server: KubeApiServer, store: SecretStore, name: str) -> None:

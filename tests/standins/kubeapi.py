@@ -4,6 +4,11 @@ What it keeps faithful, because our code and kubectl depend on it:
 - resourceVersion (one global counter), uid, creationTimestamp; 404, 409 (create of an
   existing name, stale resourceVersion or uid on update/patch/delete) and 422 with
   Status objects shaped like the real API's; DNS-1123 names, label and data key rules;
+- server-side apply and field management (`standins.ssa`): managedFields per manager, apply
+  conflicts and `force`, JSON merge and JSON (RFC 6902) patches; an apply that creates is
+  also authorised as `create`, as the API server's patch handler does;
+- ValidatingAdmissionPolicies given to `admit` (the ones `scripts/rbac.py` prints), evaluated
+  with cel-python on CREATE, UPDATE (patches and applies included) and DELETE of Secrets;
 - authentication by client certificate (CN = user, O = groups) or bearer token: static
   tokens, and EKS tokens (`k8s-aws-v1.`) checked like aws-iam-authenticator, with the
   caller mapped to a user through access entries; anonymous requests are refused (401);
@@ -22,6 +27,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import functools
 import hmac
 import json
 import re
@@ -38,7 +44,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlsplit, urlunsplit
 
+import celpy
+import jsonpatch
+import jsonpointer
 import trustme
+import yaml
 from botocore.auth import SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
@@ -47,6 +57,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from standins import ssa
 from standins.aws import AwsCredentials
 
 VERSION = {
@@ -87,6 +98,8 @@ MERGE_PATCH_TYPES = ("application/merge-patch+json", "application/strategic-merg
 APPLICATION_GROUP = "argoproj.io"
 APPLICATION_VERSION = "v1alpha1"
 APPLICATIONS = f"applications.{APPLICATION_GROUP}"
+JSON_PATCH_TYPE = "application/json-patch+json"
+APPLY_PATCH_TYPE = "application/apply-patch+yaml"
 
 _DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _DNS_SUBDOMAIN = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")
@@ -481,6 +494,7 @@ class KubeApiServer:
         self._rules: list[_Rule] = []
         self._hooks: list[_Hook] = []
         self._faults: list[_Fault] = []
+        self._policies: list[tuple[dict[str, Any], dict[str, Any]]] = []
         self._httpd: _HttpServer | None = None
         for namespace in namespaces:
             self.add_namespace(namespace)
@@ -604,6 +618,19 @@ class KubeApiServer:
             )
         )
 
+    def admit(self, documents: Iterable[Mapping[str, Any]]) -> None:
+        """Install ValidatingAdmissionPolicies and their bindings (other kinds are ignored), as
+        `kubectl apply -f` of `scripts/rbac.py`'s output would: a binding of the same name replaces
+        the one installed."""
+        docs = [copy.deepcopy(dict(d)) for d in documents]
+        policies = {d["metadata"]["name"]: d for d in docs if d.get("kind") == "ValidatingAdmissionPolicy"}
+        with self._lock:
+            for binding in docs:
+                if binding.get("kind") == "ValidatingAdmissionPolicyBinding":
+                    name = binding["metadata"]["name"]
+                    self._policies = [p for p in self._policies if p[1]["metadata"]["name"] != name]
+                    self._policies.append((policies[binding["spec"]["policyName"]], binding))
+
     def before(
         self, verb: str, action: Callable[[], object], *, resource: str = "secrets", times: int = 1
     ) -> None:
@@ -653,7 +680,8 @@ class KubeApiServer:
     # -- direct access, as another writer would have (not logged) ------------------------
 
     def reset(self) -> None:
-        """No Secrets, no request log, no hooks or injected faults; namespaces and access stay.
+        """No Secrets, no request log, no hooks or injected faults; namespaces, access and admission
+        policies stay.
         End-to-end tests share one server and each starts from this."""
         with self._lock:
             self._secrets.clear()
@@ -682,8 +710,10 @@ class KubeApiServer:
             found = self._secrets.get((namespace, name))
             return copy.deepcopy(found)
 
-    def put_secret(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
-        """Store a Secret as is (new or replacing), bumping its resourceVersion like any write."""
+    def put_secret(self, manifest: Mapping[str, Any], *, manager: str = "kubectl") -> dict[str, Any]:
+        """Store a Secret (new or replacing) as an Update by `manager` would: no checks or admission,
+        the resourceVersion bumped and the fields it changes owned by `manager` (tbot writes with
+        manager `tbot`, `kubectl edit` with `kubectl-edit`)."""
         with self._lock:
             meta = manifest["metadata"]
             key = (meta["namespace"], meta["name"])
@@ -691,6 +721,12 @@ class KubeApiServer:
             stored = copy.deepcopy(dict(manifest))
             stored.setdefault("type", "Opaque")
             stored["metadata"] = {**meta, **self._system_fields(old)}
+            requested = meta.get("managedFields")
+            if old is None:
+                if requested is None:
+                    ssa.track_create(stored, manager, "Update", self._stamp())
+            else:
+                ssa.track_update(old, stored, manager, requested, self._stamp())
             self._secrets[key] = stored
             return copy.deepcopy(stored)
 
@@ -700,14 +736,19 @@ class KubeApiServer:
             del self._secrets[namespace, name]
 
     def edit_secret(
-        self, namespace: str, name: str, change: Callable[[dict[str, Any]], None]
+        self,
+        namespace: str,
+        name: str,
+        change: Callable[[dict[str, Any]], None],
+        *,
+        manager: str = "argocd-server",
     ) -> dict[str, Any]:
-        """Change a stored Secret in place (as Argo CD or a person would), bumping its resourceVersion."""
+        """Change a stored Secret in place (as Argo CD or a person would): an Update by `manager`."""
         with self._lock:
             secret = self.secret(namespace, name)
             assert secret is not None, f"no secret {namespace}/{name}"
             change(secret)
-            return self.put_secret(secret)
+            return self.put_secret(secret, manager=manager)
 
     # -- request handling ------------------------------------------------------------------
 
@@ -733,7 +774,7 @@ class KubeApiServer:
                 self._authorize(subject, verb, resource, namespace, name)
                 self._run_hooks(verb, resource)
             status, answer = self._serve(
-                method, url.path, query, verb, resource, namespace, name, headers, body
+                method, url.path, query, verb, resource, namespace, name, headers, body, subject
             )
         except ApiError as error:
             status, answer = error.code, error.status()
@@ -836,6 +877,7 @@ class KubeApiServer:
         name: str,
         headers: Mapping[str, str],
         body: bytes,
+        subject: _Subject | None,
     ) -> tuple[int, dict[str, Any]]:
         if resource == APPLICATIONS:
             return self._serve_applications(verb, namespace, query)
@@ -859,14 +901,16 @@ class KubeApiServer:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if verb == "watch":
             raise ApiError(405, "MethodNotAllowed", "watch is not implemented by this stand-in")
+        content_type = headers.get("content-type", "").split(";")[0].strip()
         document: Any = None
         if body:
             try:
-                document = json.loads(body)
-            except ValueError:
+                document = yaml.safe_load(body) if content_type == APPLY_PATCH_TYPE else json.loads(body)
+            except (ValueError, yaml.YAMLError):
                 raise ApiError(
                     400, "BadRequest", "the body of the request was in an unknown format"
                 ) from None
+        manager = query.get("fieldManager") or headers.get("user-agent", "").split("/")[0] or "unknown"
         with self._lock:
             if resource == "namespaces":
                 return self._serve_namespaces(verb, name, query)
@@ -875,22 +919,23 @@ class KubeApiServer:
             if verb == "list":
                 return 200, self._list_secrets(namespace, query)
             if verb == "create":
-                return 201, self._create_secret(namespace, document or {})
+                return 201, self._create_secret(namespace, document or {}, manager, subject)
             if verb == "get":
                 return 200, self._existing(namespace, name)
             if verb == "update":
-                return 200, self._update_secret(namespace, name, document or {})
+                return 200, self._update_secret(namespace, name, document or {}, manager, subject)
             if verb == "patch":
-                content_type = headers.get("content-type", "").split(";")[0].strip()
-                if content_type not in MERGE_PATCH_TYPES:
+                if content_type == APPLY_PATCH_TYPE:
+                    return self._apply_secret(namespace, name, document, query, subject)
+                if content_type not in (*MERGE_PATCH_TYPES, JSON_PATCH_TYPE):
                     raise ApiError(
                         415,
                         "UnsupportedMediaType",
                         f"the body of the request was in an unsupported format: {content_type}",
                     )
-                return 200, self._patch_secret(namespace, name, document or {})
+                return 200, self._patch_secret(namespace, name, document, content_type, manager, subject)
             if verb == "delete":
-                return 200, self._delete_secret(namespace, name, document or {})
+                return 200, self._delete_secret(namespace, name, document or {}, subject)
         raise ApiError(
             405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
         )
@@ -919,6 +964,8 @@ class KubeApiServer:
 
     def _checked(self, namespace: str, document: Mapping[str, Any]) -> dict[str, Any]:
         """A Secret from a request body, validated like the API; system fields are the caller's business."""
+        if not isinstance(document, Mapping):
+            raise ApiError(400, "BadRequest", "the object provided is unrecognized (must be of type Secret)")
         if document.get("kind") not in (None, "Secret"):
             raise ApiError(400, "BadRequest", "the object provided is unrecognized (must be of type Secret)")
         meta = dict(document.get("metadata") or {})
@@ -940,7 +987,9 @@ class KubeApiServer:
             "data": _secret_data(meta["name"], document),
         }
 
-    def _create_secret(self, namespace: str, document: Mapping[str, Any]) -> dict[str, Any]:
+    def _create_secret(
+        self, namespace: str, document: Mapping[str, Any], manager: str, subject: _Subject | None
+    ) -> dict[str, Any]:
         secret = self._checked(namespace, document)
         meta = secret["metadata"]
         if meta.get("resourceVersion"):
@@ -953,11 +1002,20 @@ class KubeApiServer:
                 f'secrets "{meta["name"]}" already exists',
                 {"name": meta["name"], "kind": "secrets"},
             )
+        ssa.track_create(secret, manager, "Update", self._stamp())
+        self._admit("CREATE", namespace, secret, None, subject)
         meta.update(self._system_fields())
         self._secrets[namespace, meta["name"]] = secret
         return copy.deepcopy(secret)
 
-    def _update_secret(self, namespace: str, name: str, document: Mapping[str, Any]) -> dict[str, Any]:
+    def _update_secret(
+        self,
+        namespace: str,
+        name: str,
+        document: Mapping[str, Any],
+        manager: str,
+        subject: _Subject | None,
+    ) -> dict[str, Any]:
         body_name = (document.get("metadata") or {}).get("name")
         if body_name != name:
             raise ApiError(
@@ -965,15 +1023,105 @@ class KubeApiServer:
                 "BadRequest",
                 f"the name of the object ({body_name}) does not match the name on the URL ({name})",
             )
-        return self._replace(self._existing(namespace, name), self._checked(namespace, document))
-
-    def _patch_secret(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         current = self._existing(namespace, name)
-        patched = _apply_merge_patch(current, patch)
-        return self._replace(current, self._checked(namespace, patched))
+        new = self._checked(namespace, document)
+        ssa.track_update(
+            current, new, manager, (document.get("metadata") or {}).get("managedFields"), self._stamp()
+        )
+        return self._replace(current, new, subject)
 
-    def _replace(self, current: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-        """An update's checks and effect: preconditions, immutable fields, no-op detection."""
+    def _patch_secret(
+        self,
+        namespace: str,
+        name: str,
+        patch: Any,
+        content_type: str,
+        manager: str,
+        subject: _Subject | None,
+    ) -> dict[str, Any]:
+        current = self._existing(namespace, name)
+        if content_type == JSON_PATCH_TYPE:
+            # k8s.io/apiserver patch.go applyJSPatch: a patch that does not apply is a 422.
+            try:
+                patched = jsonpatch.JsonPatch(patch).apply(current)
+            except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, TypeError) as exc:
+                raise ApiError(422, "", str(exc)) from None
+        else:
+            patched = _apply_merge_patch(current, patch or {})
+        if not isinstance(patched, dict):
+            raise ApiError(400, "BadRequest", "the object provided is unrecognized (must be of type Secret)")
+        new = self._checked(namespace, patched)
+        requested = (patched.get("metadata") or {}).get("managedFields")
+        ssa.track_update(current, new, manager, requested, self._stamp())
+        return self._replace(current, new, subject)
+
+    def _apply_secret(
+        self,
+        namespace: str,
+        name: str,
+        document: Any,
+        query: Mapping[str, str],
+        subject: _Subject | None,
+    ) -> tuple[int, dict[str, Any]]:
+        """Server-side apply: create if absent, else merge by field ownership (see `standins.ssa`)."""
+        manager = query.get("fieldManager", "")
+        if not manager:
+            raise _invalid_options("fieldManager", "Required value: is required for apply patch")
+        force = query.get("force", "") == "true"
+        if (
+            not isinstance(document, Mapping)
+            or document.get("apiVersion") != "v1"
+            or document.get("kind") != "Secret"
+        ):
+            raise ApiError(
+                400, "BadRequest", "error decoding patch: apiVersion v1 and kind Secret are required"
+            )
+        if (document.get("metadata") or {}).get("name") != name:
+            raise ApiError(
+                400,
+                "BadRequest",
+                f"the name of the object ({(document.get('metadata') or {}).get('name')}) does not match "
+                f"the name on the URL ({name})",
+            )
+        applied = self._checked(namespace, document)
+        if "type" not in document:
+            applied.pop("type")
+        applied_meta = applied["metadata"]
+        current = self._secrets.get((namespace, name))
+        if current is None:
+            if namespace not in self._namespaces:
+                raise _not_found("namespaces", namespace)
+            assert subject is not None
+            self._authorize(subject, "create", "secrets", namespace, name)
+            if applied_meta.get("resourceVersion"):
+                raise _not_found("secrets", name)
+            new = ssa.apply(None, applied, manager, force, self._stamp())
+            new.setdefault("type", "Opaque")
+            self._admit("CREATE", namespace, new, None, subject)
+            new["metadata"].update(self._system_fields())
+            self._secrets[namespace, name] = new
+            return 201, copy.deepcopy(new)
+        current = copy.deepcopy(current)
+        try:
+            new = ssa.apply(current, applied, manager, force, self._stamp())
+        except ssa.ApplyConflict as conflict:
+            raise ApiError(
+                409,
+                "Conflict",
+                conflict.message(),
+                {"name": name, "kind": "secrets", "causes": conflict.causes()},
+            ) from None
+        for key in ("resourceVersion", "uid"):
+            if applied_meta.get(key):
+                new["metadata"][key] = applied_meta[key]
+            else:
+                new["metadata"].pop(key, None)
+        return 200, self._replace(current, new, subject)
+
+    def _replace(
+        self, current: dict[str, Any], new: dict[str, Any], subject: _Subject | None
+    ) -> dict[str, Any]:
+        """An update's checks and effect: preconditions, immutable fields, admission, no-op detection."""
         old_meta, meta = current["metadata"], new["metadata"]
         name = old_meta["name"]
         if meta.get("resourceVersion") and meta["resourceVersion"] != old_meta["resourceVersion"]:
@@ -984,14 +1132,18 @@ class KubeApiServer:
             raise _invalid("Secret", name, [("type", f'Invalid value: "{new["type"]}": field is immutable')])
         system = ("uid", "resourceVersion", "creationTimestamp")
         meta.update({k: old_meta[k] for k in system})
-        if new == current:
-            return current  # a no-op update keeps the resourceVersion
+        self._admit("UPDATE", old_meta["namespace"], new, current, subject)
+        if _timeless(new) == _timeless(current):
+            return current  # a no-op update keeps the resourceVersion (and the managers' times)
         meta.update(self._system_fields(current))
         self._secrets[meta["namespace"], name] = new
         return copy.deepcopy(new)
 
-    def _delete_secret(self, namespace: str, name: str, options: Mapping[str, Any]) -> dict[str, Any]:
-        current = self._existing(namespace, name)["metadata"]
+    def _delete_secret(
+        self, namespace: str, name: str, options: Mapping[str, Any], subject: _Subject | None
+    ) -> dict[str, Any]:
+        secret = self._existing(namespace, name)
+        current = secret["metadata"]
         pre = options.get("preconditions") or {}
         if pre.get("uid") and pre["uid"] != current["uid"]:
             raise _uid_mismatch("secrets", name, pre["uid"], current["uid"])
@@ -1003,6 +1155,7 @@ class KubeApiServer:
                 f"the ResourceVersion in record ({current['resourceVersion']}). "
                 "The object might have been modified",
             )
+        self._admit("DELETE", namespace, None, secret, subject)
         del self._secrets[namespace, name]
         return {
             "kind": "Status",
@@ -1011,6 +1164,62 @@ class KubeApiServer:
             "status": "Success",
             "details": {"name": name, "kind": "secrets", "uid": current["uid"]},
         }
+
+    def _admit(
+        self,
+        operation: str,
+        namespace: str,
+        obj: Mapping[str, Any] | None,
+        old: Mapping[str, Any] | None,
+        subject: _Subject | None,
+    ) -> None:
+        """Every bound ValidatingAdmissionPolicy that matches; the first failed validation denies."""
+        name = (obj or old or {}).get("metadata", {}).get("name", "")
+        request = {
+            "operation": operation,
+            "namespace": namespace,
+            "name": name,
+            "userInfo": {
+                "username": subject.user if subject else "",
+                "groups": list(subject.groups) if subject else [],
+            },
+        }
+        labels = self._namespaces.get(namespace, {}).get("metadata", {}).get("labels", {})
+        activation: dict[str, Any] | None = None  # converted once, for the first policy that applies
+        for policy, binding in self._policies:
+            spec = policy["spec"]
+            rules = spec.get("matchConstraints", {}).get("resourceRules", [])
+            if not any(
+                "secrets" in r.get("resources", ()) and operation in r.get("operations", ()) for r in rules
+            ):
+                continue
+            selector = binding["spec"].get("matchResources", {}).get("namespaceSelector", {})
+            if not _selects(selector, labels):
+                continue
+            if activation is None:
+                sides: dict[str, Any] = {"request": request, "object": obj, "oldObject": old}
+                activation = {k: celpy.json_to_cel(v) for k, v in sides.items()}
+            if not all(_cel(c["expression"], activation) for c in spec.get("matchConditions", ())):
+                continue
+            for validation in spec.get("validations", ()):
+                if not _cel(validation["expression"], activation):
+                    reason = validation.get("reason", "Invalid")
+                    code = {"Forbidden": 403, "Unauthorized": 401, "RequestEntityTooLarge": 413}.get(
+                        reason, 422
+                    )
+                    why = (
+                        f"ValidatingAdmissionPolicy '{policy['metadata']['name']}' with binding "
+                        f"'{binding['metadata']['name']}' denied request: {validation.get('message', '')}"
+                    )
+                    raise ApiError(
+                        code,
+                        reason,
+                        f'secrets "{name}" is forbidden: {why}',
+                        {"name": name, "kind": "secrets"},
+                    )
+
+    def _stamp(self) -> str:
+        return self.now().strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def _serve_namespaces(self, verb: str, name: str, query: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
         if verb == "get":
@@ -1130,6 +1339,55 @@ def _continue_from(token: str) -> str:
         raise ApiError(
             400, "BadRequest", "continue key is not valid: incorrect encoded start resourceVersion"
         ) from None
+
+
+def _invalid_options(field: str, message: str) -> ApiError:
+    return ApiError(
+        422,
+        "Invalid",
+        f'PatchOptions.meta.k8s.io "" is invalid: {field}: {message}',
+        {"kind": "PatchOptions", "group": "meta.k8s.io", "causes": [{"field": field, "message": message}]},
+    )
+
+
+def _timeless(secret: Mapping[str, Any]) -> Any:
+    """A Secret with its managers' timestamps left out: what a no-op write leaves unchanged."""
+    meta = dict(secret["metadata"])
+    meta["managedFields"] = [
+        {k: v for k, v in e.items() if k != "time"} for e in meta.get("managedFields") or []
+    ]
+    return {**secret, "metadata": meta}
+
+
+def _selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """A label selector (matchLabels, matchExpressions) on a namespace's labels."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expression in selector.get("matchExpressions") or ():
+        key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
+        ok = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": key not in labels or labels[key] not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[operator]
+        if not ok:
+            return False
+    return True
+
+
+_CEL = celpy.Environment()
+
+
+@functools.lru_cache(maxsize=64)
+def _program(expression: str) -> Any:
+    """Compiled once, as the API server compiles a policy once: parsing is most of CEL's cost."""
+    return _CEL.program(_CEL.compile(expression))
+
+
+def _cel(expression: str, activation: Mapping[str, Any]) -> bool:
+    result = _program(expression).evaluate(dict(activation))
+    return bool(result) if not isinstance(result, celpy.CELEvalError) else False
 
 
 def _attributes(method: str, path: str, query: Mapping[str, str]) -> tuple[str, str, str, str]:

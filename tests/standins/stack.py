@@ -5,17 +5,22 @@
 - moto with SigV4 enforced: the STS that the Teleport stand-in forwards IAM joins to;
 - the Teleport stand-in with a bot, its role, an IAM join token and labelled clusters;
 - the Kubernetes API stand-in where Argo CD lives (namespace `argocd`), which lets the
-  functions' identity write Secrets there and nowhere else, without `list`.
+  functions' identity write Secrets there and nowhere else with the Role and admission policy
+  `scripts/rbac.py` prints for the configuration stored: patch, create and delete, no read.
 """
 
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import os
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
@@ -24,6 +29,8 @@ from standins.aws import ACCOUNT_ID, REGION, AwsCredentials, MotoServer, lambda_
 from standins.kubeapi import APPLICATIONS, KubeApiServer
 from standins.teleport import TeleportStandin
 from standins.template import audit_rule, create_tables
+from teleport_argocd.config import load_config
+from teleport_argocd.errors import ConfigError
 
 ROLE_NAME = "teleport-argocd-RenewFunctionRole"
 JOIN_TOKEN = "teleport-argocd-iam"
@@ -42,6 +49,20 @@ DEMO_CLUSTERS: dict[str, dict[str, str]] = {
     "prod-eu-west": {"env": "prod", "team": "platform"},
     "dev-sandbox": {"env": "dev", "team": "payments"},
 }
+
+
+def _load_rbac() -> ModuleType:
+    """scripts/rbac.py, which prints the Role and admission policy an operator applies."""
+    path = Path(__file__).resolve().parents[2] / "scripts" / "rbac.py"
+    spec = importlib.util.spec_from_file_location("teleport_argocd_rbac_script", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+rbac: Any = _load_rbac()
 
 
 def default_outputs() -> list[dict[str, Any]]:
@@ -110,9 +131,7 @@ class LocalStack:
         for name, labels in self.clusters.items():
             self.teleport.add_kube_cluster(name, labels=dict(labels))
         self.kube = KubeApiServer(latency=self.kube_latency).start()
-        self.kube.allow(
-            user=WRITER, verbs=("get", "create", "update", "patch", "delete"), namespaces=(ARGOCD_NAMESPACE,)
-        )
+        self.kube.allow(user=WRITER, verbs=rbac.VERBS["apply"], namespaces=(ARGOCD_NAMESPACE,))
         # The pruning guard's read, as scripts/rbac.py prints it for Argo CD's namespace.
         self.kube.allow(
             user=WRITER, verbs=("list",), resources=(APPLICATIONS,), namespaces=(ARGOCD_NAMESPACE,)
@@ -178,9 +197,20 @@ class LocalStack:
     def put_config(self, outputs: Sequence[Mapping[str, Any]]) -> None:
         assert self.teleport is not None
         config = {"teleport": {"ca_pem": self.teleport.web_ca_pem.decode()}, "outputs": list(outputs)}
+        text = yaml.safe_dump(config)
         self.aws.client("ssm").put_parameter(
-            Name=CONFIG_PARAMETER, Value=yaml.safe_dump(config), Type="SecureString", Overwrite=True
+            Name=CONFIG_PARAMETER, Value=text, Type="SecureString", Overwrite=True
         )
+        # The operator applies what scripts/rbac.py prints for the configuration (kept as it was
+        # for a configuration the functions would refuse).
+        try:
+            loaded = load_config(
+                text, env={"TELEPORT_PROXY_ADDR": self.teleport.proxy_addr, "TELEPORT_JOIN_TOKEN": JOIN_TOKEN}
+            )
+        except ConfigError:
+            return
+        assert self.kube is not None
+        self.kube.admit(rbac.manifests(loaded, rbac.Subject("User", WRITER)))
 
     def kubeconfig(self) -> str:
         """A kubeconfig for the Argo CD cluster with a client certificate for the functions' user."""

@@ -15,7 +15,12 @@ from kubernetes.client import models
 from scripts import rbac
 from standins.template import ROOT
 from teleport_argocd.config import load_config
-from teleport_argocd.model import SECRET_TYPE_LABEL
+from teleport_argocd.model import (
+    KUBE_CLUSTER_ANNOTATION,
+    SECRET_TYPE_LABEL,
+    TBOT_VERSION_ANNOTATION,
+    VERSION_ANNOTATION,
+)
 
 CONFIG = """
 teleport: {proxy_addr: teleport.example.com, join_token: t}
@@ -60,18 +65,34 @@ def test_one_role_and_binding_per_namespace_written_to() -> None:
 
 
 def test_roles_grant_exactly_the_verbs_the_writer_uses() -> None:
+    """Apply mode: patch (applies and the takeover's JSON patch), create (an apply that creates is
+    also authorised as create) and delete; nothing that reads."""
     for role in of_kind("Role"):
         assert role["rules"] == [
-            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "update", "delete"]}
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["patch", "create", "delete"]}
         ]
 
 
+def test_read_first_mode_grants_what_it_uses() -> None:
+    config = load_config(
+        CONFIG.replace("region: eu-west-1}", "region: eu-west-1}, write_mode: read-first"), env={}
+    )
+    roles = [d for d in rbac.manifests(config, GROUP) if d["kind"] == "Role"]
+    assert [r["rules"][0]["verbs"] for r in roles] == [["get", "create", "update", "delete"]] * 2
+
+
 def test_the_writer_uses_no_other_method() -> None:
+    """Each mode's methods, read from the writer's source, map onto exactly that mode's verbs."""
     source = (ROOT / "layers/core/teleport_argocd/kube.py").read_text()
-    methods = set(re.findall(r'_send\(\s*op,\s*"([A-Z]+)"', source))
-    verbs = {"GET": "get", "POST": "create", "PUT": "update", "DELETE": "delete"}
-    assert methods == set(verbs)
-    assert {verbs[m] for m in methods} == set(rbac.VERBS)
+    apply_part, _, read_first_part = source.partition("# -- read-first mode")
+    read_first_part = read_first_part.partition("    def _send(")[0]
+    verbs = {"GET": "get", "POST": "create", "PUT": "update", "DELETE": "delete", "PATCH": "patch"}
+
+    def methods(code: str) -> set[str]:
+        return set(re.findall(r'_send\(\s*op,\s*"([A-Z]+)"', code))
+
+    assert {verbs[m] for m in methods(apply_part)} | {"create"} == set(rbac.VERBS["apply"])
+    assert {verbs[m] for m in methods(read_first_part)} == set(rbac.VERBS["read-first"])
 
 
 def test_bindings_name_the_user_or_the_group() -> None:
@@ -134,9 +155,17 @@ def cel(expression: str, request: dict[str, Any], obj: Any, old: Any) -> bool:
     return bool(program.evaluate({k: celpy.json_to_cel(v) for k, v in activation.items()}))
 
 
-def secret(name: str, *, label: str | None = "cluster", namespace: str = "argocd") -> dict[str, Any]:
+def secret(
+    name: str,
+    *,
+    label: str | None = "cluster",
+    namespace: str = "argocd",
+    mark: str | None = VERSION_ANNOTATION,
+    cluster: str = "kube-1",
+) -> dict[str, Any]:
     labels = {} if label is None else {SECRET_TYPE_LABEL: label}
-    return {"metadata": {"name": name, "namespace": namespace, "labels": labels}}
+    annotations = {KUBE_CLUSTER_ANNOTATION: cluster, **({mark: "1"} if mark else {})}
+    return {"metadata": {"name": name, "namespace": namespace, "labels": labels, "annotations": annotations}}
 
 
 def admitted(
@@ -166,6 +195,7 @@ def test_our_writes_are_admitted() -> None:
     assert admitted("CREATE", secret(OURS), None)
     assert admitted("CREATE", secret(TOOLS), None)
     assert admitted("UPDATE", secret(OURS), secret(OURS))
+    assert admitted("UPDATE", secret(OURS), secret(OURS, mark=TBOT_VERSION_ANNOTATION))  # a takeover
     assert admitted("DELETE", None, secret(OURS))
     assert admitted("CREATE", secret(OURS, namespace="argocd-staging"), None, namespace="argocd-staging")
 
@@ -183,6 +213,13 @@ def test_our_writes_are_admitted() -> None:
         ("UPDATE", secret(OURS), secret(OURS, label=None), "argocd"),  # taking one over
         ("DELETE", None, secret("argocd-secret"), "argocd"),
         ("DELETE", None, secret(OURS, label=None), "argocd"),
+        # a Secret in the way that neither we nor tbot wrote: no change, no delete, no read by patch
+        ("UPDATE", secret(OURS), secret(OURS, mark=None), "argocd"),
+        ("UPDATE", secret(OURS, mark=None), secret(OURS, mark=None), "argocd"),
+        ("DELETE", None, secret(OURS, mark=None), "argocd"),
+        # our mark removed, or the Secret of another cluster (a name both hash to) rewritten
+        ("UPDATE", secret(OURS, mark=None), secret(OURS), "argocd"),
+        ("UPDATE", secret(OURS, cluster="kube-2"), secret(OURS), "argocd"),
     ],
 )
 def test_everything_else_is_denied(operation: str, obj: Any, old: Any, namespace: str) -> None:

@@ -1,14 +1,25 @@
 """Writing Argo CD cluster Secrets into the destination cluster: by name, never blindly, one request each.
 
-Only get, create, update and delete on Secrets. No list or watch: RBAC cannot narrow
-them to our Secrets, and they would expose every Secret in Argo CD's namespace.
+Two modes, per destination (`write_mode`):
 
-A renewal is one PUT carrying the resourceVersion of our last write: if nobody wrote
-since, the Secret is exactly what we wrote and replacing it loses nothing. A 409 (Argo
-CD wrote in between) or 404 reads the Secret, checks it is ours (or tbot's, to take
-over), merges and writes again, like client-go's `retry.RetryOnConflict`. Which label
-and annotation keys are ours is recorded on the Secret itself (`MANAGED_KEYS_ANNOTATION`),
-so an update removes ours we no longer render and keeps everyone else's.
+- `apply` (the default): each create or update is one server-side apply (`PATCH`,
+  `application/apply-patch+yaml`, field manager `teleport-argocd`), and nothing is read first.
+  Kubernetes' field ownership keeps the labels, annotations and data keys others own and removes
+  ours we stop rendering. RBAC is `patch`, `create` (an apply that creates is also authorised as
+  `create`) and `delete`, no `get`; the admission policy `scripts/rbac.py` prints refuses any
+  change to a Secret that carries neither our annotation nor tbot's, which also stops `patch`
+  from reading other Secrets (a patch answers with the object). `force=true` is sent only where
+  we know the Secret is ours (our registry holds its uid) or have just proven it (below).
+  A first write that meets fields another manager owns proves ownership with one JSON patch
+  that applies only to a Secret for this cluster carrying tbot's version annotation (which it
+  removes, replacing every label as tbot would) or ours; then applies with force; then hands
+  the fields tbot, our older update-based writer and `before-first-apply` still co-owned to
+  our apply alone, so a key we stop rendering later is really removed.
+- `read-first`, for clusters without admission policies: a renewal is one PUT carrying the
+  resourceVersion of our last write; a 409 or 404 reads the Secret, checks it is ours or tbot's,
+  merges and writes again, like client-go's `retry.RetryOnConflict`. Which label and annotation
+  keys are ours is recorded on the Secret (`MANAGED_KEYS_ANNOTATION`). It needs `get`, which
+  lets the functions read every Secret in the namespace.
 
 Requests go through urllib3 (botocore's own HTTP client, so already in the layer), one pool of
 keep-alive connections per store: the writer is CPU-bound, not network-bound, and on the same
@@ -56,6 +67,7 @@ from teleport_argocd.model import (
     MANAGED_KEYS_ANNOTATION,
     TBOT_VERSION_ANNOTATION,
     TELEPORT_CLUSTER_ANNOTATION,
+    VERSION_ANNOTATION,
     SecretVersion,
 )
 
@@ -66,6 +78,14 @@ logger = logging.getLogger(__name__)
 
 USER_AGENT = f"teleport-argocd/{__version__}"
 FIELD_MANAGER = "teleport-argocd"
+APPLY_PATCH = "application/apply-patch+yaml"
+JSON_PATCH = "application/json-patch+json"
+WriteMode = Literal["apply", "read-first"]
+# Who may still co-own fields of a Secret we apply: tbot's updates, this writer's updates from
+# before it applied, and the API server's placeholder for fields set before the first apply.
+# A takeover ends their ownership, else a key we stop rendering would stay (it has another owner).
+TBOT_FIELD_MANAGER = "tbot"
+BEFORE_FIRST_APPLY = "before-first-apply"
 # Like client-go's retry.DefaultRetry: five attempts, 10 ms apart.
 CONFLICT_ATTEMPTS = 5
 CONFLICT_DELAY_SECONDS = 0.01
@@ -110,10 +130,13 @@ class WriteResult:
 def connect(destination: Destination, *, session: boto3.Session) -> SecretStore:
     """A store for the cluster where Argo CD runs, authenticated as `session`'s AWS identity."""
     if isinstance(destination, EksDestination):
-        return connect_eks(destination.cluster_name, destination.region, session=session)
-    return connect_kubeconfig(
-        destination.secret_id, region=destination.region, context=destination.context, session=session
-    )
+        store = connect_eks(destination.cluster_name, destination.region, session=session)
+    else:
+        store = connect_kubeconfig(
+            destination.secret_id, region=destination.region, context=destination.context, session=session
+        )
+    store.mode = destination.write_mode
+    return store
 
 
 def connect_eks(
@@ -201,10 +224,17 @@ class SecretStore:
     """
 
     def __init__(
-        self, access: ClusterAccess, *, description: str, timeout: float = 10.0, retry: Retry = Retry()
+        self,
+        access: ClusterAccess,
+        *,
+        description: str,
+        timeout: float = 10.0,
+        retry: Retry = Retry(),
+        mode: WriteMode = "apply",
     ) -> None:
         self.description = description
         self.retry = retry
+        self.mode = mode
         self._token = access.token
         self._lock = threading.Lock()
         self._calls = 0
@@ -226,10 +256,187 @@ class SecretStore:
     def write(self, manifest: Mapping[str, Any], known: SecretVersion | None) -> WriteResult:
         """Write a rendered Secret; `known` is the version our last write returned, None if we have none.
 
-        With `known`, one conditional PUT. Without, one POST. Anything else in the way (a
-        conflict, a Secret deleted or already there) is read, checked and merged.
         Raises ForeignSecretError, never overwriting, when the Secret there is not ours or tbot's.
         """
+        if self.mode == "apply":
+            return self._write_applied(_marked(manifest), known)
+        return self._write_read_first(manifest, known)
+
+    def delete(self, namespace: str, name: str, known: SecretVersion) -> bool:
+        """Delete a Secret we wrote; False if it is already gone.
+
+        Raises NotManagedError for a Secret without our ownership annotation or with another
+        uid than `known` (it was replaced since we wrote it).
+        """
+        if self.mode == "apply":
+            return self._delete_unread(namespace, name, known)
+        return self._delete_read_first(namespace, name, known)
+
+    # -- apply mode: write without reading ----------------------------------------------
+
+    def _write_applied(self, secret: dict[str, Any], known: SecretVersion | None) -> WriteResult:
+        """One server-side apply; forced where the Secret is known to be ours."""
+        meta = secret["metadata"]
+        op = _Op("write", meta["namespace"], meta["name"])
+        force, proven = known is not None, ""
+        for attempt in range(CONFLICT_ATTEMPTS):
+            if attempt:
+                time.sleep(CONFLICT_DELAY_SECONDS)
+            body = secret if not proven else {**secret, "metadata": {**meta, "resourceVersion": proven}}
+            response = self._send(op, "PATCH", _path(op.namespace, op.name), body, APPLY_PATCH, force=force)
+            status = response.status_code
+            if status in (HTTPStatus.OK, HTTPStatus.CREATED):
+                live = self._handed_over(op, secret, _json(response))
+                action: Literal["created", "updated"] = (
+                    "created" if status == HTTPStatus.CREATED else "updated"
+                )
+                return self._result(op, action, live)
+            if status == HTTPStatus.CONFLICT and not force:
+                # Fields another manager owns: prove the Secret is tbot's or ours before forcing.
+                proven = self._prove(op, secret, _conflicting_managers(response))
+                force = bool(proven)
+                continue
+            if status == HTTPStatus.CONFLICT and proven:
+                logger.info("%s: changed since its ownership was proven; trying again", op)
+                force, proven = known is not None, ""
+                continue
+            raise self._refused(op, response, ForeignSecretError)
+        raise DestinationConflict(
+            f"{op} in {self.description}: still modified by someone else after {CONFLICT_ATTEMPTS} attempts"
+        )
+
+    def _prove(self, op: _Op, secret: Mapping[str, Any], managers: set[str]) -> str:
+        """The resourceVersion of the Secret once a JSON patch proved it tbot's or ours for this
+        cluster; "" if it is gone. Raises ForeignSecretError when neither patch applies.
+
+        A JSON patch applies whole or not at all (RFC 6902 §5), so its `test` operations check the
+        cluster annotations and its `remove` of tbot's version annotation (or ours, added back)
+        checks the owner, without a read. The tbot patch also does what tbot does on each write:
+        it replaces every label (a templated label that stopped rendering goes).
+        """
+        meta = secret["metadata"]
+        annotations = meta["annotations"]
+        tests = [
+            {"op": "test", "path": _pointer("annotations", key), "value": annotations[key]}
+            for key in (TELEPORT_CLUSTER_ANNOTATION, KUBE_CLUSTER_ANNOTATION)
+            if key in annotations
+        ]
+        ours = {
+            "op": "add",
+            "path": _pointer("annotations", VERSION_ANNOTATION),
+            "value": annotations[VERSION_ANNOTATION],
+        }
+        tbots = [
+            *tests,
+            {"op": "remove", "path": _pointer("annotations", TBOT_VERSION_ANNOTATION)},
+            ours,
+            # "add" replaces the member when it exists (RFC 6902 §4.1) and cannot fail when it does not.
+            {"op": "add", "path": "/metadata/labels", "value": dict(meta.get("labels") or {})},
+        ]
+        mine = [*tests, {"op": "remove", "path": _pointer("annotations", VERSION_ANNOTATION)}, ours]
+        for patch in [tbots, mine] if TBOT_FIELD_MANAGER in managers else [mine, tbots]:
+            response = self._send(op, "PATCH", _path(op.namespace, op.name), patch, JSON_PATCH)
+            if response.status_code == HTTPStatus.OK:
+                logger.info("%s: %s; taking it over", op, "tbot's" if patch is tbots else "ours")
+                return str((_json(response).get("metadata") or {}).get("resourceVersion", ""))
+            if response.status_code == HTTPStatus.NOT_FOUND:
+                return ""
+            if response.status_code != HTTPStatus.UNPROCESSABLE_ENTITY:
+                raise self._refused(op, response, ForeignSecretError)
+        raise ForeignSecretError(
+            f"{op} in {self.description}: a Secret of that name exists and is not one teleport-argocd or "
+            "tbot wrote for this cluster, so it is left untouched. Delete or rename it, or choose "
+            "another secret_name_prefix"
+        )
+
+    def _handed_over(self, op: _Op, secret: Mapping[str, Any], live: dict[str, Any]) -> dict[str, Any]:
+        """The applied Secret, with what others still co-own of ours handed to our apply alone.
+
+        The apply's answer shows the managers: tbot's, our update-based writer's and
+        `before-first-apply` entries are dropped, and keys an older writer listed in
+        `MANAGED_KEYS_ANNOTATION` that we no longer render are removed, with tbot's version
+        annotation and that annotation itself. One JSON patch, only if the Secret is still the
+        version we applied; if it is not, the next write's answer shows what is left.
+        """
+        meta = live.get("metadata") or {}
+        entries = meta.get("managedFields") or []
+        kept = [e for e in entries if not _legacy(e)]
+        labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+        ours = secret["metadata"]
+        stale: list[tuple[str, str]] = []
+        if MANAGED_KEYS_ANNOTATION in annotations:
+            listed = _managed_keys(annotations)
+            stale += [
+                ("labels", k) for k in listed.get("labels", ()) if k in labels and k not in ours["labels"]
+            ]
+            stale += [
+                ("annotations", k)
+                for k in listed.get("annotations", ())
+                if k in annotations and k not in ours["annotations"] and k != MANAGED_KEYS_ANNOTATION
+            ]
+            stale.append(("annotations", MANAGED_KEYS_ANNOTATION))
+        if TBOT_VERSION_ANNOTATION in annotations:
+            stale.append(("annotations", TBOT_VERSION_ANNOTATION))
+        if kept == entries and not stale:
+            return live
+        patch: list[dict[str, Any]] = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": meta.get("resourceVersion")}
+        ]
+        if kept != entries and kept:
+            patch.append({"op": "replace", "path": "/metadata/managedFields", "value": kept})
+        patch += [{"op": "remove", "path": _pointer(part, key)} for part, key in dict.fromkeys(stale)]
+        response = self._send(op, "PATCH", _path(op.namespace, op.name), patch, JSON_PATCH)
+        if response.status_code == HTTPStatus.OK:
+            return _json(response)
+        logger.info(
+            "%s: co-owners not handed over (%d); the next write tries again", op, response.status_code
+        )
+        return live
+
+    def _result(self, op: _Op, action: Literal["created", "updated"], live: Mapping[str, Any]) -> WriteResult:
+        meta = live.get("metadata") or {}
+        version = SecretVersion(meta.get("uid", ""), meta.get("resourceVersion", ""))
+        logger.info("%s: %s (resourceVersion %s)", op, action, version.resource_version)
+        return WriteResult(op.namespace, op.name, action, version, op.requests)
+
+    def _delete_unread(self, namespace: str, name: str, known: SecretVersion) -> bool:
+        """One DELETE, conditional on the uid we wrote; the admission policy refuses a Secret
+        without our annotation."""
+        op = _Op("delete", namespace, name)
+        options = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": known.uid}}
+        response = self._send(op, "DELETE", _path(namespace, name), options)
+        if response.status_code in (HTTPStatus.OK, HTTPStatus.ACCEPTED):
+            logger.info("%s: deleted", op)
+            return True
+        if response.status_code == HTTPStatus.NOT_FOUND:
+            return False
+        if response.status_code == HTTPStatus.CONFLICT:
+            raise NotManagedError(
+                f"{op} in {self.description}: replaced since we wrote it (uid {known.uid}); not deleting it"
+            )
+        raise self._refused(op, response, NotManagedError)
+
+    def _refused(self, op: _Op, response: _Response, refusal: type[DestinationError]) -> DestinationError:
+        """`refusal` when the admission policy denied the request (the Secret is not ours), else
+        the error for the status."""
+        message = _status_message(response)
+        if response.status_code in (401, 403, 422) and "ValidatingAdmissionPolicy" in message:
+            hint = (
+                ". Delete or rename it, or choose another secret_name_prefix"
+                if refusal is ForeignSecretError
+                else ""
+            )
+            return refusal(
+                f"{op} in {self.description}: refused by the admission policy, the Secret there is not "
+                f"teleport-argocd's or tbot's for this cluster ({message}); it is left untouched{hint}"
+            )
+        return self._error(op, response)
+
+    # -- read-first mode -------------------------------------------------------------------
+
+    def _write_read_first(self, manifest: Mapping[str, Any], known: SecretVersion | None) -> WriteResult:
+        """With `known`, one conditional PUT. Without, one POST. Anything else in the way (a
+        conflict, a Secret deleted or already there) is read, checked and merged."""
         secret = _owned(manifest)
         meta = secret["metadata"]
         op = _Op("write", meta["namespace"], meta["name"])
@@ -258,13 +465,9 @@ class SecretStore:
         meta = secret["metadata"]
         return self._write_over(_Op("write", meta["namespace"], meta["name"]), secret)
 
-    def delete(self, namespace: str, name: str, known: SecretVersion) -> bool:
-        """Delete a Secret we wrote; False if it is already gone.
-
-        Raises NotManagedError for a Secret without our ownership annotation or with another
-        uid than `known` (it was replaced since we wrote it). The delete is conditional on the
-        uid and resourceVersion checked, so a Secret that changed in between is checked again.
-        """
+    def _delete_read_first(self, namespace: str, name: str, known: SecretVersion) -> bool:
+        """Read, check, then delete conditional on the uid and resourceVersion checked, so a
+        Secret that changed in between is checked again."""
         op = _Op("delete", namespace, name)
         for attempt in range(CONFLICT_ATTEMPTS):
             if attempt:
@@ -273,10 +476,10 @@ class SecretStore:
             if current is None:
                 return False
             meta = current["metadata"]
-            if MANAGED_KEYS_ANNOTATION not in (meta.get("annotations") or {}):
+            if not _ours(meta.get("annotations") or {}):
                 raise NotManagedError(
                     f"{op} in {self.description}: not written by teleport-argocd "
-                    f"(no {MANAGED_KEYS_ANNOTATION} annotation); not deleting it"
+                    f"(no {VERSION_ANNOTATION} annotation); not deleting it"
                 )
             if meta.get("uid") != known.uid:
                 raise NotManagedError(
@@ -369,7 +572,7 @@ class SecretStore:
         """Refuse to write over a Secret that is neither ours nor tbot's, for the cluster we render."""
         theirs = current["metadata"].get("annotations") or {}
         ours = meta.get("annotations") or {}
-        if MANAGED_KEYS_ANNOTATION not in theirs and TBOT_VERSION_ANNOTATION not in theirs:
+        if not _ours(theirs) and TBOT_VERSION_ANNOTATION not in theirs:
             raise ForeignSecretError(
                 f"{op} in {self.description}: a Secret of that name exists and was written by neither "
                 "teleport-argocd nor tbot, so it is left untouched. Delete or rename it, or choose "
@@ -407,20 +610,32 @@ class SecretStore:
             raise self._error(op, response)
         return _json(response)
 
-    def _send(self, op: _Op, method: str, path: str, body: Mapping[str, Any] | None = None) -> _Response:
+    def _send(
+        self,
+        op: _Op,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | list[Any] | None = None,
+        content_type: str = "application/json",
+        *,
+        force: bool = False,
+    ) -> _Response:
         """One API call: counted, retried while the API is overloaded or unreachable, errors mapped.
 
         Returns the answer for the caller to judge, except 429/5xx after the last attempt and
-        transport failures, which raise DestinationUnreachable.
+        transport failures, which raise DestinationUnreachable. An apply is sent as JSON, which
+        is YAML.
         """
-        query = f"?fieldManager={FIELD_MANAGER}" if method in ("POST", "PUT") else ""
+        query = f"?fieldManager={FIELD_MANAGER}" if method in ("POST", "PUT", "PATCH") else ""
+        if force:
+            query += "&force=true"
         content = json.dumps(body).encode() if body is not None else None
         deadline = time.monotonic() + self.retry.budget
         attempt = 0
         while True:
             headers = dict(self._headers)
             if content is not None:
-                headers["Content-Type"] = "application/json"
+                headers["Content-Type"] = content_type
             if self._token is not None:
                 headers["Authorization"] = f"Bearer {self._token()}"
             self._count(op)
@@ -516,21 +731,26 @@ def merge(current: Mapping[str, Any], secret: Mapping[str, Any]) -> dict[str, An
     """The update body: our Secret on top of the one in the cluster.
 
     Labels and annotations others added stay (Argo CD adds its own); ours that we no longer
-    render (listed in the live ownership annotation) go, and so does tbot's version annotation
-    when we take a tbot Secret over. Data and type are ours. The live metadata, uid and
-    resourceVersion included, makes the update conditional and keeps owner references,
-    finalizers and the like.
+    render (listed in the live ownership annotation) go. Taking a tbot Secret over, its labels
+    are replaced as tbot replaces them, and tbot's version annotation goes. Data and type are
+    ours. The live metadata, uid and resourceVersion included, makes the update conditional and
+    keeps owner references, finalizers and the like.
     """
     live = {k: v for k, v in current["metadata"].items() if k != "managedFields"}
     ours = secret["metadata"]
     previous = _managed_keys(live.get("annotations") or {})
+    live_annotations = live.get("annotations") or {}
+    tbots = TBOT_VERSION_ANNOTATION in live_annotations and not _ours(live_annotations)
     metadata = {}
     for part in ("labels", "annotations"):
         mine = ours.get(part) or {}
         kept = {
             key: value
             for key, value in (live.get(part) or {}).items()
-            if key not in mine and key not in previous.get(part, ()) and key != TBOT_VERSION_ANNOTATION
+            if key not in mine
+            and key not in previous.get(part, ())
+            and key != TBOT_VERSION_ANNOTATION
+            and not (tbots and part == "labels")  # tbot replaces every label on each write
         }
         metadata[part] = {**kept, **mine}
     return {
@@ -550,6 +770,48 @@ def _owned(manifest: Mapping[str, Any]) -> dict[str, Any]:
     owned = {"labels": sorted(labels), "annotations": sorted(annotations)}
     annotations[MANAGED_KEYS_ANNOTATION] = json.dumps(owned, separators=(",", ":"))
     return {**manifest, "metadata": {**meta, "labels": labels, "annotations": annotations}}
+
+
+def _marked(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest to apply: our version annotation marks it ours; no ownership list (the API
+    server keeps ownership)."""
+    meta = manifest["metadata"]
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != MANAGED_KEYS_ANNOTATION}
+    annotations.setdefault(VERSION_ANNOTATION, __version__)
+    body = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        **{k: v for k, v in manifest.items() if k not in ("apiVersion", "kind", "metadata")},
+    }
+    body["metadata"] = {**meta, "labels": dict(meta.get("labels") or {}), "annotations": annotations}
+    return body
+
+
+def _ours(annotations: Mapping[str, str]) -> bool:
+    """Whether a Secret carries our mark: our version annotation, or an older writer's ownership list."""
+    return VERSION_ANNOTATION in annotations or MANAGED_KEYS_ANNOTATION in annotations
+
+
+def _legacy(entry: Mapping[str, Any]) -> bool:
+    """A managedFields entry whose ownership ends once we apply the Secret (see TBOT_FIELD_MANAGER)."""
+    manager = entry.get("manager")
+    return manager in (TBOT_FIELD_MANAGER, BEFORE_FIRST_APPLY) or (
+        manager == FIELD_MANAGER and entry.get("operation") == "Update"
+    )
+
+
+def _conflicting_managers(response: _Response) -> set[str]:
+    """The managers an apply conflict names (causes' messages: `conflict with "tbot" using v1`)."""
+    try:
+        causes = response.json()["details"]["causes"]
+        return {str(c["message"]).split('"')[1] for c in causes if str(c.get("message", "")).count('"') >= 2}
+    except (ValueError, KeyError, TypeError, IndexError):
+        return set()
+
+
+def _pointer(part: str, key: str) -> str:
+    """A JSON pointer (RFC 6901) to a label or annotation key."""
+    return f"/metadata/{part}/" + key.replace("~", "~0").replace("/", "~1")
 
 
 def _managed_keys(annotations: Mapping[str, str]) -> dict[str, list[str]]:

@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-# Our own version annotation, in place of tbot's `teleport.dev/tbot-version`.
+# Our own version annotation, in place of tbot's `teleport.dev/tbot-version`; it marks a Secret as
+# ours (the admission policy lets the functions change only Secrets carrying it or tbot's).
 VERSION_ANNOTATION = "teleport-argocd.dev/version"
-# The label and annotation keys we wrote, like kubectl's last-applied annotation: an update removes
-# ours that are no longer rendered and keeps everyone else's. It also marks a Secret as ours.
+# The label and annotation keys we wrote, like kubectl's last-applied annotation, for the read-first
+# writer: an update removes ours that are no longer rendered and keeps everyone else's. The apply
+# writer leaves that to the API server's field ownership and removes this annotation.
 MANAGED_KEYS_ANNOTATION = "teleport-argocd.dev/managed-keys"
 # The annotation only tbot writes; it marks a Secret we may take over from tbot.
 TBOT_VERSION_ANNOTATION = "teleport.dev/tbot-version"
@@ -80,8 +82,8 @@ class Identity:
 class SecretVersion:
     """What we stored at our last write of a Secret: the precondition for the next write or delete.
 
-    An empty `resource_version` means the Secret also carries labels or annotations someone else
-    added, so the next write must read it first rather than replace it.
+    In read-first mode, an empty `resource_version` means the Secret also carries labels or
+    annotations someone else added, so the next write must read it first rather than replace it.
     """
 
     uid: str

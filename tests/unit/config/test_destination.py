@@ -35,6 +35,17 @@ def test_top_level_destination_wins_over_env() -> None:
     assert config.outputs[0].destination == KubeconfigSecretDestination("kc", None, None)
 
 
+def test_write_mode_is_apply_unless_read_first_is_asked_for() -> None:
+    eks = {"cluster_name": "other", "region": "us-west-2"}
+    assert (
+        load_config(document(destination={"eks": eks}), env=ENV).outputs[0].destination.write_mode == "apply"
+    )
+    read_first = document(destination={"eks": eks, "write_mode": "read-first"})
+    assert load_config(read_first, env=ENV).outputs[0].destination == EksDestination(
+        "other", "us-west-2", "read-first"
+    )
+
+
 def test_output_destination_wins_over_default() -> None:
     output = document(destination={"eks": {"cluster_name": "other", "region": "us-west-2"}})
     assert load_config(output, env=ENV).outputs[0].destination == EksDestination("other", "us-west-2")
@@ -92,6 +103,11 @@ def test_env_destination_problems(env: dict[str, str], path: str, message: str) 
             "unknown key (did you mean 'context'?)",
         ),
         ({"gke": {}}, "outputs[0].destination.gke", "unknown key"),
+        (
+            {"eks": {"cluster_name": "a", "region": "eu-west-1"}, "write_mode": "read"},
+            "outputs[0].destination.write_mode",
+            "must be one of apply, read-first, not 'read'",
+        ),
         ("argocd", "outputs[0].destination", "expected a mapping, got a string"),
     ],
 )

@@ -7,12 +7,20 @@ so a destination the IAM policy would refuse is refused at load, with the parame
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 from teleport_argocd.config.problems import Reader
-from teleport_argocd.config.types import Destination, EksDestination, KubeconfigSecretDestination
+from teleport_argocd.config.types import (
+    WRITE_MODES,
+    Destination,
+    EksDestination,
+    KubeconfigSecretDestination,
+    WriteMode,
+)
 
-DESTINATION_KEYS = ("eks", "kubeconfig_secret")
+DESTINATION_KEYS = ("eks", "kubeconfig_secret", "write_mode")
+KINDS = ("eks", "kubeconfig_secret")
 EKS_KEYS = ("cluster_name", "region")
 KUBECONFIG_SECRET_KEYS = ("secret_id", "region", "context")
 _EKS_CLUSTER_NAME = re.compile(r"[0-9A-Za-z][A-Za-z0-9_-]{0,99}")
@@ -49,19 +57,35 @@ def read_env_destination(reader: Reader) -> Destination | None:
 
 
 def read_destination(reader: Reader, value: Any, path: str) -> Destination | None:
-    """A `destination` mapping: exactly one of `eks` and `kubeconfig_secret`."""
+    """A `destination` mapping: exactly one of `eks` and `kubeconfig_secret`, and a `write_mode`."""
     section = reader.mapping(value, path, DESTINATION_KEYS)
     if section is None:
         return None
-    kinds = [key for key in DESTINATION_KEYS if section.get(key) is not None]
+    kinds = [key for key in KINDS if section.get(key) is not None]
     if len(kinds) != 1:
         which = "one of" if not kinds else "only one of"
         reader.problem(path, f"{which} 'eks' and 'kubeconfig_secret' must be specified")
         return None
-    path = f"{path}.{kinds[0]}"
-    if kinds[0] == "eks":
-        return _eks(reader, section["eks"], path)
-    return _kubeconfig_secret(reader, section["kubeconfig_secret"], path)
+    mode = _write_mode(
+        reader,
+        reader.string(section.get("write_mode"), f"{path}.write_mode") or "apply",
+        f"{path}.write_mode",
+    )
+    where = f"{path}.{kinds[0]}"
+    found = (
+        _eks(reader, section["eks"], where)
+        if kinds[0] == "eks"
+        else _kubeconfig_secret(reader, section["kubeconfig_secret"], where)
+    )
+    return None if found is None else replace(found, write_mode=mode)
+
+
+def _write_mode(reader: Reader, value: str, path: str) -> WriteMode:
+    for mode in WRITE_MODES:
+        if value == mode:
+            return mode
+    reader.problem(path, f"must be one of {', '.join(WRITE_MODES)}, not {value!r}")
+    return "apply"
 
 
 def _eks(reader: Reader, value: Any, path: str) -> EksDestination | None:

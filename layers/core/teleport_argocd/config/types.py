@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Literal
 
 OUTPUT_TYPE = "kubernetes/argo-cd"
 DEFAULT_CLUSTER_NAME_TEMPLATE = "{{.ClusterName}}-{{.KubeName}}"
@@ -44,12 +45,19 @@ class Selector:
         return "<empty selector>"
 
 
+# How the writer reaches Secrets (teleport_argocd.kube): server-side apply without reading, or
+# read first for clusters without admission policies (it needs `get` on every Secret there).
+WriteMode = Literal["apply", "read-first"]
+WRITE_MODES: tuple[WriteMode, ...] = ("apply", "read-first")
+
+
 @dataclass(frozen=True)
 class EksDestination:
     """An EKS cluster running Argo CD, reached with an IAM token."""
 
     cluster_name: str
     region: str
+    write_mode: WriteMode = "apply"
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,7 @@ class KubeconfigSecretDestination:
     secret_id: str
     region: str | None
     context: str | None
+    write_mode: WriteMode = "apply"
 
 
 Destination = EksDestination | KubeconfigSecretDestination
