@@ -702,7 +702,7 @@ def test_a_secret_someone_else_put_in_the_way_is_relinquished_once_and_then_left
     assert emitted_metrics(capsys.readouterr().out).get("SecretsRelinquished", 0) == 0
     status = invoke("reload", {"status_only": True})["status"]["outputs"][0]
     [reg] = [r for r in status["registrations"] if r["kube_cluster"] == "prod-us-east"]
-    assert reg["relinquished_at"] and "written by neither" in reg["last_error"]
+    assert reg["relinquished_at"] and "tbot" in reg["last_error"]  # the refusal names whose we take over
 
     stack.kube.remove_secret(ARGOCD_NAMESPACE, name)  # the operator clears the way and reloads
     reloaded = invoke("reload", event("reload.json"))["outputs"][0]
