@@ -178,7 +178,44 @@ def httpx_client(target: Target, connections: int) -> Send:
     return send
 
 
-CLIENTS: dict[str, Callable[[Target, int], Send]] = {"urllib3": urllib3_client, "httpx": httpx_client}
+def apply_client(target: Target, connections: int) -> Send:
+    """urllib3 as `urllib3_client`, but each PUT sent as a forced server-side apply (`PATCH`): the
+    same server work as the worker's writes, for a floor that compares like with like."""
+    send = urllib3_client(target, connections)
+    import urllib3
+
+    url = urlsplit(target.url)
+    pool = urllib3.HTTPSConnectionPool(
+        url.hostname or "",
+        url.port,
+        maxsize=connections,
+        block=True,
+        ssl_context=target.ssl_context(),
+        server_hostname=target.hostname,
+        assert_hostname=target.hostname,
+        timeout=urllib3.Timeout(TIMEOUT_S),
+        retries=False,
+    )
+
+    def apply(method: str, path: str, body: Mapping[str, Any] | None) -> tuple[int, bytes]:
+        if method != "PUT":
+            return send(method, path, body)
+        response = pool.urlopen(
+            "PATCH",
+            path + "?fieldManager=bench-floor&force=true",
+            body=json.dumps(body).encode(),
+            headers={"Content-Type": "application/apply-patch+yaml"},
+        )
+        return response.status, response.data
+
+    return apply
+
+
+CLIENTS: dict[str, Callable[[Target, int], Send]] = {
+    "urllib3": urllib3_client,
+    "httpx": httpx_client,
+    "apply": apply_client,
+}
 
 
 # -- the patterns --------------------------------------------------------------------------------

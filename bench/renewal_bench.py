@@ -13,7 +13,8 @@ this bench measure the evaluator (the tests run with the policy). Then, `--repea
 interleaved, each a fresh child process that measures itself:
 
 - floor (`kube_patterns.py floor`): one bare PUT per pre-created Secret (~3.6 KB, shaped like a
-  rendered one) from 16 threads sharing one urllib3 pool; with `--floor-clients`, the same PUTs
+  rendered one) from 16 threads sharing one urllib3 pool (client `apply`: each a forced
+  server-side apply instead, the server work the worker's writes cost); with `--floor-clients`, the same PUTs
   through other clients too (their CPU per write is what the renewal's writer could reach);
 - tbot's pattern (`kube_patterns.py tbot`): GET then PUT per Secret, one after another;
 - the project (`lambda_process.py`): the worker's real handler, invoked with an SQS event asking
@@ -154,9 +155,9 @@ def measure(size: int, latency_ms: float, repeat: int, workers: int, clients: li
     ):
         kube = stack.kube
         assert kube is not None
-        # The floor and tbot's pattern read and replace: a user of their own with tbot's verbs
-        # (the functions' own Role has no get or update).
-        kube.allow(user=PATTERNS, verbs=("get", "create", "update"), namespaces=(ARGOCD_NAMESPACE,))
+        # The floor and tbot's pattern read and replace, the apply floor patches: a user of their own
+        # with tbot's verbs and patch (the functions' own Role has no get or update).
+        kube.allow(user=PATTERNS, verbs=("get", "create", "update", "patch"), namespaces=(ARGOCD_NAMESPACE,))
         target = Target.of(kube, PATTERNS, ARGOCD_NAMESPACE)
         target_file = Path(tmp, "target.json")
         target_file.write_text(json.dumps(asdict(target)))
