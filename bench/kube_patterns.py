@@ -122,12 +122,12 @@ def precreate(kube: KubeApiServer, target: Target, names: Sequence[str]) -> None
 Send = Callable[[str, str, "Mapping[str, Any] | None"], tuple[int, bytes]]
 
 
-def urllib3_client(target: Target, connections: int) -> Send:
-    """One urllib3 pool of `connections` keep-alive connections, shared by every thread."""
+def _urllib3_pool(target: Target, connections: int) -> Any:
+    """One urllib3 pool of `connections` keep-alive connections to the target, shared by every thread."""
     import urllib3
 
     url = urlsplit(target.url)
-    pool = urllib3.HTTPSConnectionPool(
+    return urllib3.HTTPSConnectionPool(
         url.hostname or "",
         url.port,
         maxsize=connections,
@@ -138,6 +138,11 @@ def urllib3_client(target: Target, connections: int) -> Send:
         timeout=urllib3.Timeout(TIMEOUT_S),
         retries=False,
     )
+
+
+def urllib3_client(target: Target, connections: int) -> Send:
+    """One urllib3 pool of `connections` keep-alive connections, shared by every thread."""
+    pool = _urllib3_pool(target, connections)
 
     def send(method: str, path: str, body: Mapping[str, Any] | None) -> tuple[int, bytes]:
         response = pool.urlopen(
@@ -181,30 +186,18 @@ def httpx_client(target: Target, connections: int) -> Send:
 def apply_client(target: Target, connections: int) -> Send:
     """urllib3 as `urllib3_client`, but each PUT sent as a forced server-side apply (`PATCH`): the
     same server work as the worker's writes, for a floor that compares like with like."""
-    send = urllib3_client(target, connections)
-    import urllib3
-
-    url = urlsplit(target.url)
-    pool = urllib3.HTTPSConnectionPool(
-        url.hostname or "",
-        url.port,
-        maxsize=connections,
-        block=True,
-        ssl_context=target.ssl_context(),
-        server_hostname=target.hostname,
-        assert_hostname=target.hostname,
-        timeout=urllib3.Timeout(TIMEOUT_S),
-        retries=False,
-    )
+    pool = _urllib3_pool(target, connections)
 
     def apply(method: str, path: str, body: Mapping[str, Any] | None) -> tuple[int, bytes]:
-        if method != "PUT":
-            return send(method, path, body)
+        query, content_type = "?fieldManager=tbot", "application/json"
+        if method == "PUT":
+            method, query = "PATCH", "?fieldManager=bench-floor&force=true"
+            content_type = "application/apply-patch+yaml"
         response = pool.urlopen(
-            "PATCH",
-            path + "?fieldManager=bench-floor&force=true",
-            body=json.dumps(body).encode(),
-            headers={"Content-Type": "application/apply-patch+yaml"},
+            method,
+            path + query,
+            body=json.dumps(body).encode() if body is not None else None,
+            headers={"Content-Type": content_type},
         )
         return response.status, response.data
 
