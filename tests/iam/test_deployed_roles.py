@@ -25,7 +25,7 @@ import pytest
 
 from standins.aws import ACCOUNT_ID, REGION
 from standins.deployed import DeployedStack
-from standins.handlers import event
+from standins.handlers import event, sqs_record
 from teleport_argocd.argocd import secret_name
 
 CLUSTERS = {
@@ -147,17 +147,7 @@ def run_queued(stack: DeployedStack) -> list[Any]:
     stack.client("sqs", "WorkerFunction").get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])
     answers = []
     for message in stack.messages(queue, "WorkerFunction"):
-        record = {
-            "messageId": message["MessageId"],
-            "receiptHandle": message["ReceiptHandle"],
-            "body": message["Body"],
-            "attributes": {},
-            "messageAttributes": {},
-            "md5OfBody": message["MD5OfBody"],
-            "eventSource": "aws:sqs",
-            "eventSourceARN": stack.deployment.attribute("OutputRunsQueue", "Arn"),
-            "awsRegion": REGION,
-        }
+        record = sqs_record(message, stack.deployment.attribute("OutputRunsQueue", "Arn"))
         answers.append(stack.function("WorkerFunction").invoke({"Records": [record]}))
     return answers
 

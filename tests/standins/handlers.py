@@ -73,21 +73,27 @@ def drain_runs(queue_url: str, sqs: Any) -> list[Any]:
         if not messages:
             return answers
         [message] = messages
-        record = {
-            "messageId": message["MessageId"],
-            "receiptHandle": message["ReceiptHandle"],
-            "body": message["Body"],
-            "attributes": {},
-            "messageAttributes": {},
-            "md5OfBody": message["MD5OfBody"],
-            "eventSource": "aws:sqs",
-            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:" + queue_url.rsplit("/", 1)[-1],
-            "awsRegion": "us-east-1",
-        }
+        record = sqs_record(message, "arn:aws:sqs:us-east-1:123456789012:" + queue_url.rsplit("/", 1)[-1])
         answer = invoke("worker", {"Records": [record]})
         answers.append(answer)
         if not answer["batchItemFailures"]:
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
+    """A received message as Lambda's SQS event carries it (AWS Lambda developer guide, "Using Lambda
+    with Amazon SQS")."""
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": {},
+        "messageAttributes": {},
+        "md5OfBody": message["MD5OfBody"],
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": queue_arn.split(":")[3],
+    }
 
 
 def deliver_audit_events(queue_url: str, sqs: Any) -> list[tuple[dict[str, Any], Any]]:
