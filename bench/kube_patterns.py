@@ -14,9 +14,10 @@ The parent (`renewal_bench.py`, which hosts the stand-ins) starts
 and reads one JSON line: the pattern's wall time and the child's own CPU time, measured in the
 child, so neither shares an interpreter (or its lock) with the Kubernetes stand-in. `--client
 httpx` replays the floor with one shared httpx client instead, to compare clients on the same bench;
-`--client store` with the project's own writer (`teleport_argocd.kube.SecretStore.write`, one
-conditional PUT each, after an unmeasured pass that takes the Secrets over and learns their
-versions), which tells the writer's cost per write from the rest of a renewal's.
+`--client store` with the project's own writer
+(`teleport_argocd.destination.secrets.SecretStore.write`, one conditional PUT each, after an
+unmeasured pass that takes the Secrets over and learns their versions), which tells the writer's
+cost per write from the rest of a renewal's.
 Requests are counted from the stand-in's own log, by the parent.
 """
 
@@ -247,8 +248,8 @@ def store_floor(target: Target, names: Sequence[str], workers: int) -> Callable[
     """The floor's writes through the project's writer: returns the run to measure, after taking the
     Secrets over from tbot (unmeasured) so that each measured write is one request (a server-side
     apply). The bodies carry our version annotation where tbot's carries its own, as rendered."""
-    from teleport_argocd.kube import SecretStore
-    from teleport_argocd.kubeconfig import ClusterAccess
+    from teleport_argocd.destination.kubeconfig import ClusterAccess
+    from teleport_argocd.destination.secrets import SecretStore
     from teleport_argocd.model import TBOT_VERSION_ANNOTATION, VERSION_ANNOTATION
 
     def ours(name: str, stamp: str) -> dict[str, Any]:

@@ -56,8 +56,9 @@ OWNER_ANNOTATIONS = (VERSION_ANNOTATION, TBOT_VERSION_ANNOTATION)
 # Which cluster a Secret is for: never changed by an update (two clusters can hash to one name).
 CLUSTER_ANNOTATIONS = (TELEPORT_CLUSTER_ANNOTATION, KUBE_CLUSTER_ANNOTATION)
 LABELS = {"app.kubernetes.io/name": "teleport-argocd"}
-# The pruning guard reads Argo CD Applications (kube.SecretStore.list_applications): only `list`, and
-# only where an output that prunes looks (its secret_namespace and application_namespaces).
+# The pruning guard reads Argo CD Applications (destination.secrets.SecretStore.list_applications):
+# only `list`, and only where an output that prunes looks (its secret_namespace and
+# application_namespaces).
 APPLICATIONS_NAME = "teleport-argocd-applications-reader"
 
 

@@ -30,9 +30,10 @@ from botocore.awsrequest import AWSResponse
 from standins.handlers import emitted_metrics, event, invoke, load_handler
 from standins.kubeapi import ApiError
 from standins.stack import ARGOCD_NAMESPACE, STATE_TABLE, LocalStack
-from teleport_argocd import kube, responses
+from teleport_argocd import responses
 from teleport_argocd import state as state_module
 from teleport_argocd.argocd import secret_name
+from teleport_argocd.destination import http
 from teleport_argocd.model import Registration
 from teleport_argocd.state import StateStore
 
@@ -247,7 +248,7 @@ def test_a_429_with_retry_after_is_honoured(stack: LocalStack, monkeypatch: pyte
         time.sleep(seconds)
 
     # Only the destination client's clock: record each backoff it chooses, and still wait it out.
-    monkeypatch.setattr(kube, "time", SimpleNamespace(sleep=sleep, monotonic=time.monotonic))
+    monkeypatch.setattr(http, "time", SimpleNamespace(sleep=sleep, monotonic=time.monotonic))
     stack.kube.fail(429, times=1, retry_after=1)
 
     result = invoke("reload", event("reload.json"))["outputs"][0]
@@ -272,7 +273,7 @@ def test_a_retry_after_that_is_not_a_sane_number_is_bounded_or_ignored(
     for the usual backoff, and a huge one is capped, so the Secret is still written."""
     assert stack.kube is not None
     slept: list[float] = []
-    monkeypatch.setattr(kube, "time", SimpleNamespace(sleep=slept.append, monotonic=time.monotonic))
+    monkeypatch.setattr(http, "time", SimpleNamespace(sleep=slept.append, monotonic=time.monotonic))
     stack.kube.fail(429, times=1, retry_after=header)
 
     result = invoke("reload", event("reload.json"))["outputs"][0]
@@ -281,7 +282,7 @@ def test_a_retry_after_that_is_not_a_sane_number_is_bounded_or_ignored(
     assert {c["kube_cluster"] for c in result["clusters"]} == set(PROD)
     [delay] = slept  # one 429, one wait
     if waits is None:
-        assert 0 <= delay <= kube.Retry().base_delay  # the first step of the usual jittered backoff
+        assert 0 <= delay <= http.Retry().base_delay  # the first step of the usual jittered backoff
     else:
         assert delay == waits
 
@@ -290,7 +291,7 @@ def test_a_destination_that_keeps_answering_503_fails_each_cluster_and_not_the_r
     stack: LocalStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert stack.kube is not None
-    monkeypatch.setattr(kube, "time", SimpleNamespace(sleep=lambda s: None, monotonic=time.monotonic))
+    monkeypatch.setattr(http, "time", SimpleNamespace(sleep=lambda s: None, monotonic=time.monotonic))
     stack.kube.fail(503, times=8)  # 2 Secrets x 4 attempts
 
     result = invoke("reload", event("reload.json"))["outputs"][0]

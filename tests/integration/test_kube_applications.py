@@ -8,11 +8,12 @@ from collections.abc import Iterator
 import pytest
 
 from standins.kubeapi import APPLICATIONS, KubeApiServer
-from teleport_argocd import kube
 from teleport_argocd.applications import Application
+from teleport_argocd.destination import secrets
+from teleport_argocd.destination.http import Retry
+from teleport_argocd.destination.kubeconfig import cluster_access
+from teleport_argocd.destination.secrets import SecretStore
 from teleport_argocd.errors import DestinationError, DestinationForbidden
-from teleport_argocd.kube import Retry, SecretStore
-from teleport_argocd.kubeconfig import cluster_access
 
 READER = "teleport-argocd"
 
@@ -34,7 +35,7 @@ def store(server: KubeApiServer) -> Iterator[SecretStore]:
 def test_every_application_of_a_namespace_is_listed_page_by_page(
     server: KubeApiServer, store: SecretStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(kube, "APPLICATION_PAGE", 2)
+    monkeypatch.setattr(secrets, "APPLICATION_PAGE", 2)
     for i in range(5):
         server.put_application("team-a", f"app-{i}", server=f"https://c{i}.example.com/")
     server.put_application("team-a", "by-name", cluster_name="root-prod", deleting=True)

@@ -12,9 +12,11 @@ import pytest
 from scripts import rbac
 from standins.kubeapi import KubeApiServer, cluster_secret
 from teleport_argocd.config import load_config
+from teleport_argocd.destination.http import Retry
+from teleport_argocd.destination.kubeconfig import cluster_access
+from teleport_argocd.destination.secrets import SecretStore
+from teleport_argocd.destination.writer import CONFLICT_ATTEMPTS, FIELD_MANAGER
 from teleport_argocd.errors import DestinationError, DestinationForbidden, ForeignSecretError, NotManagedError
-from teleport_argocd.kube import CONFLICT_ATTEMPTS, FIELD_MANAGER, Retry, SecretStore
-from teleport_argocd.kubeconfig import cluster_access
 from teleport_argocd.model import (
     MANAGED_KEYS_ANNOTATION,
     TBOT_VERSION_ANNOTATION,

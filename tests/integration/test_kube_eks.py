@@ -17,10 +17,11 @@ from botocore.stub import Stubber
 
 from standins.aws import ACCOUNT_ID, REGION, AwsCredentials, MotoServer, lambda_role_credentials
 from standins.kubeapi import KubeApiServer, cluster_secret
-from teleport_argocd import eks
+from teleport_argocd.destination import eks
+from teleport_argocd.destination.connect import connect_eks
+from teleport_argocd.destination.kubeconfig import ClusterAccess, tls_context
+from teleport_argocd.destination.secrets import SecretStore
 from teleport_argocd.errors import DestinationForbidden, DestinationUnreachable
-from teleport_argocd.kube import SecretStore, connect_eks
-from teleport_argocd.kubeconfig import ClusterAccess, tls_context
 
 CLUSTER = "argocd-prod"
 ROLE = "teleport-argocd-RenewFunctionRole"

@@ -21,9 +21,9 @@ import yaml
 from standins.aws import REGION, MotoServer
 from standins.kubeapi import KubeApiServer, cluster_secret
 from teleport_argocd.config import KubeconfigSecretDestination
+from teleport_argocd.destination.connect import connect
+from teleport_argocd.destination.kubeconfig import kubeconfig_from_secret
 from teleport_argocd.errors import DestinationUnreachable
-from teleport_argocd.kube import connect
-from teleport_argocd.kubeconfig import kubeconfig_from_secret
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,10 @@ from typing import Any
 import pytest
 
 from standins.kubeapi import KubeApiServer, cluster_secret
+from teleport_argocd.destination.http import Retry
+from teleport_argocd.destination.kubeconfig import cluster_access
+from teleport_argocd.destination.secrets import SecretStore
+from teleport_argocd.destination.writer import CONFLICT_ATTEMPTS, WriteResult
 from teleport_argocd.errors import (
     DestinationConflict,
     DestinationError,
@@ -21,8 +25,6 @@ from teleport_argocd.errors import (
     ForeignSecretError,
     NotManagedError,
 )
-from teleport_argocd.kube import CONFLICT_ATTEMPTS, Retry, SecretStore, WriteResult
-from teleport_argocd.kubeconfig import cluster_access
 from teleport_argocd.model import MANAGED_KEYS_ANNOTATION, TBOT_VERSION_ANNOTATION, SecretVersion
 
 WRITER = "teleport-argocd"

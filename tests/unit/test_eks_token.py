@@ -12,7 +12,7 @@ import pytest
 from botocore.credentials import ReadOnlyCredentials
 from botocore.stub import Stubber
 
-from teleport_argocd import eks
+from teleport_argocd.destination import eks
 from teleport_argocd.errors import DestinationUnreachable
 
 CREDENTIALS = ReadOnlyCredentials("ASIAEXAMPLE", "secret", "session-token")

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import trustme
 
+from teleport_argocd.destination.kubeconfig import cluster_access, kubeconfig_from_secret
+from teleport_argocd.destination.read_first import merge
 from teleport_argocd.errors import KubeconfigError
-from teleport_argocd.kube import merge
-from teleport_argocd.kubeconfig import cluster_access, kubeconfig_from_secret
 from teleport_argocd.model import MANAGED_KEYS_ANNOTATION, TBOT_VERSION_ANNOTATION
 
 CA, CERT, KEY = b"-----CA-----\n", b"-----CERT-----\n", b"-----KEY-----\n"

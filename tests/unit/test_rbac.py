@@ -37,6 +37,7 @@ outputs:
     selectors: [{labels: {env: staging}}]
     secret_namespace: argocd-staging
 """
+DESTINATION = ROOT / "layers/core/teleport_argocd/destination"
 GROUP = rbac.Subject("Group", rbac.DEFAULT_GROUP)
 DOCS = rbac.manifests(load_config(CONFIG, env={}), GROUP)
 POLICY = next(d for d in DOCS if d["kind"] == "ValidatingAdmissionPolicy")
@@ -83,13 +84,12 @@ def test_read_first_mode_grants_what_it_uses() -> None:
 
 def test_the_writer_uses_no_other_method() -> None:
     """Each mode's methods, read from the writer's source, map onto exactly that mode's verbs."""
-    source = (ROOT / "layers/core/teleport_argocd/kube.py").read_text()
-    apply_part, _, read_first_part = source.partition("# -- read-first mode")
-    read_first_part = read_first_part.partition("    def _send(")[0]
+    apply_part = (DESTINATION / "apply.py").read_text()
+    read_first_part = (DESTINATION / "read_first.py").read_text()
     verbs = {"GET": "get", "POST": "create", "PUT": "update", "DELETE": "delete", "PATCH": "patch"}
 
     def methods(code: str) -> set[str]:
-        return set(re.findall(r'_send\(\s*op,\s*"([A-Z]+)"', code))
+        return set(re.findall(r'\.send\(\s*op,\s*"([A-Z]+)"', code))
 
     assert {verbs[m] for m in methods(apply_part)} | {"create"} == set(rbac.VERBS["apply"])
     assert {verbs[m] for m in methods(read_first_part)} == set(rbac.VERBS["read-first"])
@@ -305,7 +305,7 @@ def test_outputs_that_prune_may_list_applications_where_they_look_and_nothing_mo
 
 
 def test_the_guard_reads_applications_by_the_one_path_the_role_covers() -> None:
-    source = (ROOT / "layers/core/teleport_argocd/kube.py").read_text()
+    source = "".join(p.read_text() for p in sorted(DESTINATION.glob("*.py")))
     assert re.findall(r"/apis/([a-z.]+)/(v[0-9a-z]+)/namespaces/\{namespace\}/([a-z]+)", source) == [
         ("argoproj.io", "v1alpha1", "applications")
     ]

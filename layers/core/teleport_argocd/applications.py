@@ -8,8 +8,8 @@ deploys through that Secret. Every listed Application counts, whatever its healt
 one being deleted too: its resources finalizer needs the cluster to remove what it deployed (with the
 Secret gone it stays stuck deleting, argo-cd#27383).
 
-Pure: the Applications come from the destination (`kube.SecretStore.list_applications`), the
-targets from the registry; `plan` turns the result into held deletions.
+Pure: the Applications come from the destination (`destination.secrets.SecretStore.list_applications`),
+the targets from the registry; `plan` turns the result into held deletions.
 """
 
 from __future__ import annotations

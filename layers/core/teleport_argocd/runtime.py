@@ -31,7 +31,8 @@ from teleport_argocd.status import status_report
 from teleport_argocd.triggers import KUBE_EVENTS, concerns_bot, kube_event_outputs
 
 if TYPE_CHECKING:
-    from teleport_argocd import kube, teleport
+    from teleport_argocd import teleport
+    from teleport_argocd.destination.secrets import SecretStore
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ class Runtime:
         self.state = StateStore(settings.state_table, client=dynamodb, clock=clock)
         self._teleport: teleport.TeleportSession | None = None
         self._connection: Connection | None = None
-        self._stores: dict[Destination, kube.SecretStore] = {}
+        self._stores: dict[Destination, SecretStore] = {}
         self.reconciler = Reconciler(
             state=self.state,
             connect_teleport=self.connection,
@@ -295,13 +296,13 @@ class Runtime:
         proxy = self._teleport.proxy
         return Connection(session=self._teleport, teleport_cluster=proxy.cluster_name, endpoint=proxy.kube)
 
-    def _connect_destination(self, destination: Destination) -> kube.SecretStore:
+    def _connect_destination(self, destination: Destination) -> SecretStore:
         # Imported here: the HTTP client and the EKS and kubeconfig code are a third of a cold
         # start, and dropped events, queued runs and status reports never reach a destination.
-        from teleport_argocd import kube
+        from teleport_argocd.destination.connect import connect
 
         if destination not in self._stores:
-            self._stores[destination] = kube.connect(destination, session=self.session)
+            self._stores[destination] = connect(destination, session=self.session)
         return self._stores[destination]
 
 

@@ -45,7 +45,7 @@ class Selector:
         return "<empty selector>"
 
 
-# How the writer reaches Secrets (teleport_argocd.kube): server-side apply without reading, or
+# How the writer reaches Secrets (teleport_argocd.destination): server-side apply without reading, or
 # read first for clusters without admission policies (it needs `get` on every Secret there).
 WriteMode = Literal["apply", "read-first"]
 WRITE_MODES: tuple[WriteMode, ...] = ("apply", "read-first")
