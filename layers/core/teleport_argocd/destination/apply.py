@@ -17,7 +17,6 @@ our apply alone, so a key we stop rendering later is really removed.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any, Literal
@@ -25,12 +24,11 @@ from typing import Any, Literal
 from teleport_argocd import __version__
 from teleport_argocd.destination.http import Response, json_object, status_message
 from teleport_argocd.destination.writer import (
-    CONFLICT_ATTEMPTS,
-    CONFLICT_DELAY_SECONDS,
     FIELD_MANAGER,
     SecretOp,
     Writer,
     WriteResult,
+    attempts,
     managed_keys,
     secret_path,
 )
@@ -64,9 +62,7 @@ class ApplyWriter(Writer):
         meta = secret["metadata"]
         op = SecretOp("write", meta["namespace"], meta["name"])
         force, proven = known is not None, ""
-        for attempt in range(CONFLICT_ATTEMPTS):
-            if attempt:
-                time.sleep(CONFLICT_DELAY_SECONDS)
+        for _ in attempts():
             body = secret if not proven else {**secret, "metadata": {**meta, "resourceVersion": proven}}
             response = self.send(
                 op, "PATCH", secret_path(op.namespace, op.name), body, APPLY_PATCH, force=force

@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any, Literal
 
 from teleport_argocd.destination.http import Response, json_object
 from teleport_argocd.destination.writer import (
-    CONFLICT_ATTEMPTS,
-    CONFLICT_DELAY_SECONDS,
     SecretOp,
     Writer,
     WriteResult,
+    attempts,
     managed_keys,
     ours,
     secret_path,
@@ -78,9 +76,7 @@ class ReadFirstWriter(Writer):
         """Read, check, then delete conditional on the uid and resourceVersion checked, so a
         Secret that changed in between is checked again."""
         op = SecretOp("delete", namespace, name)
-        for attempt in range(CONFLICT_ATTEMPTS):
-            if attempt:
-                time.sleep(CONFLICT_DELAY_SECONDS)
+        for _ in attempts():
             current = self.get(op)
             if current is None:
                 return False
@@ -122,9 +118,7 @@ class ReadFirstWriter(Writer):
     def _write_over(self, op: SecretOp, secret: dict[str, Any]) -> WriteResult:
         """Read what is there and write on top of it: create if absent, else check and merge."""
         meta = secret["metadata"]
-        for attempt in range(CONFLICT_ATTEMPTS):
-            if attempt:
-                time.sleep(CONFLICT_DELAY_SECONDS)
+        for _ in attempts():
             current = self.get(op)
             if current is None:
                 response = self.send(op, "POST", secret_path(op.namespace), secret)

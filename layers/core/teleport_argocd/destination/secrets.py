@@ -56,11 +56,15 @@ class SecretStore:
         retry: Retry = DEFAULT_RETRY,
         mode: WriteMode = "apply",
     ) -> None:
-        self.description = description
         self.mode = mode
         self._api = Client(access, description=description, timeout=timeout, retry=retry)
         self._apply = ApplyWriter(self._api)
         self._read_first = ReadFirstWriter(self._api)
+
+    @property
+    def description(self) -> str:
+        """The cluster, as messages name it."""
+        return self._api.description
 
     @property
     def retry(self) -> Retry:

@@ -8,7 +8,8 @@ Each write or delete is one `SecretOp`; its requests go through one `http.Client
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -77,6 +78,15 @@ class Writer:
         return DestinationConflict(
             f"{op} in {self.description}: still modified by someone else after {CONFLICT_ATTEMPTS} attempts"
         )
+
+
+def attempts() -> Iterator[int]:
+    """The tries of a write that meets a Secret changed in between: CONFLICT_ATTEMPTS of them,
+    CONFLICT_DELAY_SECONDS apart."""
+    for attempt in range(CONFLICT_ATTEMPTS):
+        if attempt:
+            time.sleep(CONFLICT_DELAY_SECONDS)
+        yield attempt
 
 
 def secret_path(namespace: str, name: str = "") -> str:
