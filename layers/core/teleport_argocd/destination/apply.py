@@ -112,26 +112,7 @@ class ApplyWriter(Writer):
         checks the owner, without a read. The tbot patch also does what tbot does on each write:
         it replaces every label (a templated label that stopped rendering goes).
         """
-        meta = secret["metadata"]
-        annotations = meta["annotations"]
-        tests = [
-            {"op": "test", "path": _pointer("annotations", key), "value": annotations[key]}
-            for key in (TELEPORT_CLUSTER_ANNOTATION, KUBE_CLUSTER_ANNOTATION)
-            if key in annotations
-        ]
-        ours = {
-            "op": "add",
-            "path": _pointer("annotations", VERSION_ANNOTATION),
-            "value": annotations[VERSION_ANNOTATION],
-        }
-        tbots = [
-            *tests,
-            {"op": "remove", "path": _pointer("annotations", TBOT_VERSION_ANNOTATION)},
-            ours,
-            # "add" replaces the member when it exists (RFC 6902 §4.1) and cannot fail when it does not.
-            {"op": "add", "path": "/metadata/labels", "value": dict(meta.get("labels") or {})},
-        ]
-        mine = [*tests, {"op": "remove", "path": _pointer("annotations", VERSION_ANNOTATION)}, ours]
+        tbots, mine = _proofs(secret)
         for patch in [tbots, mine] if TBOT_FIELD_MANAGER in managers else [mine, tbots]:
             response = self.send(op, "PATCH", secret_path(op.namespace, op.name), patch, JSON_PATCH)
             if response.status_code == HTTPStatus.OK:
@@ -156,33 +137,9 @@ class ApplyWriter(Writer):
         annotation and that annotation itself. One JSON patch, only if the Secret is still the
         version we applied; if it is not, the next write's answer shows what is left.
         """
-        meta = live.get("metadata") or {}
-        entries = meta.get("managedFields") or []
-        kept = [e for e in entries if not _legacy(e)]
-        labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
-        ours = secret["metadata"]
-        stale: list[tuple[str, str]] = []
-        if MANAGED_KEYS_ANNOTATION in annotations:
-            listed = managed_keys(annotations)
-            stale += [
-                ("labels", k) for k in listed.get("labels", ()) if k in labels and k not in ours["labels"]
-            ]
-            stale += [
-                ("annotations", k)
-                for k in listed.get("annotations", ())
-                if k in annotations and k not in ours["annotations"] and k != MANAGED_KEYS_ANNOTATION
-            ]
-            stale.append(("annotations", MANAGED_KEYS_ANNOTATION))
-        if TBOT_VERSION_ANNOTATION in annotations:
-            stale.append(("annotations", TBOT_VERSION_ANNOTATION))
-        if kept == entries and not stale:
+        patch = _handover(secret, live)
+        if patch is None:
             return live
-        patch: list[dict[str, Any]] = [
-            {"op": "test", "path": "/metadata/resourceVersion", "value": meta.get("resourceVersion")}
-        ]
-        if kept != entries and kept:
-            patch.append({"op": "replace", "path": "/metadata/managedFields", "value": kept})
-        patch += [{"op": "remove", "path": _pointer(part, key)} for part, key in dict.fromkeys(stale)]
         response = self.send(op, "PATCH", secret_path(op.namespace, op.name), patch, JSON_PATCH)
         if response.status_code == HTTPStatus.OK:
             return json_object(response)
@@ -213,6 +170,62 @@ def _result(op: SecretOp, action: Literal["created", "updated"], live: Mapping[s
     version = SecretVersion(meta.get("uid", ""), meta.get("resourceVersion", ""))
     logger.info("%s: %s (resourceVersion %s)", op, action, version.resource_version)
     return WriteResult(op.namespace, op.name, action, version, op.requests)
+
+
+def _proofs(secret: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The JSON patches that apply only to a Secret for this cluster that is tbot's, or ours."""
+    meta = secret["metadata"]
+    annotations = meta["annotations"]
+    tests = [
+        {"op": "test", "path": _pointer("annotations", key), "value": annotations[key]}
+        for key in (TELEPORT_CLUSTER_ANNOTATION, KUBE_CLUSTER_ANNOTATION)
+        if key in annotations
+    ]
+    ours = {
+        "op": "add",
+        "path": _pointer("annotations", VERSION_ANNOTATION),
+        "value": annotations[VERSION_ANNOTATION],
+    }
+    tbots = [
+        *tests,
+        {"op": "remove", "path": _pointer("annotations", TBOT_VERSION_ANNOTATION)},
+        ours,
+        # "add" replaces the member when it exists (RFC 6902 §4.1) and cannot fail when it does not.
+        {"op": "add", "path": "/metadata/labels", "value": dict(meta.get("labels") or {})},
+    ]
+    mine = [*tests, {"op": "remove", "path": _pointer("annotations", VERSION_ANNOTATION)}, ours]
+    return tbots, mine
+
+
+def _handover(secret: Mapping[str, Any], live: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """The JSON patch that hands what others co-own of the applied Secret `live` to our apply
+    alone, conditional on its resourceVersion; None when nothing is co-owned."""
+    meta = live.get("metadata") or {}
+    entries = meta.get("managedFields") or []
+    kept = [e for e in entries if not _legacy(e)]
+    labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+    ours = secret["metadata"]
+    stale: list[tuple[str, str]] = []
+    if MANAGED_KEYS_ANNOTATION in annotations:
+        listed = managed_keys(annotations)
+        stale += [("labels", k) for k in listed.get("labels", ()) if k in labels and k not in ours["labels"]]
+        stale += [
+            ("annotations", k)
+            for k in listed.get("annotations", ())
+            if k in annotations and k not in ours["annotations"] and k != MANAGED_KEYS_ANNOTATION
+        ]
+        stale.append(("annotations", MANAGED_KEYS_ANNOTATION))
+    if TBOT_VERSION_ANNOTATION in annotations:
+        stale.append(("annotations", TBOT_VERSION_ANNOTATION))
+    if kept == entries and not stale:
+        return None
+    patch: list[dict[str, Any]] = [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": meta.get("resourceVersion")}
+    ]
+    if kept != entries and kept:
+        patch.append({"op": "replace", "path": "/metadata/managedFields", "value": kept})
+    patch += [{"op": "remove", "path": _pointer(part, key)} for part, key in dict.fromkeys(stale)]
+    return patch
 
 
 def _marked(manifest: Mapping[str, Any]) -> dict[str, Any]:
