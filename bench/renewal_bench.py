@@ -49,7 +49,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
-sys.path[:0] = [str(ROOT / "layers" / "core"), str(ROOT / "tests")]
+sys.path[:0] = [str(BENCH), str(ROOT / "layers" / "core"), str(ROOT / "tests")]
 
 from cpu_share import CpuShare, vcpus  # noqa: E402
 from kube_patterns import Target, precreate, secret_names  # noqa: E402

@@ -1,6 +1,6 @@
 """How often each trigger changes a cluster Secret's `config`: each change costs Argo CD a cache rebuild.
 
-    .venv/bin/python bench/rewrite_bench.py [--clusters 100] [--repeat 2] [--json]
+    .venv/bin/python bench/rewrite_bench.py [--clusters 100] [--repeat 2] [--json] [--save FILE]
 
 Argo CD's application controller watches cluster Secrets; when a Secret's `config` differs from the
 one it holds (`reflect.DeepEqual(oldCluster.Config, newCluster.Config)` in `handleModEvent`,
@@ -24,6 +24,9 @@ reload functions (outputs run inside the invocation), through this sequence, `--
 Each step's Secrets are read from the Kubernetes stand-in before and after: how many it wrote, how
 many of them got a different `config`, how many changed only in labels or annotations. How often
 each trigger fires per day is `bench/cost.py`'s arithmetic; this bench measures what one firing does.
+It also reports the registration items' size in the state table as DynamoDB counts it (the write
+and read units each renewal's registry write-back and read cost, which `bench/cost.py` reads from
+`--save`'s JSON).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from warm import WRITE_METHODS, WarmFunction  # noqa: E402
 
 from standins.handlers import event  # noqa: E402
 from standins.kubeapi import KubeApiServer  # noqa: E402
-from standins.stack import ARGOCD_NAMESPACE, LocalStack, default_outputs  # noqa: E402
+from standins.stack import ARGOCD_NAMESPACE, STATE_TABLE, LocalStack, default_outputs  # noqa: E402
 
 UPDATED_ANNOTATIONS = ("teleport.dev/updated",)  # a time stamp on every write, not a change of ours
 
@@ -73,12 +76,50 @@ def _metadata(secret: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
     return meta.get("labels") or {}, annotations
 
 
+def item_bytes(item: dict[str, Any]) -> int:
+    """An item's size as DynamoDB bills it: each attribute's name plus its value (strings and binaries
+    their length, numbers about one byte per two digits plus one, 3 bytes per map or list and 1 per
+    element), per https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html
+    """
+    return sum(len(name.encode()) + _value_bytes(value) for name, value in item.items())
+
+
+def _value_bytes(value: dict[str, Any]) -> int:
+    (kind, inner), *_ = value.items()
+    if kind == "S":
+        return len(str(inner).encode())
+    if kind == "B":
+        return len(base64.b64decode(inner))
+    if kind == "N":
+        return len(str(inner).lstrip("-").replace(".", "")) // 2 + 1
+    if kind in ("SS", "NS", "BS"):
+        return sum(_value_bytes({kind[0]: v}) for v in inner)
+    if kind == "M":
+        return 3 + sum(len(k.encode()) + _value_bytes(v) + 1 for k, v in inner.items())
+    if kind == "L":
+        return 3 + sum(_value_bytes(v) + 1 for v in inner)
+    return 1  # BOOL, NULL
+
+
+def registration_sizes(stack: LocalStack) -> list[int]:
+    """The size of every registration item (sort key `reg#…`) in the state table."""
+    pages = stack.aws.client("dynamodb").get_paginator("scan").paginate(TableName=STATE_TABLE)
+    items = [item for page in pages for item in page["Items"]]
+    return sorted(item_bytes(i) for i in items if i.get("sk", {}).get("S", "").startswith("reg#"))
+
+
 def _certificate(secret: dict[str, Any]) -> str:
     config = json.loads(base64.b64decode(secret["data"]["config"]))
     return str(config["tlsClientConfig"]["certData"])
 
 
-def measure(size: int, repeat: int, latency_ms: float = 0.0) -> list[Step]:
+@dataclass
+class Result:
+    steps: list[Step]
+    registration_bytes: list[int]  # every registration item's size at the end, sorted
+
+
+def measure(size: int, repeat: int, latency_ms: float = 0.0) -> Result:
     steps: list[Step] = []
     outputs = default_outputs()
     due_now = [{**outputs[0], "credential_ttl": "20m", "renewal_interval": "20m"}]
@@ -129,10 +170,11 @@ def measure(size: int, repeat: int, latency_ms: float = 0.0) -> list[Step]:
             step("reload, forced, credential_ttl = renewal_interval", "reload", event("reload.json"))
             for _ in range(repeat):
                 step("scheduled renewal, every certificate due", "renew", event("schedule.json"))
-    return steps
+        return Result(steps, registration_sizes(stack))
 
 
-def markdown(steps: list[Step], size: int) -> str:
+def markdown(result: Result, size: int) -> str:
+    steps, sizes = result.steps, result.registration_bytes
     lines = [
         "| trigger | Secrets | Kubernetes writes | created | `config` changed | with a new certificate "
         "| labels/annotations only |",
@@ -141,7 +183,12 @@ def markdown(steps: list[Step], size: int) -> str:
     for s in steps:
         counts = (s.secrets, s.written, s.created, s.config_changed, s.certificate_changed, s.metadata_only)
         lines.append(f"| {s.trigger} | " + " | ".join(str(n) for n in counts) + " |")
-    lines += ["", f"{size} clusters at the start; each step in order, as the stand-in's Secrets showed it."]
+    lines += [
+        "",
+        f"{size} clusters at the start; each step in order, as the stand-in's Secrets showed it. "
+        f"Registration items: {sizes[0]} to {sizes[-1]} bytes (median {sizes[len(sizes) // 2]}) as DynamoDB "
+        "counts them.",
+    ]
     return "\n".join(lines)
 
 
@@ -152,13 +199,16 @@ def main() -> None:
     parser.add_argument("--clusters", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--latency-ms", type=float, default=0.0)
-    parser.add_argument("--json", action="store_true", help="print the steps as JSON instead")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON instead")
+    parser.add_argument("--save", type=Path, help="also write the result as JSON here (for bench/cost.py)")
     args = parser.parse_args()
-    steps = measure(args.clusters, max(1, args.repeat), args.latency_ms)
+    result = measure(args.clusters, max(1, args.repeat), args.latency_ms)
+    if args.save:
+        args.save.write_text(json.dumps(asdict(result), indent=2) + "\n")
     if args.json:
-        print(json.dumps([asdict(s) for s in steps], indent=2))
+        print(json.dumps(asdict(result), indent=2))
     else:
-        print(markdown(steps, args.clusters))
+        print(markdown(result, args.clusters))
 
 
 if __name__ == "__main__":
