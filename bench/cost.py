@@ -2,7 +2,7 @@
 Argo CD rebuilds a cluster's cache: the arithmetic on the benches' measured durations.
 
     .venv/bin/python bench/cost.py [--renewal bench/results/renewal-memory-1000-*.json]
-        [--discovery bench/results/discovery-memory-1000.json] [--rewrite bench/results/rewrite-100.json]
+        [--discovery bench/results/discovery-memory-1000-*.json] [--rewrite bench/results/rewrite-100.json]
         [--memory-mb N] [--clusters 100,1000,10000]
 
 Inputs (the defaults are the files committed beside this script):
@@ -87,6 +87,7 @@ class Measured:
 
     memory_mb: int
     warm: list[float]  # every warm renewal measured
+    warm_cpu: list[float]  # their CPU-seconds
     cold: list[float]
     warm_unlimited: list[float]  # the same runs' worker without a CPU quota
     discovery: list[float]  # discovery runs with nothing changed
@@ -96,19 +97,21 @@ def _load(pattern: str) -> list[Any]:
     return [json.loads(Path(p).read_text()) for p in sorted(glob.glob(pattern))]
 
 
-def measured(renewals: list[Any], discovery: dict[str, Any] | None) -> dict[int, Measured]:
+def measured(renewals: list[Any], discoveries: list[Any]) -> dict[int, Measured]:
     rows = [row for run in renewals for row in run if row["clusters"] == 1000]
     found: dict[int, Measured] = {}
     for mb in sorted({m["memory_mb"] for r in rows for m in r["by_memory"]}):
         at = [m for r in rows for m in r["by_memory"] if m["memory_mb"] == mb]
         no_change = [
             i["seconds"]
-            for i in (discovery or {}).get("by_memory", {}).get(str(mb), [])
+            for d in discoveries
+            for i in d["by_memory"].get(str(mb), [])
             if i["scenario"] == "no change"
         ]
         found[mb] = Measured(
             mb,
             warm=[t["seconds"] for m in at for t in m["runs"]["warm"]],
+            warm_cpu=[t["cpu_seconds"] for m in at for t in m["runs"]["warm"]],
             cold=[t["seconds"] for m in at for t in m["runs"]["cold"]],
             warm_unlimited=[t["seconds"] for r in rows for t in r["runs"]["warm"]],
             discovery=no_change,
@@ -278,16 +281,19 @@ def tbot_pod() -> float:
 def memory_table(found: dict[int, Measured], sizes: list[int], renewal: dict[str, Any], item: int) -> str:
     per_day = renewals_per_day("1h", "20m", RENEWAL_SCHEDULE_MINUTES)
     lines = [
-        "| memory MB | vCPU | warm renewal s per 1,000 (runs) | cold s (runs) | discovery s (runs) "
+        "| memory MB | vCPU | warm renewal s per 1,000 (runs) | its CPU-s, ÷ vCPU | cold s (runs) "
+        "| discovery s (runs) "
         "| GB-s per warm renewal of 1,000 | $/month at 1,000 clusters | $ * warm s |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for mb, m in found.items():
+        cpu = statistics.median(m.warm_cpu)
         total = sum(line.dollars[1000] for line in monthly(m, [1000], renewal, item, per_day))
         warm = statistics.median(m.warm)
         each = lambda xs: ", ".join(f"{x:.2f}" for x in xs)  # noqa: E731
         lines.append(
-            f"| {mb:,} | {mb / 1769:.2f} | {warm:.2f} ({each(m.warm)}) | {statistics.median(m.cold):.2f} "
+            f"| {mb:,} | {mb / 1769:.2f} | {warm:.2f} ({each(m.warm)}) | {cpu:.2f}, {cpu * 1769 / mb:.2f} "
+            f"| {statistics.median(m.cold):.2f} "
             f"({each(m.cold)}) | {statistics.median(m.discovery) if m.discovery else float('nan'):.2f} "
             f"({each(m.discovery)}) | {warm * mb / 1024:.2f} | {total:.2f} | {total * warm:.1f} |"
         )
@@ -352,7 +358,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--renewal", default=str(RESULTS / "renewal-memory-1000-*.json"), help="a glob")
-    parser.add_argument("--discovery", default=str(RESULTS / "discovery-memory-1000.json"))
+    parser.add_argument("--discovery", default=str(RESULTS / "discovery-memory-1000-*.json"), help="a glob")
     parser.add_argument("--rewrite", default=str(RESULTS / "rewrite-100.json"))
     parser.add_argument("--memory-mb", type=int, help="the cost table's memory size (default: least $ * s)")
     parser.add_argument("--clusters", default="100,1000,10000")
@@ -361,12 +367,11 @@ def main() -> None:
     renewals = _load(args.renewal)
     if not renewals:
         sys.exit(f"no renewal bench results match {args.renewal}")
-    discovery = json.loads(Path(args.discovery).read_text()) if Path(args.discovery).exists() else None
     rewrite = json.loads(Path(args.rewrite).read_text())
     sizes_b = rewrite["registration_bytes"]
     item = sizes_b[len(sizes_b) // 2]
     renewal = next(row for run in renewals for row in run if row["clusters"] == 1000)
-    found = measured(renewals, discovery)
+    found = measured(renewals, _load(args.discovery))
     per_day = renewals_per_day("1h", "20m", RENEWAL_SCHEDULE_MINUTES)
 
     def score(mb: int) -> float:
