@@ -109,3 +109,15 @@ def test_the_rewrite_bench_sees_which_trigger_changes_config() -> None:
     assert changed["reload, forced"] == (5, 5, 5)
     assert changed["scheduled renewal, every certificate due"] == (5, 5, 5)
     assert len(result.registration_bytes) == 5 and min(result.registration_bytes) > 0
+
+
+def test_the_readme_cost_tables_are_what_the_cost_script_prints(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["cost.py"])
+    cost.main()
+    tables = [block for block in capsys.readouterr().out.strip().split("\n\n") if block.startswith("|")]
+    readme = (ROOT / "README.md").read_text()
+    assert len(tables) == 3  # memory sizes, the month's cost, rewrites by credential setting
+    for table in tables:
+        assert table in readme
