@@ -38,7 +38,7 @@ class Context:
     """The attributes of the Lambda context object that Powertools reads."""
 
     function_name = "teleport-argocd-worker"
-    memory_limit_in_mb = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512"))  # Lambda sets it
+    memory_limit_in_mb = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024"))  # as Lambda sets it
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:teleport-argocd-worker"
 
     def __init__(self) -> None:
