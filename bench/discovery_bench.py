@@ -1,6 +1,7 @@
 """A warm discovery run over a large fleet: with nothing changed, and with one cluster enrolled.
 
     .venv/bin/python bench/discovery_bench.py [--clusters 1000] [--latency-ms 5] [--repeat 3] [--json]
+        [--memory-mb 512,1024,1769] [--save FILE]
 
 One local stack whose Kubernetes API waits `--latency-ms` per request, and one child process acting
 as a warm renew function without OUTPUT_RUNS_QUEUE, so the outputs run inside the invocation. It
@@ -8,6 +9,10 @@ takes `events/discovery.json` once to register every cluster (cold, not measured
 goals), then `--repeat` times with nothing changed (goal: no Kubernetes write, no DynamoDB write,
 ≤ 300 ms), then `--repeat` times each after the parent enrolled one more cluster in the Teleport
 stand-in (goal: exactly one Secret written).
+
+With `--memory-mb`, the whole sequence runs once per memory size, the warm function at the CPU share
+Lambda gives that size (`cpu_share.py`), each in a stack of its own; `--save` writes the invocations
+by memory size as JSON (`bench/cost.py` reads the no-change runs' durations).
 
 DynamoDB requests are listed by operation for each invocation, so the registry's path shows: one
 GetItem of the lease item when the warm process's copy is still current, a paged Query otherwise.
@@ -28,6 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "layers" / "core"), str(ROOT / "tests")]
 
+from cpu_share import vcpus  # noqa: E402
 from stacks import LABELS, clusters, function_env, kube_requests, kube_writes, median_counts, ops  # noqa: E402
 from warm import DYNAMODB_WRITES, WarmFunction  # noqa: E402
 
@@ -49,11 +55,11 @@ class Invocation:
     written: int  # Secrets the run's report says it wrote
 
 
-def measure(size: int, latency_ms: float, repeat: int) -> list[Invocation]:
+def measure(size: int, latency_ms: float, repeat: int, memory_mb: int | None = None) -> list[Invocation]:
     invocations: list[Invocation] = []
     with LocalStack(clusters=clusters(size), kube_latency=latency_ms / 1000) as stack:
         assert stack.kube is not None and stack.teleport is not None
-        with WarmFunction(function_env(stack), ["renew"]) as renew:
+        with WarmFunction(function_env(stack), ["renew"], memory_mb) as renew:
 
             def run(scenario: str) -> None:
                 assert stack.kube is not None
@@ -126,13 +132,22 @@ def main() -> None:
     parser.add_argument("--clusters", type=int, default=1000)
     parser.add_argument("--latency-ms", type=float, default=5.0)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--memory-mb", default="", help="Lambda memory sizes: a run at each one's CPU share")
     parser.add_argument("--json", action="store_true", help="print the invocations as JSON instead")
+    parser.add_argument("--save", type=Path, help="also write the invocations by memory size as JSON here")
     args = parser.parse_args()
     repeat = max(1, args.repeat)
-    invocations = measure(args.clusters, args.latency_ms, repeat)
+    sizes: list[int | None] = [int(m) for m in args.memory_mb.split(",") if m] or [None]
+    runs = {m: measure(args.clusters, args.latency_ms, repeat, m) for m in sizes}
+    by_memory = {str(m or "unlimited"): [asdict(i) for i in invocations] for m, invocations in runs.items()}
+    if args.save:
+        args.save.write_text(json.dumps({"clusters": args.clusters, "by_memory": by_memory}, indent=2) + "\n")
     if args.json:
-        print(json.dumps([asdict(i) for i in invocations], indent=2))
-    else:
+        print(json.dumps(by_memory, indent=2))
+        return
+    for memory, invocations in runs.items():
+        if memory is not None:
+            print(f"\nAt {memory:,} MB's CPU share ({vcpus(memory):.2f} vCPU):\n")
         print(markdown(invocations, args.clusters, args.latency_ms, repeat))
 
 

@@ -22,6 +22,7 @@ STARTED, STARTED_CPU = time.perf_counter(), time.process_time()
 
 import importlib.util  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
 import uuid  # noqa: E402
@@ -37,7 +38,7 @@ class Context:
     """The attributes of the Lambda context object that Powertools reads."""
 
     function_name = "teleport-argocd-worker"
-    memory_limit_in_mb = 512
+    memory_limit_in_mb = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024"))  # as Lambda sets it
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:teleport-argocd-worker"
 
     def __init__(self) -> None:

@@ -1,7 +1,7 @@
 """The renewal against its floor and tbot's pattern, side by side, each in a process of its own.
 
     .venv/bin/python bench/renewal_bench.py [--sizes 1000] [--latency-ms 5] [--repeat 3] [--json]
-        [--floor-clients urllib3,httpx]
+        [--floor-clients urllib3,httpx] [--memory-mb 512,1024,1769] [--save FILE]
 
 For each size, one local stack (moto in its own process; the Teleport and Kubernetes stand-ins in
 this one) whose Kubernetes API waits `--latency-ms` before answering each request (an in-region
@@ -22,6 +22,11 @@ interleaved, each a fresh child process that measures itself:
   and the layer are imported) and *warm* (the second invocation, as the discovery schedule keeps a
   worker). A first, unreported-in-the-ratios child creates the Secrets.
 
+With `--memory-mb`, each repeat also runs the worker's cold and warm invocations once per memory
+size with the CPU share Lambda gives that size (`cpu_share.py`: a cgroup CPU quota of M / 1,769 of
+a CPU on the worker's process alone, import included; the stand-ins and the other children run
+unlimited), after the unlimited one; their rows show how often the quota throttled the worker.
+
 Each child reports its wall time and its own CPU time (user + system over all its threads),
 shown per 1,000 clusters; Kubernetes requests are counted by the stand-in; DynamoDB writes by a
 hook in the worker's process. Medians of `--repeat`, as a Markdown table.
@@ -37,14 +42,16 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
-sys.path[:0] = [str(ROOT / "layers" / "core"), str(ROOT / "tests")]
+sys.path[:0] = [str(BENCH), str(ROOT / "layers" / "core"), str(ROOT / "tests")]
 
+from cpu_share import CpuShare, vcpus  # noqa: E402
 from kube_patterns import Target, precreate, secret_names  # noqa: E402
 from lambda_process import RESULT_MARK  # noqa: E402
 
@@ -62,6 +69,19 @@ class Timed:
 
     seconds: float
     cpu_seconds: float
+
+
+@dataclass
+class MemoryRow:
+    """The worker at the CPU share Lambda gives `memory_mb`: medians of its runs, and the quota's effect."""
+
+    memory_mb: int
+    vcpus: float  # CPU-seconds per second the quota allowed
+    cold: Timed
+    warm: Timed
+    throttled_seconds: float  # median, per worker process (cold and warm invocations together)
+    throttled_share: float  # median share of the process's CFS periods that hit the quota
+    runs: dict[str, list[Timed]] = field(default_factory=dict)
 
 
 @dataclass
@@ -89,11 +109,13 @@ class Row:
     peak_mb: float
     load_average: tuple[float, float]  # the machine's 1-minute load average before and after
     runs: dict[str, list[Timed]] = field(default_factory=dict)
+    by_memory: list[MemoryRow] = field(default_factory=list)  # with --memory-mb
 
 
-def _child(args: list[str], env: dict[str, str]) -> str:
+def _child(args: list[str], env: dict[str, str], share: CpuShare | None = None) -> str:
+    argv = [sys.executable, *args]
     done = subprocess.run(
-        [sys.executable, *args], env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT
+        share.command(argv) if share else argv, env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT
     )
     if done.returncode != 0:
         raise RuntimeError(f"{args[0]} failed ({done.returncode}):\n{done.stderr[-4000:]}")
@@ -116,10 +138,15 @@ def _pattern(pattern: str, target_file: Path, prefix: str, size: int, workers: i
     return Timed(**json.loads(_child(args, dict(os.environ)).strip().splitlines()[-1]))
 
 
-def _worker(env: dict[str, str], kube: KubeApiServer, size: int, runs: int) -> dict[str, Any]:
-    """`runs` invocations in one fresh worker process; refuses a run that did not write every Secret."""
+def _worker(
+    env: dict[str, str], kube: KubeApiServer, size: int, runs: int, share: CpuShare | None = None
+) -> dict[str, Any]:
+    """`runs` invocations in one fresh worker process (within `share`'s CPU quota if given);
+    refuses a run that did not write every Secret."""
     before = len(kube.requests)
-    out = _child([str(BENCH / "lambda_process.py"), OUTPUT, str(runs)], env)
+    if share is not None:
+        env = {**env, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(share.memory_mb)}
+    out = _child([str(BENCH / "lambda_process.py"), OUTPUT, str(runs)], env, share)
     report: dict[str, Any] = json.loads(
         next(line[len(RESULT_MARK) :] for line in reversed(out.splitlines()) if line.startswith(RESULT_MARK))
     )
@@ -144,7 +171,22 @@ def _median_by_key(runs: list[dict[str, float]]) -> dict[str, float]:
     return {k: statistics.median(r.get(k, 0.0) for r in runs) for k in sorted({k for r in runs for k in r})}
 
 
-def measure(size: int, latency_ms: float, repeat: int, workers: int, clients: list[str]) -> Row:
+def _at_memory(
+    env: dict[str, str], kube: KubeApiServer, size: int, memory_mb: int, runs: dict[str, list[Timed]]
+) -> tuple[float, float]:
+    """One cold-then-warm worker process at `memory_mb`'s CPU share; its throttled seconds and share."""
+    with CpuShare(memory_mb) as share:
+        report = _worker(env, kube, size, runs=2, share=share)
+        throttling = share.throttling()
+    cold, warm = report["runs"]
+    runs["cold"].append(Timed(cold["seconds"], cold["cpu_seconds"]))
+    runs["warm"].append(Timed(warm["seconds"], warm["cpu_seconds"]))
+    return throttling.throttled_seconds, throttling.throttled_periods / max(1, throttling.periods)
+
+
+def measure(
+    size: int, latency_ms: float, repeat: int, workers: int, clients: list[str], memory: Sequence[int] = ()
+) -> Row:
     from standins.stack import ARGOCD_NAMESPACE, LocalStack
 
     clusters = {f"cluster-{i:05d}": {"env": "prod", "team": "bench"} for i in range(size)}
@@ -169,6 +211,8 @@ def measure(size: int, latency_ms: float, repeat: int, workers: int, clients: li
         runs.update({"tbot": [], "cold": [], "cold import": [], "warm": []})
         kube_counts, dynamodb, peaks = [], [], [create["peak_mb"]]
         waits: dict[str, list[dict[str, float]]] = {"cold": [], "warm": []}
+        at_memory: dict[int, dict[str, list[Timed]]] = {mb: {"cold": [], "warm": []} for mb in memory}
+        throttled: dict[int, list[tuple[float, float]]] = {mb: [] for mb in memory}
         for _ in range(repeat):
             for client in clients:
                 runs[f"floor {client}"].append(
@@ -185,6 +229,8 @@ def measure(size: int, latency_ms: float, repeat: int, workers: int, clients: li
             waits["cold"].append(cold["dynamodb_seconds"])
             waits["warm"].append(warm["dynamodb_seconds"])
             peaks.append(report["peak_mb"])
+            for mb in memory:
+                throttled[mb].append(_at_memory(env, kube, size, mb, at_memory[mb]))
     medians = {name: _median(timings) for name, timings in runs.items()}
     floor, warm, cold = medians[f"floor {clients[0]}"], medians["warm"], medians["cold"]
     methods = sorted({m for c in kube_counts for m in c})
@@ -213,6 +259,18 @@ def measure(size: int, latency_ms: float, repeat: int, workers: int, clients: li
         peak_mb=max(peaks),
         load_average=(load_before, os.getloadavg()[0]),
         runs=runs,
+        by_memory=[
+            MemoryRow(
+                memory_mb=mb,
+                vcpus=vcpus(mb),
+                cold=_median(at_memory[mb]["cold"]),
+                warm=_median(at_memory[mb]["warm"]),
+                throttled_seconds=statistics.median(t for t, _ in throttled[mb]),
+                throttled_share=statistics.median(s for _, s in throttled[mb]),
+                runs=at_memory[mb],
+            )
+            for mb in memory
+        ],
     )
 
 
@@ -263,6 +321,27 @@ def markdown(rows: list[Row], repeat: int, workers: int) -> str:
         + ", ".join(f"{r.clusters:,}: {r.load_average[0]:.1f} → {r.load_average[1]:.1f}" for r in rows)
         + f" ({os.cpu_count()} CPUs).",
     ]
+    if rows[0].by_memory:
+        lines += ["", memory_markdown(rows)]
+    return "\n".join(lines)
+
+
+def memory_markdown(rows: list[Row]) -> str:
+    """The worker at Lambda's CPU share per memory size: wall and CPU time, each run, and the throttling."""
+    lines = [
+        "| clusters | memory MB | CPU share (vCPU) | worker cold s (runs) | worker warm s (runs) "
+        "| warm CPU-s | throttled s per process | periods throttled |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    each = lambda ts: ", ".join(f"{t.seconds:.2f}" for t in ts)  # noqa: E731
+    for r in rows:
+        for m in r.by_memory:
+            lines.append(
+                f"| {r.clusters:,} | {m.memory_mb:,} | {m.vcpus:.2f} "
+                f"| {m.cold.seconds:.2f} ({each(m.runs['cold'])}) "
+                f"| {m.warm.seconds:.2f} ({each(m.runs['warm'])}) | {m.warm.cpu_seconds:.2f} "
+                f"| {m.throttled_seconds:.2f} | {m.throttled_share:.0%} |"
+            )
     return "\n".join(lines)
 
 
@@ -277,13 +356,22 @@ def main() -> None:
     parser.add_argument(
         "--floor-clients", default="urllib3", help="floors to run, comma-separated; the first is the ratios'"
     )
+    parser.add_argument(
+        "--memory-mb",
+        default="",
+        help="comma-separated Lambda memory sizes: the worker also runs at each one's CPU share",
+    )
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead")
+    parser.add_argument("--save", type=Path, help="also write the rows as JSON here (bench/cost.py reads it)")
     args = parser.parse_args()
     clients = args.floor_clients.split(",")
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
-        rows.append(measure(size, args.latency_ms, max(1, args.repeat), args.workers, clients))
+        memory = [int(m) for m in args.memory_mb.split(",") if m]
+        rows.append(measure(size, args.latency_ms, max(1, args.repeat), args.workers, clients, memory))
         print(f"{size} clusters measured", file=sys.stderr)
+    if args.save:
+        args.save.write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
     if args.json:
         print(json.dumps([asdict(r) for r in rows], indent=2))
     else:

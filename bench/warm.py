@@ -23,6 +23,8 @@ from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import IO, Any
 
+from cpu_share import CpuShare
+
 ROOT = Path(__file__).resolve().parents[1]
 PATHS = [str(ROOT / "layers" / "core"), str(ROOT / "tests")]
 DYNAMODB_WRITES = frozenset({"BatchWriteItem", "PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems"})
@@ -139,13 +141,19 @@ def _attach(counter: DynamoCounter, handler: ModuleType) -> None:
 
 
 class WarmFunction:
-    """`with WarmFunction(env, ["audit_event"]) as warm: warm.invoke("audit_event", event)`."""
+    """`with WarmFunction(env, ["audit_event"]) as warm: warm.invoke("audit_event", event)`.
 
-    def __init__(self, env: Mapping[str, str], functions: list[str]) -> None:
+    With `memory_mb`, the child runs at the CPU share Lambda gives that memory size (`cpu_share.py`).
+    """
+
+    def __init__(self, env: Mapping[str, str], functions: list[str], memory_mb: int | None = None) -> None:
         self._log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
+        self.share = CpuShare(memory_mb) if memory_mb is not None else None
+        argv = [sys.executable, __file__, *functions]
+        sized = {"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb)} if memory_mb is not None else {}
         self._process = subprocess.Popen(
-            [sys.executable, __file__, *functions],
-            env={**env, "PYTHONPATH": os.pathsep.join(PATHS), "POWERTOOLS_LOG_LEVEL": "ERROR"},
+            self.share.command(argv) if self.share else argv,
+            env={**env, **sized, "PYTHONPATH": os.pathsep.join(PATHS), "POWERTOOLS_LOG_LEVEL": "ERROR"},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
@@ -182,6 +190,8 @@ class WarmFunction:
             self._process.kill()
             self._process.wait()
         self._log.close()
+        if self.share is not None:
+            self.share.close()
 
     def __enter__(self) -> WarmFunction:
         return self
