@@ -86,7 +86,9 @@ def test_absent_or_null_kube_labels_are_none() -> None:
     assert AuditEvent.parse(detail).kube_labels == {}
 
 
-@pytest.mark.parametrize("payload", [None, [], "kube.create", {"detail": "x"}])
+@pytest.mark.parametrize(
+    "payload", [None, [], "kube.create", {"detail": "x"}, {"detail": {"event": [], "uid": "u", "time": "t"}}]
+)
 def test_what_is_not_an_envelope_is_malformed(payload: Any) -> None:
     with pytest.raises(MalformedEvent):
         AuditEvent.from_envelope(payload)

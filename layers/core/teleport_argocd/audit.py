@@ -87,8 +87,8 @@ class AuditEvent:
             for key in REQUIRED_FIELDS
             if not isinstance(obj.get(key), str) or not obj[key]
         ]
-        name, labels = obj.get("name", ""), obj.get("kube_labels") or {}
-        if obj.get("event") in REACTED_EVENTS:
+        kind, name, labels = obj.get("event"), obj.get("name", ""), obj.get("kube_labels") or {}
+        if isinstance(kind, str) and kind in REACTED_EVENTS:
             # ResourceMetadata.Name is a string; KubeLabels a map<string, string>, null when empty.
             if not isinstance(name, str):
                 problems.append(f"{where}field 'name' must be a string")
