@@ -50,13 +50,15 @@ LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
 LAYER_REQUIREMENTS = ROOT / "layers" / "core" / "requirements.txt"
 PIP_TIMEOUT_S = 600.0
 # The startup imports come before MARK; the handler's after. Prints the load's wall and CPU time.
+# The module is registered as `app` before it runs, as Lambda's runtime imports it (import_module).
 # Arguments: the function folder, then any folders to put after it on sys.path.
 LOAD = (
     "import importlib.util, sys, time; sys.path[:0] = sys.argv[1:]; "
     f"print({MARK!r}, file=sys.stderr, flush=True); "
     "t, c = time.perf_counter(), time.process_time(); "
     "spec = importlib.util.spec_from_file_location('app', sys.argv[1] + '/app.py'); "
-    "spec.loader.exec_module(importlib.util.module_from_spec(spec)); "
+    "sys.modules['app'] = module = importlib.util.module_from_spec(spec); "
+    "spec.loader.exec_module(module); "
     "print(time.perf_counter() - t, time.process_time() - c)"
 )
 

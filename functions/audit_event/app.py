@@ -17,53 +17,24 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import boto3
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
     idempotent_function,
 )
-from aws_lambda_powertools.utilities.parser import BaseModel, ValidationError, parse
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import ConfigDict, Field
 
-from teleport_argocd import logs, tracing
+from teleport_argocd import tracing
+from teleport_argocd.audit import AuditEvent
 from teleport_argocd.errors import ClusterNotListed, MalformedEvent, NotConfigured
-from teleport_argocd.ingest import check_bounds
+from teleport_argocd.handlers import prologue
 from teleport_argocd.metrics import record_metrics
 from teleport_argocd.runtime import open_runtime
-from teleport_argocd.triggers import REACTED_EVENTS
 
-logger = Logger()
-# The core logs through the standard library; give it the same JSON format and correlation id.
-copy_config_to_registered_loggers(source_logger=logger, include={"teleport_argocd"})
-logs.configure(logger.log_level)  # our loggers only: libraries log credentials at DEBUG
-metrics = Metrics()
-session = boto3.Session()  # reused across warm invocations
+logger, metrics, session = prologue()  # reused across warm invocations
 idempotency = IdempotencyConfig(
     event_key_jmespath="[detail.uid, detail.event, detail.time]", raise_on_no_idempotency_key=True
 )
-
-
-class TeleportAuditEvent(BaseModel):
-    """The fields of a Teleport audit event this function reads; the rest is kept but unused."""
-
-    model_config = ConfigDict(extra="allow")
-
-    event: str = Field(min_length=1)
-    uid: str = Field(min_length=1)
-    code: str = ""
-    time: str = ""
-    cluster_name: str = ""
-    name: str = ""
-    kube_labels: dict[str, str] = Field(default_factory=dict)
-
-
-class AuditEnvelope(EventBridgeModel):
-    detail: TeleportAuditEvent
 
 
 @logger.inject_lambda_context(correlation_id_path="detail.uid", clear_state=True)
@@ -71,23 +42,16 @@ class AuditEnvelope(EventBridgeModel):
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
-        # Before anything copies or validates it: a hostile nesting must not reach a recursion limit.
-        check_bounds(event.get("detail") if isinstance(event, dict) else event)
+        # Bounds first (AuditEvent.parse): a hostile nesting must not reach a recursion limit.
+        audit_event = AuditEvent.from_envelope(event)
     except MalformedEvent as exc:
-        logger.warning("dropping oversized audit event", extra={"problems": [str(exc)]})
+        logger.warning("dropping malformed audit event", extra={"problems": exc.problems})
         metrics.add_metric("EventsDropped", "Count", 1)
-        return {"status": "dropped", "reason": "malformed", "problems": [str(exc)]}
-    try:
-        parsed = parse(event=event, model=AuditEnvelope)
-    except ValidationError as exc:
-        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        logger.warning("dropping malformed audit event", extra={"problems": problems})
+        return {"status": "dropped", "reason": "malformed", "problems": exc.problems}
+    if not audit_event.reacted:
+        logger.info("dropping irrelevant audit event", extra={"event_type": audit_event.type})
         metrics.add_metric("EventsDropped", "Count", 1)
-        return {"status": "dropped", "reason": "malformed", "problems": problems}
-    if parsed.detail.event not in REACTED_EVENTS:
-        logger.info("dropping irrelevant audit event", extra={"event_type": parsed.detail.event})
-        metrics.add_metric("EventsDropped", "Count", 1)
-        return {"status": "dropped", "reason": f"irrelevant event type {parsed.detail.event}"}
+        return {"status": "dropped", "reason": f"irrelevant event type {audit_event.type}"}
     idempotency.register_lambda_context(context)
     try:
         return idempotent_process()(event=event)
@@ -113,9 +77,9 @@ def idempotent_process() -> Callable[..., dict[str, Any]]:
 
 
 def process(event: dict[str, Any]) -> dict[str, Any]:
-    detail = AuditEnvelope.model_validate(event).detail
+    audit_event = AuditEvent.from_envelope(event)  # checked by the handler; the key is the whole envelope
     with open_runtime(session=session) as runtime:
-        outputs, trigger = runtime.event_runs(detail.event, detail.model_dump())
+        outputs, trigger = runtime.event_runs(audit_event)
         reports = runtime.reconcile(outputs, trigger)
         record_metrics(reports, metrics.add_metric, runtime.clock())
         waiting = [e for r in reports if r.retriable for e in r.errors]
@@ -126,5 +90,5 @@ def process(event: dict[str, Any]) -> dict[str, Any]:
     answers = [r.to_dict() for r in reports]
     if waiting:
         metrics.add_metric("EventRunsRequeued", "Count", 1)
-        return {"status": "waiting", "event": detail.event, "retry_in_seconds": delay, "outputs": answers}
-    return {"status": "processed", "event": detail.event, "outputs": answers}
+        return {"status": "waiting", "event": audit_event.type, "retry_in_seconds": delay, "outputs": answers}
+    return {"status": "processed", "event": audit_event.type, "outputs": answers}

@@ -16,21 +16,13 @@ import json
 import os
 from typing import Any
 
-import boto3
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from teleport_argocd import logs, tracing
+from teleport_argocd import tracing
+from teleport_argocd.audit import AuditEvent
 from teleport_argocd.errors import EventTooLarge, MalformedEvent
-from teleport_argocd.ingest import (
-    Forwarder,
-    from_stream_record,
-    is_reacted,
-    parse_event,
-    read_post,
-    stream_records,
-)
+from teleport_argocd.handlers import prologue
+from teleport_argocd.ingest import Forwarder, from_stream_record, parse_event, read_post, stream_records
 
 # The routes template.yaml declares on the HTTP API. The plugin posts session recordings to
 # `<session-url>.<session id>.log`; with session-url `https://<domain>/sessions/teleport` they land
@@ -38,12 +30,7 @@ from teleport_argocd.ingest import (
 EVENTS_ROUTE = "POST /events"
 SESSIONS_ROUTE = "POST /sessions/{proxy+}"
 
-logger = Logger()
-# The core logs through the standard library; give it the same JSON format and correlation id.
-copy_config_to_registered_loggers(source_logger=logger, include={"teleport_argocd"})
-logs.configure(logger.log_level)  # our loggers only: libraries log credentials at DEBUG
-metrics = Metrics()
-session = boto3.Session()  # reused across warm invocations
+logger, metrics, session = prologue()  # reused across warm invocations
 forwarder = Forwarder(
     client=session.client("events"),
     bus_name=os.environ["EVENT_BUS_NAME"],
@@ -66,8 +53,8 @@ def http_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         logger.warning("rejecting malformed audit event", extra={"reason": str(exc)})
         metrics.add_metric("EventsMalformed", "Count", 1)
         return _response(413 if isinstance(exc, EventTooLarge) else 400, "malformed", str(exc))
-    logger.append_keys(event_type=audit_event["event"], uid=audit_event["uid"])
-    if not is_reacted(audit_event):
+    logger.append_keys(event_type=audit_event.type, uid=audit_event.uid)
+    if not audit_event.reacted:
         metrics.add_metric("EventsIgnored", "Count", 1)
         return _response(200, "ignored", "event type is not forwarded")
     outcome = forwarder.put([audit_event])
@@ -83,7 +70,7 @@ def http_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
 @tracing.capture
 @metrics.log_metrics(capture_cold_start_metric=True)
 def stream_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
-    events: list[dict[str, Any]] = []
+    events: list[AuditEvent] = []
     sequence_numbers: list[str | None] = []
     for number, record in stream_records(event):
         try:
@@ -95,7 +82,7 @@ def stream_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
             logger.warning("skipping malformed audit record", extra={"sequence": number, "reason": str(exc)})
             metrics.add_metric("EventsMalformed", "Count", 1)
             continue
-        if not is_reacted(audit_event):
+        if not audit_event.reacted:
             metrics.add_metric("EventsIgnored", "Count", 1)
             continue
         events.append(audit_event)

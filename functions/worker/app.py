@@ -11,22 +11,15 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-import boto3
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from teleport_argocd import fanout, logs, tracing
+from teleport_argocd import fanout, tracing
 from teleport_argocd.errors import MalformedRunMessage, NotConfigured, UnknownOutput
+from teleport_argocd.handlers import prologue
 from teleport_argocd.metrics import record_metrics
 from teleport_argocd.runtime import open_runtime
 
-logger = Logger()
-# The core logs through the standard library; give it the same JSON format and correlation id.
-copy_config_to_registered_loggers(source_logger=logger, include={"teleport_argocd"})
-logs.configure(logger.log_level)  # our loggers only: libraries log credentials at DEBUG
-metrics = Metrics()
-session = boto3.Session()  # reused across warm invocations
+logger, metrics, session = prologue()  # reused across warm invocations
 
 
 @logger.inject_lambda_context(clear_state=True)

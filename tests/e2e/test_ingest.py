@@ -19,7 +19,7 @@ import pytest
 from standins.aws import REGION, MotoServer
 from standins.handlers import LambdaContext, emitted_metrics, event, load_handler, unload_handlers
 from standins.template import audit_rule, load_template
-from teleport_argocd.triggers import REACTED_EVENTS
+from teleport_argocd.audit import REACTED_EVENTS
 
 BUS = "teleport-audit"
 

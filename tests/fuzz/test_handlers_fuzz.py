@@ -45,8 +45,8 @@ from hypothesis import strategies as st
 
 from standins.handlers import LambdaContext, event, load_handler, unload_handlers
 from standins.stack import LocalStack
+from teleport_argocd.audit import REACTED_EVENTS
 from teleport_argocd.errors import ClusterNotListed
-from teleport_argocd.triggers import REACTED_EVENTS
 
 pytestmark = [
     pytest.mark.fuzz,

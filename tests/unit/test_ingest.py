@@ -12,17 +12,9 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
+from teleport_argocd.audit import MAX_DEPTH, MAX_DETAIL_BYTES, MAX_ENTRY_BYTES, AuditEvent, check_bounds
 from teleport_argocd.errors import EventTooLarge, MalformedEvent
-from teleport_argocd.ingest import (
-    MAX_DEPTH,
-    MAX_DETAIL_BYTES,
-    MAX_ENTRY_BYTES,
-    Forwarder,
-    check_bounds,
-    from_stream_record,
-    is_reacted,
-    parse_event,
-)
+from teleport_argocd.ingest import Forwarder, from_stream_record, parse_event
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 KUBE_CREATE = {
@@ -53,7 +45,7 @@ def stream_records() -> list[dict[str, Any]]:
 
 
 def test_parses_a_posted_event() -> None:
-    assert parse_event(json.dumps(KUBE_CREATE).encode()) == KUBE_CREATE
+    assert parse_event(json.dumps(KUBE_CREATE).encode()).fields == KUBE_CREATE
 
 
 @pytest.mark.parametrize(
@@ -112,16 +104,16 @@ def test_check_bounds_measures_the_encoded_size() -> None:
 
 
 def test_only_reacted_events_are_forwarded() -> None:
-    assert is_reacted(KUBE_CREATE)
-    assert not is_reacted({**KUBE_CREATE, "event": "kube.request"})
-    assert not is_reacted({**KUBE_CREATE, "event": "cert.create"})
+    assert AuditEvent.parse(KUBE_CREATE).reacted
+    assert not AuditEvent.parse({**KUBE_CREATE, "event": "kube.request"}).reacted
+    assert not AuditEvent.parse({**KUBE_CREATE, "event": "cert.create"}).reacted
 
 
 # -- DynamoDB stream records ------------------------------------------------------
 
 
 def test_fields_map_record_becomes_the_event_with_json_numbers() -> None:
-    event = from_stream_record(stream_records()[0])
+    event = from_stream_record(stream_records()[0]).fields
     assert event["event"] == "kube.create"
     assert event["kube_labels"] == {"env": "prod", "team": "platform", "teleport.dev/origin": "dynamic"}
     assert event["ei"] == 0 and type(event["ei"]) is int
@@ -132,15 +124,15 @@ def test_fields_map_record_becomes_the_event_with_json_numbers() -> None:
 def test_fractional_number_becomes_a_float() -> None:
     record = copy.deepcopy(stream_records()[0])
     record["dynamodb"]["NewImage"]["FieldsMap"]["M"]["ratio"] = {"N": "0.25"}
-    assert from_stream_record(record)["ratio"] == 0.25
+    assert from_stream_record(record).fields["ratio"] == 0.25
 
 
 def test_legacy_fields_string_record_becomes_the_event() -> None:
     record = stream_records()[1]
     assert "Fields" in record["dynamodb"]["NewImage"]
     event = from_stream_record(record)
-    assert event["event"] == "role.created"
-    assert event["name"] == "bot-argocd"
+    assert event.type == "role.created"
+    assert event.name == "bot-argocd"
 
 
 @pytest.mark.parametrize(
@@ -175,12 +167,14 @@ def events_client() -> Any:
     )
 
 
-def many(n: int) -> list[dict[str, Any]]:
-    return [{**KUBE_CREATE, "uid": f"uid-{i}"} for i in range(n)]
+def many(n: int) -> list[AuditEvent]:
+    return [AuditEvent.parse({**KUBE_CREATE, "uid": f"uid-{i}"}) for i in range(n)]
 
 
 def test_entry_carries_source_type_detail_time_and_bus() -> None:
-    entry = Forwarder(events_client(), bus_name="teleport-audit", source="teleport.audit").entry(KUBE_CREATE)
+    entry = Forwarder(events_client(), bus_name="teleport-audit", source="teleport.audit").entry(
+        AuditEvent.parse(KUBE_CREATE)
+    )
     assert entry["Source"] == "teleport.audit"
     assert entry["DetailType"] == "kube.create"
     assert entry["EventBusName"] == "teleport-audit"
@@ -189,7 +183,9 @@ def test_entry_carries_source_type_detail_time_and_bus() -> None:
 
 
 def test_unparseable_time_is_left_to_eventbridge() -> None:
-    entry = Forwarder(events_client(), "bus", "src").entry({**KUBE_CREATE, "time": "yesterday"})
+    entry = Forwarder(events_client(), "bus", "src").entry(
+        AuditEvent.parse({**KUBE_CREATE, "time": "yesterday"})
+    )
     assert "Time" not in entry
 
 

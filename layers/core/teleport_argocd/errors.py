@@ -153,7 +153,15 @@ class StateError(TeleportArgoCDError):
 
 
 class MalformedEvent(TeleportArgoCDError):
-    """Raised for an audit event that can never be forwarded (not a JSON object, missing fields, too deep)."""
+    """Raised for an audit event that can never be forwarded (not a JSON object, missing fields, too deep).
+
+    `problems` lists each problem with its path, for an answer that names them all; one, the message
+    itself, when there is only one.
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems) if problems is not None else [message]
 
 
 class EventTooLarge(MalformedEvent):

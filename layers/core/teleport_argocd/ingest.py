@@ -15,28 +15,19 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
 
+from teleport_argocd.audit import MAX_DEPTH, MAX_DETAIL_BYTES, AuditEvent, to_json
 from teleport_argocd.errors import EventTooLarge, MalformedEvent
-from teleport_argocd.triggers import REACTED_EVENTS
 
 log = logging.getLogger(__name__)
 
-# Deeper than any Teleport event (DynamoDB itself stops at 32 levels); a deeper body is hostile.
-MAX_DEPTH = 32
-# EventBridge counts Source + DetailType + Detail in UTF-8 bytes, plus 14 when Time is set, against
-# 256 KB per entry (eb-putevent-size.html). Source is at most 256 characters and DetailType 128, so a
-# Detail under this bound always fits, whatever the configured source.
-MAX_ENTRY_BYTES = 256 * 1024
-MAX_DETAIL_BYTES = MAX_ENTRY_BYTES - 256 - 128 - 14
 # PutEvents takes at most 10 entries per request.
 PUT_BATCH_SIZE = 10
-REQUIRED_FIELDS = ("event", "uid", "time")
 
 _deserializer = TypeDeserializer()
 
@@ -109,7 +100,7 @@ def _optional_object(container: Mapping[str, Any], key: str) -> Mapping[str, Any
     return value
 
 
-def parse_event(body: bytes | str) -> dict[str, Any]:
+def parse_event(body: bytes | str) -> AuditEvent:
     """Decode a posted body into an audit event; raises `MalformedEvent` if it can never be valid."""
     raw = body.encode() if isinstance(body, str) else body
     if len(raw) > MAX_DETAIL_BYTES:
@@ -121,50 +112,10 @@ def parse_event(body: bytes | str) -> dict[str, Any]:
         raise MalformedEvent(f"body nested deeper than {MAX_DEPTH} levels") from None
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
         raise MalformedEvent(f"body is not JSON: {type(exc).__name__}") from None
-    return validate(decoded)
+    return AuditEvent.parse(decoded)
 
 
-def validate(obj: object) -> dict[str, Any]:
-    """Check a decoded event: a bounded JSON object with non-empty string `event`, `uid` and `time`."""
-    if not isinstance(obj, dict):
-        raise MalformedEvent(f"event is a JSON {type(obj).__name__}, not an object")
-    check_bounds(obj)
-    for key in REQUIRED_FIELDS:
-        value = obj.get(key)
-        if not isinstance(value, str) or not value:
-            raise MalformedEvent(f"field {key!r} must be a non-empty string")
-    return obj
-
-
-def check_bounds(obj: object) -> None:
-    """Raise `MalformedEvent` if `obj` nests deeper than `MAX_DEPTH` or its JSON exceeds `MAX_DETAIL_BYTES`.
-
-    Depth is walked with an explicit stack, so a hostile nesting cannot hit the recursion limit, and
-    it is checked before the JSON encoder (which recurses) sees the object.
-    """
-    stack: list[tuple[object, int]] = [(obj, 1)]
-    while stack:
-        value, depth = stack.pop()
-        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
-        for child in children:
-            if isinstance(child, dict | list):
-                if depth + 1 > MAX_DEPTH:
-                    raise MalformedEvent(f"event nested deeper than {MAX_DEPTH} levels")
-                stack.append((child, depth + 1))
-    try:
-        size = len(_to_json(obj).encode())
-    except UnicodeEncodeError:  # a lone surrogate (JSON "\ud800"): no UTF-8, no EventBridge entry
-        raise MalformedEvent("event holds a string that is not valid Unicode") from None
-    if size > MAX_DETAIL_BYTES:
-        raise EventTooLarge(f"event JSON of {size} bytes exceeds {MAX_DETAIL_BYTES}")
-
-
-def is_reacted(event: Mapping[str, Any]) -> bool:
-    """Whether the event can change what is registered; other events are acknowledged, not forwarded."""
-    return event.get("event") in REACTED_EVENTS
-
-
-def from_stream_record(record: Mapping[str, Any]) -> dict[str, Any]:
+def from_stream_record(record: Mapping[str, Any]) -> AuditEvent:
     """The audit event in a DynamoDB stream record (NEW_IMAGE) of Teleport's audit table.
 
     Teleport writes `SessionID`, `EventIndex`, `EventType`, `CreatedAt`, `Expires`, `EventNamespace`,
@@ -177,7 +128,7 @@ def from_stream_record(record: Mapping[str, Any]) -> dict[str, Any]:
         raise MalformedEvent("stream record has no NewImage")
     try:
         if "FieldsMap" in image:
-            return validate(_plain(_deserializer.deserialize(image["FieldsMap"])))
+            return AuditEvent.parse(_plain(_deserializer.deserialize(image["FieldsMap"])))
         if "Fields" in image:
             fields = _deserializer.deserialize(image["Fields"])
         else:
@@ -218,20 +169,20 @@ class Forwarder:
     bus_name: str
     source: str
 
-    def entry(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        """The PutEvents entry for an event already through `validate`."""
+    def entry(self, event: AuditEvent) -> dict[str, Any]:
+        """The PutEvents entry: the event whole as `Detail`; its time, when readable, as `Time`
+        (else EventBridge stamps the time it receives the entry)."""
         entry: dict[str, Any] = {
             "Source": self.source,
-            "DetailType": event["event"],
-            "Detail": _to_json(event),
+            "DetailType": event.type,
+            "Detail": to_json(event.fields),
             "EventBusName": self.bus_name,
         }
-        time = _event_time(event["time"])
-        if time is not None:
-            entry["Time"] = time
+        if event.happened is not None:
+            entry["Time"] = event.happened
         return entry
 
-    def put(self, events: Sequence[Mapping[str, Any]]) -> PutOutcome:
+    def put(self, events: Sequence[AuditEvent]) -> PutOutcome:
         """Put every event, 10 per request; a failed request fails each of its entries, not the rest."""
         failed: list[FailedEntry] = []
         for start in range(0, len(events), PUT_BATCH_SIZE):
@@ -253,28 +204,13 @@ class Forwarder:
             log.warning(
                 "event not put on the bus",
                 extra={
-                    "event_type": events[f.index].get("event"),
-                    "uid": events[f.index].get("uid"),
+                    "event_type": events[f.index].type,
+                    "uid": events[f.index].uid,
                     "error_code": f.code,
                     "error_message": f.message,
                 },
             )
         return PutOutcome(sent=len(events) - len(failed), failed=tuple(failed))
-
-
-def _to_json(obj: object) -> str:
-    try:
-        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:  # NaN/Infinity, or a value JSON cannot carry
-        raise MalformedEvent(f"event is not JSON-serialisable: {exc}") from None
-
-
-def _event_time(value: str) -> datetime | None:
-    """Teleport's `time` is RFC 3339 in UTC; an unparseable one leaves `Time` to EventBridge."""
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None
 
 
 def _plain(value: Any) -> Any:

@@ -19,8 +19,6 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from cryptography import x509
-
 from teleport_argocd.applications import ApplicationCheck
 from teleport_argocd.argocd import RenderedSecret
 from teleport_argocd.config.types import OutputConfig, PruneConfig
@@ -460,7 +458,13 @@ def fingerprint(secret: RenderedSecret) -> str:
 @functools.lru_cache(maxsize=8)
 def _signer(cert_data: str) -> str:
     """The key that issued a base64 PEM certificate (its authority key identifier), not the certificate:
-    one identity serves every Secret of a run, so this is worked out once per run."""
+    one identity serves every Secret of a run, so this is worked out once per run.
+
+    cryptography is imported here, not with the module: the schedules that only queue runs and the
+    events dropped before a run never read a certificate, and it is 20-25 ms of their cold start.
+    """
+    from cryptography import x509
+
     try:
         cert = x509.load_pem_x509_certificate(base64.b64decode(cert_data))
         aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value

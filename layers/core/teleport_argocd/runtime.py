@@ -19,16 +19,15 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from teleport_argocd import probe
+from teleport_argocd.audit import KUBE_EVENTS, AuditEvent
 from teleport_argocd.config import load_config
 from teleport_argocd.config.types import Config, Destination, OutputConfig
 from teleport_argocd.errors import ConfigError, ConfigProblem, JoinError, NotConfigured, UnknownOutput
 from teleport_argocd.fanout import requeue, shard_count
-from teleport_argocd.model import Registration
-from teleport_argocd.plan import Renewal, Scope
 from teleport_argocd.reconcile import Connection, OutputReport, Reconciler, Trigger
 from teleport_argocd.state import StateStore
 from teleport_argocd.status import status_report
-from teleport_argocd.triggers import KUBE_EVENTS, concerns_bot, kube_event_outputs
+from teleport_argocd.triggers import Bot, runs_for
 
 if TYPE_CHECKING:
     from teleport_argocd import teleport
@@ -184,45 +183,20 @@ class Runtime:
             reports.append(report)
         return reports
 
-    def event_runs(self, event_type: str, detail: Mapping[str, Any]) -> tuple[list[OutputConfig], Trigger]:
-        """The runs an audit event asks for: a targeted run of the named cluster in every output
-        it concerns (`kube.*`), a full run of every output when our bot, its role or a role it
-        impersonates changed, and no run otherwise."""
-        reason = f"{event_type} {detail.get('name', '')} ({detail.get('uid', '')})"
-        if event_type in KUBE_EVENTS:
-            name = str(detail.get("name", ""))
-            registrations = {o.name: self.state.registrations(o.name) for o in self.config.outputs}
-            removed = event_type == "kube.delete"
-            scope = Scope(
-                renew=Renewal.NONE if removed else Renewal.ALL, clusters=frozenset({name}), removed=removed
-            )
-            outputs = kube_event_outputs(
-                self.config.outputs,
-                event_type,
-                detail,
-                lambda o, c: any(r.kube_cluster == c and r.matches for r in registrations[o.name]),
-            )
-            wait = self.listing_wait()
-            happened = _event_time(detail)
-            if (
-                not removed
-                and happened is not None
-                and any(_removed_since(registrations[o.name], name, happened) for o in outputs)
-            ):
-                # Older than a kube.delete already processed (at-least-once delivery keeps no order):
-                # what Teleport lists now decides, without waiting for a cluster that may be gone.
-                wait = timedelta(0)
-            return outputs, Trigger("audit", reason, scope, wait_for_listing=wait)
-        if event_type in ("bot.create", "bot.delete") and detail.get("name") == keeper().bot_name:
+    def event_runs(self, event: AuditEvent) -> tuple[list[OutputConfig], Trigger]:
+        """The runs an audit event asks for (`triggers.runs_for`), with the facts it needs: the
+        registrations for a `kube.*` event, our bot (joining Teleport) for a role or bot event."""
+        outputs = self.config.outputs
+        if event.type in KUBE_EVENTS:
+            registrations = {o.name: self.state.registrations(o.name) for o in outputs}
+            return runs_for(event, outputs, registrations, None, self.listing_wait())
+        if event.type in ("bot.create", "bot.delete") and event.name == keeper().bot_name:
             # Our bot was deleted or made again: Teleport may no longer honour the kept identity.
             keeper().forget()
         self.connection()
         assert self._teleport is not None
-        bot = self._teleport.bot.bot_name
-        trigger = Trigger("audit", reason, Scope(renew=Renewal.ALL))
-        if concerns_bot(event_type, detail, bot, self._teleport.impersonated_roles()):
-            return list(self.config.outputs), trigger
-        return [], trigger
+        bot = Bot(self._teleport.bot.bot_name, frozenset(self._teleport.impersonated_roles()))
+        return runs_for(event, outputs, {}, bot, self.listing_wait())
 
     def listing_wait(self) -> timedelta:
         """How long a targeted run waits in its invocation for Teleport to list its cluster: briefly
@@ -310,26 +284,6 @@ def _some(names: Sequence[str], most: int = 10) -> str:
     """Up to `most` names, and how many more there are."""
     shown = ", ".join(n[:100] for n in names[:most])
     return shown if len(names) <= most else f"{shown} and {len(names) - most} more"
-
-
-def _event_time(detail: Mapping[str, Any]) -> datetime | None:
-    """When Teleport emitted the event (its `time`, RFC 3339), or None if it cannot be read."""
-    try:
-        happened = datetime.fromisoformat(str(detail.get("time", "")).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return happened if happened.tzinfo is not None else None
-
-
-def _removed_since(registrations: Sequence[Registration], kube_cluster: str, happened: datetime) -> bool:
-    """Whether the cluster was marked unmatched after `happened`: the event is older than that."""
-    return any(
-        r.kube_cluster == kube_cluster
-        and not r.matches
-        and r.unmatched_since is not None
-        and r.unmatched_since > happened
-        for r in registrations
-    )
 
 
 def open_runtime(env: Mapping[str, str] = os.environ, session: boto3.Session | None = None) -> Runtime:

@@ -1,56 +1,102 @@
-"""Which Teleport audit events start a run, and how much of a run they start.
+"""The event policy: which runs a Teleport audit event starts, and how much each covers.
 
-The vocabulary lives here so the ingest function (what is worth putting on the bus), the
-template's rule (what reaches the audit function) and the audit function (what it does with
-it) cannot disagree; a test checks the template against `REACTED_EVENTS`.
+One pure function of the event and the facts it needs, which `runtime` fetches: the outputs, their
+registrations (for `kube.*`) and our bot (for role and bot events). The vocabulary of events is
+`teleport_argocd.audit`'s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from teleport_argocd.model import KubeCluster
-
-if TYPE_CHECKING:  # the ingest function needs only the vocabulary; keep its cold start free of config
-    from teleport_argocd.config.types import OutputConfig
-
-# Events about one dynamic `kube_cluster` resource (T3010I/T3011I/T3012I): a targeted run.
-KUBE_EVENTS = frozenset({"kube.create", "kube.update", "kube.delete"})
-# Changes to a role or a bot (T9000I-T9002I, TB001I-TB003I): a full run, but only when the role
-# or bot is ours (see `concerns_bot`).
-ROLE_EVENTS = frozenset({"role.created", "role.updated", "role.deleted"})
-BOT_EVENTS = frozenset({"bot.create", "bot.update", "bot.delete"})
-REACTED_EVENTS = KUBE_EVENTS | ROLE_EVENTS | BOT_EVENTS
+from teleport_argocd.audit import BOT_EVENTS, KUBE_EVENTS, ROLE_EVENTS, AuditEvent
+from teleport_argocd.config.types import OutputConfig
+from teleport_argocd.model import KubeCluster, Registration
+from teleport_argocd.plan import Renewal, Scope
+from teleport_argocd.reconcile import Trigger
+from teleport_argocd.selectors import matches
 
 
-def concerns_bot(event_type: str, detail: Mapping[str, Any], bot_name: str, roles: Iterable[str]) -> bool:
+@dataclass(frozen=True)
+class Bot:
+    """Our bot as Teleport knows it: its name and the roles it impersonates."""
+
+    name: str
+    roles: frozenset[str]
+
+
+def runs_for(
+    event: AuditEvent,
+    outputs: Sequence[OutputConfig],
+    registrations: Mapping[str, Sequence[Registration]],
+    bot: Bot | None,
+    listing_wait: timedelta,
+) -> tuple[list[OutputConfig], Trigger]:
+    """The outputs an audit event runs and the trigger they run with.
+
+    `kube.*`: a targeted run of the named cluster in every output that could select it or has it
+    registered (`registrations`, by output name), waiting up to `listing_wait` for Teleport to list
+    it, or not at all when a `kube.delete` already processed is newer than the event. Role and bot
+    events: a full run of every output when they concern `bot`, none otherwise (or without a bot).
+    """
+    reason = f"{event.type} {event.name} ({event.uid})"
+    if event.type in KUBE_EVENTS:
+        removed = event.type == "kube.delete"
+        scope = Scope(
+            renew=Renewal.NONE if removed else Renewal.ALL, clusters=frozenset({event.name}), removed=removed
+        )
+        concerned = kube_event_outputs(outputs, event, registrations)
+        happened = event.happened
+        wait = listing_wait
+        if (
+            not removed
+            and happened is not None
+            and any(_removed_since(registrations.get(o.name, ()), event.name, happened) for o in concerned)
+        ):
+            # Older than a kube.delete already processed (at-least-once delivery keeps no order):
+            # what Teleport lists now decides, without waiting for a cluster that may be gone.
+            wait = timedelta(0)
+        return concerned, Trigger("audit", reason, scope, wait_for_listing=wait)
+    trigger = Trigger("audit", reason, Scope(renew=Renewal.ALL))
+    if bot is not None and concerns_bot(event, bot.name, bot.roles):
+        return list(outputs), trigger
+    return [], trigger
+
+
+def concerns_bot(event: AuditEvent, bot_name: str, roles: Iterable[str]) -> bool:
     """Whether a role or bot event names our bot, its role `bot-<name>`, or a role it impersonates."""
-    name = str(detail.get("name", ""))
-    if event_type in BOT_EVENTS:
-        return name == bot_name
-    if event_type in ROLE_EVENTS:
-        return name == f"bot-{bot_name}" or name in set(roles)
+    if event.type in BOT_EVENTS:
+        return event.name == bot_name
+    if event.type in ROLE_EVENTS:
+        return event.name == f"bot-{bot_name}" or event.name in set(roles)
     return False
 
 
 def kube_event_outputs(
     outputs: Iterable[OutputConfig],
-    event_type: str,
-    detail: Mapping[str, Any],
-    registered: Callable[[OutputConfig, str], bool],
+    event: AuditEvent,
+    registrations: Mapping[str, Sequence[Registration]],
 ) -> list[OutputConfig]:
     """The outputs a `kube.*` event concerns: those whose selectors could pick the cluster (by
     name, or by the static labels the event carries; the listing has the final word), and those
-    that have it registered, which must hear that it changed or went away."""
-    from teleport_argocd.selectors import matches  # see the TYPE_CHECKING import above
-
-    name = str(detail.get("name", ""))
-    labels = detail.get("kube_labels") or {}
-    cluster = KubeCluster(name=name, labels={str(k): str(v) for k, v in dict(labels).items()})
+    that have it registered and matching, which must hear that it changed or went away."""
+    cluster = KubeCluster(name=event.name, labels=dict(event.kube_labels))
     return [
         output
         for output in outputs
-        if (event_type != "kube.delete" and any(matches(s, cluster) for s in output.selectors))
-        or registered(output, name)
+        if (event.type != "kube.delete" and any(matches(s, cluster) for s in output.selectors))
+        or any(r.kube_cluster == event.name and r.matches for r in registrations.get(output.name, ()))
     ]
+
+
+def _removed_since(registrations: Iterable[Registration], kube_cluster: str, happened: datetime) -> bool:
+    """Whether the cluster was marked unmatched after `happened`: the event is older than that."""
+    return any(
+        r.kube_cluster == kube_cluster
+        and not r.matches
+        and r.unmatched_since is not None
+        and r.unmatched_since > happened
+        for r in registrations
+    )
