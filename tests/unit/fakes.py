@@ -125,7 +125,7 @@ class FakeStore:
             return Written(action, self.versions[name])
 
     def delete(self, namespace: str, name: str, known: SecretVersion) -> bool:
-        """Deletes only the Secret we wrote: same uid (kube.SecretStore also checks our annotation)."""
+        """Deletes only the Secret we wrote: same uid (the real store also checks our annotation)."""
         with self._lock:
             current = self.versions.get(name)
             if current is None:
