@@ -25,7 +25,8 @@ from teleport_argocd.errors import ConfigError, ConfigProblem, JoinError, NotCon
 from teleport_argocd.fanout import requeue, shard_count
 from teleport_argocd.model import Registration
 from teleport_argocd.plan import Renewal, Scope
-from teleport_argocd.reconcile import Connection, OutputReport, Reconciler, Trigger
+from teleport_argocd.reconcile import Connection, Reconciler, Trigger
+from teleport_argocd.report import OutputReport
 from teleport_argocd.state import StateStore
 from teleport_argocd.status import status_report
 from teleport_argocd.triggers import KUBE_EVENTS, concerns_bot, kube_event_outputs
