@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from teleport_argocd.applications import ApplicationCheck
-from teleport_argocd.model import Absence, Registration, SecretVersion
-from teleport_argocd.plan import Action, Scope, plan
+from teleport_argocd.model import Absence, Outcome, Registration, SecretVersion
+from teleport_argocd.plan import Scope, plan
 from teleport_argocd.status import registration_status
 
 from .fakes import T0, output
@@ -80,10 +80,10 @@ def test_the_status_promises_exactly_what_a_run_that_could_prune_deletes(
     statuses = {r.kube_cluster: registration_status(OUT, r, T0) for r in regs}
     promised = {n for n, s in statuses.items() if "deletes_at" in s and s["deletes_at"] <= T0.isoformat()}
     assert decided.prune_held is None
-    assert {s.kube_cluster for s in decided.steps if s.action is Action.PRUNE} == promised
+    assert {s.kube_cluster for s in decided.steps if s.action is Outcome.WOULD_DELETE} == promised
     # What the status promises for later is when the clock, as the plan reads it, runs out.
     for step in decided.steps:
-        if step.action is Action.WAIT:
+        if step.action is Outcome.WAITING:
             assert step.clock is not None
             status = statuses[step.kube_cluster]
             if step.clock.get("held_by"):  # held: the status names them and promises nothing
@@ -100,7 +100,7 @@ def test_a_secret_we_did_not_write_is_never_promised_for_deletion() -> None:
     decided = plan(
         OUT, teleport_cluster=TELEPORT, rendered=[], failures=[], registrations=[reg], now=T0, scope=Scope()
     )
-    assert [s.action for s in decided.steps] == [Action.WAIT]
+    assert [s.action for s in decided.steps] == [Outcome.WAITING]
 
 
 def test_a_due_deletion_is_made_only_once_the_applications_were_checked() -> None:
@@ -116,7 +116,7 @@ def test_a_due_deletion_is_made_only_once_the_applications_were_checked() -> Non
         cluster_name="root-c",
     )
 
-    def decide(applications: ApplicationCheck | None) -> list[tuple[Action, str]]:
+    def decide(applications: ApplicationCheck | None) -> list[tuple[Outcome, str]]:
         decided = plan(
             OUT,
             teleport_cluster=TELEPORT,
@@ -131,18 +131,18 @@ def test_a_due_deletion_is_made_only_once_the_applications_were_checked() -> Non
         return [(s.action, s.reason) for s in decided.steps]
 
     assert decide(None) == [
-        (Action.WAIT, "deselected, absent for its grace period; waiting for the Applications check")
+        (Outcome.WAITING, "deselected, absent for its grace period; waiting for the Applications check")
     ]
     assert decide(ApplicationCheck(failed="pruning held back: ...")) == [
         (
-            Action.WAIT,
+            Outcome.WAITING,
             "deselected, absent for its grace period; held: Argo CD Applications could not be listed",
         )
     ]
     assert decide(ApplicationCheck(holders={"c": ("argocd/a", "team/b")})) == [
         (
-            Action.WAIT,
+            Outcome.WAITING,
             "deselected, absent for its grace period; held by Argo CD Application(s) argocd/a, team/b",
         )
     ]
-    assert decide(ApplicationCheck()) == [(Action.PRUNE, "deselected, absent for its grace period")]
+    assert decide(ApplicationCheck()) == [(Outcome.WOULD_DELETE, "deselected, absent for its grace period")]

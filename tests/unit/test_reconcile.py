@@ -732,9 +732,9 @@ def test_a_deferred_deletion_no_longer_held_forgets_its_applications() -> None:
     }
     store.applications["argocd"] = []
     report = rec.run(out, DISCOVERY)  # one deleted, the other deferred by the budget
-    assert report.counts["deleted"] == 1 and report.notes == [
-        "1 deletion(s) due but deferred to later runs (prune.max_deletes_per_run)"
-    ]
+    assert report.counts["deleted"] == 1 and report.notes == (
+        "1 deletion(s) due but deferred to later runs (prune.max_deletes_per_run)",
+    )
     assert all(r.held_by == () for r in state.regs.values())
 
 

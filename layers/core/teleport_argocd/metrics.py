@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from teleport_argocd.reconcile import CREATED, DELETED, FAILED, RELINQUISHED, UPDATED, OutputReport
+from teleport_argocd.model import Outcome
+from teleport_argocd.report import COMPLETED, FAILED, IDLE, OutputReport
 
 AddMetric = Callable[[str, str, float], None]
 
@@ -23,13 +24,13 @@ def record_metrics(
     The expiry and the unreachable count come from the state table when given, so a run with
     nothing to do still reports them (the expiry alarm treats missing data as breaching).
     """
-    ran = [r for r in reports if r.status in ("completed", "failed", "idle") and not r.dry_run]
+    ran = [r for r in reports if r.status in (COMPLETED, FAILED, IDLE) and not r.dry_run]
     if ran:
-        add_metric("SecretsWritten", "Count", sum(r.count(CREATED, UPDATED) for r in ran))
-        add_metric("SecretsDeleted", "Count", sum(r.count(DELETED) for r in ran))
-        add_metric("SecretsRelinquished", "Count", sum(r.count(RELINQUISHED) for r in ran))
-        add_metric("Failures", "Count", sum(r.count(FAILED) + len(r.errors) for r in ran))
-        add_metric("RunsFailed", "Count", sum(1 for r in ran if r.status == "failed"))
+        add_metric("SecretsWritten", "Count", sum(r.count(Outcome.CREATED, Outcome.UPDATED) for r in ran))
+        add_metric("SecretsDeleted", "Count", sum(r.count(Outcome.DELETED) for r in ran))
+        add_metric("SecretsRelinquished", "Count", sum(r.count(Outcome.RELINQUISHED) for r in ran))
+        add_metric("Failures", "Count", sum(r.count(Outcome.FAILED) + len(r.errors) for r in ran))
+        add_metric("RunsFailed", "Count", sum(1 for r in ran if r.status == FAILED))
     expiries = [e for e in [earliest_expiry, *(r.cert_expires for r in ran)] if e]
     if expiries:
         add_metric("CertificateExpirySeconds", "Seconds", max(0.0, (min(expiries) - now).total_seconds()))

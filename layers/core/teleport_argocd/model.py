@@ -106,6 +106,31 @@ class Absence(StrEnum):
 _ABSENCE_ORDER = (Absence.NONE, Absence.VANISHED, Absence.DESELECTED, Absence.DELETED)
 
 
+class Outcome(StrEnum):
+    """What happens to one cluster in a run: the one vocabulary of the plan, the report, the run
+    records and the responses (their strings are what the handlers return and DynamoDB keeps).
+
+    A plan foresees an outcome for each cluster (`would-…`, or one that needs no request); applying
+    a step turns a foreseen outcome into what happened. A dry run reports the foreseen ones.
+    """
+
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    FAILED = "failed"  # failed to render, write or delete; an error says why
+    UNMATCHED = "unmatched"  # no longer selected: marked, its Secret kept
+    WAITING = "waiting"  # unmatched, waiting out its grace period (or held, or deferred)
+    DELETED = "deleted"
+    # Kubernetes refused: the Secret there is not the one we wrote. Reported as failed, or as
+    # relinquished once it has happened `RELINQUISH_AFTER` runs in a row (teleport_argocd.outcomes).
+    REFUSED = "refused"
+    RELINQUISHED = "relinquished"
+    WOULD_CREATE = "would-create"
+    WOULD_UPDATE = "would-update"
+    WOULD_UNMATCH = "would-unmatch"
+    WOULD_DELETE = "would-delete"
+
+
 @dataclass(frozen=True)
 class Registration:
     """What we last wrote (or failed to write) for one cluster of one output."""

@@ -2,8 +2,8 @@
 
 Pure: the listing (already selected and rendered), the registry read at the start of the
 run, the output's configuration and the trigger's scope go in; one step per cluster comes
-out. Apply carries the steps out; a dry run shows them. Both use this one function, so what
-a dry run promises is what a run does.
+out, each with the outcome it foresees (`model.Outcome`). Apply carries the steps out; a dry
+run shows them. Both use this one function, so what a dry run promises is what a run does.
 """
 
 from __future__ import annotations
@@ -22,20 +22,17 @@ from typing import Any
 from teleport_argocd.applications import ApplicationCheck
 from teleport_argocd.argocd import RenderedSecret
 from teleport_argocd.config.types import OutputConfig, PruneConfig
-from teleport_argocd.model import UPDATED_ANNOTATION, Absence, KubeCluster, Registration, SecretVersion
+from teleport_argocd.model import (
+    UPDATED_ANNOTATION,
+    Absence,
+    KubeCluster,
+    Outcome,
+    Registration,
+    SecretVersion,
+)
 
 # A schedule fires late by up to a minute; renew that much early so a tick is never missed.
 SCHEDULE_SLACK = timedelta(minutes=1)
-
-
-class Action(StrEnum):
-    CREATE = "create"
-    UPDATE = "update"
-    UNCHANGED = "unchanged"
-    UNMATCHED = "unmatched"
-    PRUNE = "prune"
-    WAIT = "wait"  # unmatched and waiting out its grace clock (running or paused)
-    CANNOT_RENDER = "cannot-render"
 
 
 class Renewal(StrEnum):
@@ -86,14 +83,14 @@ class Step:
     """One cluster's part of a run: what to do, why, and what to do it with."""
 
     kube_cluster: str
-    action: Action
+    action: Outcome  # what the plan foresees: would-…, or an outcome that needs no request
     reason: str
     secret: RenderedSecret | None = None
     registration: Registration | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     fingerprint: str = ""
     error: str | None = None
-    # UNMATCHED and WAIT: the registration to store (no Kubernetes request), None when nothing changed.
+    # WOULD_UNMATCH and WAITING: the registration to store (no Kubernetes request), None when nothing changed.
     record: Registration | None = None
     # When pruning is on, an unmatched cluster's evidence and grace clock (see `prune_clock`).
     clock: Mapping[str, Any] | None = None
@@ -102,7 +99,7 @@ class Step:
 
     @property
     def writes(self) -> bool:
-        return self.action in (Action.CREATE, Action.UPDATE)
+        return self.action in (Outcome.WOULD_CREATE, Outcome.WOULD_UPDATE)
 
     @property
     def known(self) -> SecretVersion | None:
@@ -141,7 +138,7 @@ class Plan:
 
     @property
     def deletes(self) -> list[Step]:
-        return [s for s in self.steps if s.action is Action.PRUNE]
+        return [s for s in self.steps if s.action is Outcome.WOULD_DELETE]
 
     @property
     def due(self) -> frozenset[str]:
@@ -155,7 +152,7 @@ class Plan:
 
 
 def _quiet(step: Step) -> bool:
-    return step.action is Action.UNCHANGED or (step.action is Action.WAIT and step.record is None)
+    return step.action is Outcome.UNCHANGED or (step.action is Outcome.WAITING and step.record is None)
 
 
 def plan(
@@ -197,7 +194,7 @@ def plan(
             steps.append(
                 Step(
                     cluster.name,
-                    Action.CANNOT_RENDER,
+                    Outcome.FAILED,
                     "cannot render",
                     registration=known.get(cluster.name),
                     labels=dict(cluster.labels),
@@ -316,7 +313,14 @@ def _absence_steps(
                 absence_seen=now if trusted else None,
             )
             steps.append(
-                Step(name, Action.UNMATCHED, reason, registration=reg, labels=dict(reg.labels), record=record)
+                Step(
+                    name,
+                    Outcome.WOULD_UNMATCH,
+                    reason,
+                    registration=reg,
+                    labels=dict(reg.labels),
+                    record=record,
+                )
             )
             continue
         if not prune.enabled or reg.relinquished_at is not None:
@@ -337,13 +341,15 @@ def _absence_steps(
                 found = applications.holders.get(name, ())
                 if found != current.held_by:
                     updated = current = replace(current, held_by=found)
-            action, reason = (Action.PRUNE, reason) if hold is None else (Action.WAIT, f"{reason}; {hold}")
+            action, reason = (
+                (Outcome.WOULD_DELETE, reason) if hold is None else (Outcome.WAITING, f"{reason}; {hold}")
+            )
             steps.append(Step(name, action, reason, registration=current, record=updated, due=True))
         else:
             reason = (
                 f"{current.absence.value or 'vanished'}, grace clock {'running' if trusted else 'paused'}"
             )
-            steps.append(Step(name, Action.WAIT, reason, registration=current, record=updated))
+            steps.append(Step(name, Outcome.WAITING, reason, registration=current, record=updated))
     return [
         replace(s, clock=prune_clock(prune, s.record or s.registration, now))
         if prune.enabled and s.registration
@@ -355,13 +361,13 @@ def _absence_steps(
 def _with_budget(prune: PruneConfig, steps: list[Step], base: int, now: datetime) -> Plan:
     """The plan, with at most `max_deletes_per_run` deletions (earliest due first; the rest wait)."""
     due = sorted(
-        (s for s in steps if s.action is Action.PRUNE),
+        (s for s in steps if s.action is Outcome.WOULD_DELETE),
         key=lambda s: (prune_due_at(prune, s.registration, now) if s.registration else now, s.kube_cluster),
     )
     deferred = {s.kube_cluster for s in due[_delete_budget(prune, base) :]}
     steps = [
-        replace(s, action=Action.WAIT, reason=f"{s.reason}; deferred (prune.max_deletes_per_run)")
-        if s.action is Action.PRUNE and s.kube_cluster in deferred
+        replace(s, action=Outcome.WAITING, reason=f"{s.reason}; deferred (prune.max_deletes_per_run)")
+        if s.action is Outcome.WOULD_DELETE and s.kube_cluster in deferred
         else s
         for s in steps
     ]
@@ -372,7 +378,7 @@ def _saved(step: Step, now: datetime) -> Step:
     """A waiting step whose running clock is saved now (banked up to now), when a run that could
     prune stores anything anyway: a later held run then loses none of the absence counted so far."""
     reg = step.record or step.registration
-    if step.action is not Action.WAIT or reg is None or reg.absence_seen is None:
+    if step.action is not Outcome.WAITING or reg is None or reg.absence_seen is None:
         return step
     return replace(step, record=replace(reg, absence_banked=absent_for(reg, now), absence_seen=now))
 
@@ -483,7 +489,7 @@ def _write_step(
     digest = fingerprint(secret)
     labels = dict(secret.cluster.labels)
 
-    def step(action: Action, reason: str) -> Step:
+    def step(action: Outcome, reason: str) -> Step:
         return Step(secret.cluster.name, action, reason, secret, reg, labels, digest)
 
     # A relinquished Secret is left alone until its rendering changes or a forced reload tries again.
@@ -493,17 +499,17 @@ def _write_step(
         and renew is not Renewal.ALL
         and reg.fingerprint == digest
     ):
-        return step(Action.UNCHANGED, "relinquished: the Secret there is not ours")
+        return step(Outcome.UNCHANGED, "relinquished: the Secret there is not ours")
     if reg is None or reg.version is None or reg.deleted_at is not None:
-        return step(Action.CREATE, "new")
+        return step(Outcome.WOULD_CREATE, "new")
     if reg.last_error is not None:
-        return step(Action.UPDATE, "failed last time")
+        return step(Outcome.WOULD_UPDATE, "failed last time")
     if not reg.matches:
-        return step(Action.UPDATE, "selected again")
+        return step(Outcome.WOULD_UPDATE, "selected again")
     if reg.fingerprint != digest:
-        return step(Action.UPDATE, "changed")
+        return step(Outcome.WOULD_UPDATE, "changed")
     if renew is Renewal.ALL:
-        return step(Action.UPDATE, "forced")
+        return step(Outcome.WOULD_UPDATE, "forced")
     if renew is Renewal.DUE and renewal_due(output, reg.cert_expires, now):
-        return step(Action.UPDATE, "renewal due")
-    return step(Action.UNCHANGED, "up to date")
+        return step(Outcome.WOULD_UPDATE, "renewal due")
+    return step(Outcome.UNCHANGED, "up to date")

@@ -1,12 +1,11 @@
 """One run for one output: list, plan, then apply under the output's lease.
 
-Every trigger (schedule, discovery, audit event, manual reload) ends here. A run lists and
-renders what the selectors pick, plans against the registry (`plan`), and when the plan
-has anything to do takes the output's lease and applies it: the Secrets to write go through
-a bounded pool, one request each, and the registry is written back in batches as results
-come in. Runs of one output never overlap; a trigger that finds the lease held marks the
-output pending and the holder goes round once more. A failure for one cluster is recorded
-against that cluster and never stops the others; a failure before writing (join, listing)
+Every trigger (schedule, discovery, audit event, manual reload) ends here. A run lists and renders
+what the selectors pick, plans against the registry (`plan`), and when the plan has anything to do
+takes the output's lease and carries it out (`apply`); each pass's report is built once from its
+outcomes (`outcomes`, `report`). Runs of one output never overlap; a trigger that finds the lease
+held marks the output pending and the holder goes round once more. A failure for one cluster is
+recorded against that cluster and never stops the others; a failure before writing (join, listing)
 fails the run and touches no Secret.
 """
 
@@ -14,60 +13,28 @@ from __future__ import annotations
 
 import functools
 import logging
-import queue
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from teleport_argocd import __version__
-from teleport_argocd.applications import Application, ApplicationCheck, Target, check
-from teleport_argocd.argocd import RenderedSecret, argocd_cluster_name, render_secrets
+from teleport_argocd import __version__, evidence
+from teleport_argocd.applications import ApplicationCheck
+from teleport_argocd.apply import CheckConnection, SecretStoreLike, apply_all, checks_due, work
+from teleport_argocd.argocd import RenderedSecret, render_secrets
 from teleport_argocd.config.types import Destination, OutputConfig
-from teleport_argocd.errors import ClusterNotListed, ForeignSecretError, NotManagedError, TeleportArgoCDError
-from teleport_argocd.model import Absence, Identity, KubeCluster, KubeEndpoint, Registration, SecretVersion
-from teleport_argocd.plan import Action, Plan, Renewal, Scope, Step, plan
-from teleport_argocd.probe import OK, ConnectionCheck, check_due
+from teleport_argocd.errors import ClusterNotListed, TeleportArgoCDError
+from teleport_argocd.model import Identity, KubeCluster, KubeEndpoint, Registration
+from teleport_argocd.outcomes import Tally, Where
+from teleport_argocd.plan import Plan, Renewal, Scope, plan
+from teleport_argocd.report import COMPLETED, FAILED, IDLE, QUEUED, OutputReport
 from teleport_argocd.selectors import ClusterQuery, matches, select
 from teleport_argocd.state import Lease, RunRecord
 
 logger = logging.getLogger(__name__)
-
-# What a run may say about one cluster.
-CREATED, UPDATED, UNCHANGED, FAILED, UNMATCHED = "created", "updated", "unchanged", "failed", "unmatched"
-DELETED, WAITING, RELINQUISHED = "deleted", "waiting", "relinquished"
-WOULD_CREATE, WOULD_UPDATE, WOULD_UNMATCH, WOULD_DELETE = (
-    "would-create",
-    "would-update",
-    "would-unmatch",
-    "would-delete",
-)
-_DRY = {
-    Action.CREATE: WOULD_CREATE,
-    Action.UPDATE: WOULD_UPDATE,
-    Action.UNMATCHED: WOULD_UNMATCH,
-    Action.PRUNE: WOULD_DELETE,
-    Action.WAIT: WAITING,
-}
-# Runs in a row that find a cluster's Secret replaced by someone else (or someone else's in the
-# way) before it is relinquished: reported once, then left alone instead of failing every run.
-RELINQUISH_AFTER = 3
-# At most this many unselected clusters are looked up by name in one run, to tell a deselected
-# cluster from one that vanished; the rest keep their evidence (vanished: the longer grace).
-MAX_LISTED_CHECKS = 50
-CheckConnection = Callable[[RenderedSecret, datetime], ConnectionCheck]
-# A step carried out: what the write or delete returned (None for a check alone), and the check.
-_Done = tuple["WriteResultLike | bool | None", "ConnectionCheck | None"]
-
-# Registrations are written back in batches of this many as results arrive, so a run killed
-# half-way keeps what it did.
-FLUSH_EVERY = 25
-# Batches in flight at once: sent one after another, the write-back was most of a warm renewal's
-# wall time (bench/renewal_bench.py: 2.66 s of 3.52 s at 1,000 clusters waited on BatchWriteItem).
-FLUSH_CONCURRENCY = 4
 
 
 class TeleportSessionLike(Protocol):
@@ -81,24 +48,6 @@ class TeleportSessionLike(Protocol):
     def list_kube_clusters(
         self, identity: Identity, *, name: str | None = None, labels: Any = None
     ) -> list[KubeCluster]: ...
-
-
-class WriteResultLike(Protocol):
-    @property
-    def action(self) -> str: ...
-
-    @property
-    def version(self) -> SecretVersion: ...
-
-
-class SecretStoreLike(Protocol):
-    """What a run needs from a destination (teleport_argocd.kube.SecretStore); thread-safe."""
-
-    def write(self, manifest: dict[str, Any], known: SecretVersion | None) -> WriteResultLike: ...
-
-    def delete(self, namespace: str, name: str, known: SecretVersion) -> bool: ...
-
-    def list_applications(self, namespace: str) -> list[Application]: ...
 
 
 class StateLike(Protocol):
@@ -146,85 +95,6 @@ class Trigger:
 
 
 @dataclass(frozen=True)
-class ClusterResult:
-    """The outcome for one kube cluster in one run."""
-
-    kube_cluster: str
-    action: str
-    reason: str = ""
-    secret_namespace: str = ""
-    secret_name: str = ""
-    server: str = ""
-    error: str | None = None
-    prune: Mapping[str, Any] | None = None  # an unmatched cluster's evidence and grace clock
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "prune" or v is not None}
-
-
-@dataclass
-class OutputReport:
-    """The outcome of one output's run.
-
-    `status` is completed, failed, queued (another run holds the lease and will go round once
-    more), or idle (nothing to do: nothing written, not even the lease). `retriable` says a
-    later attempt may succeed where this one could not (a cluster not listed yet).
-    """
-
-    output: str
-    status: str
-    trigger: str
-    run_id: str = ""
-    shard: str = ""
-    dry_run: bool = False
-    passes: int = 0
-    started: datetime | None = None
-    finished: datetime | None = None
-    cert_expires: datetime | None = None
-    retriable: bool = False
-    clusters: list[ClusterResult] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def count(self, *actions: str) -> int:
-        return sum(1 for c in self.clusters if c.action in actions)
-
-    @property
-    def counts(self) -> dict[str, int]:
-        return {
-            "selected": self.count(CREATED, UPDATED, UNCHANGED, FAILED, WOULD_CREATE, WOULD_UPDATE),
-            "written": self.count(CREATED, UPDATED),
-            "created": self.count(CREATED),
-            "updated": self.count(UPDATED),
-            "unchanged": self.count(UNCHANGED),
-            "failed": self.count(FAILED),
-            "unmatched": self.count(UNMATCHED, WOULD_UNMATCH),
-            "deleted": self.count(DELETED, WOULD_DELETE),
-            "waiting": self.count(WAITING),
-            "relinquished": self.count(RELINQUISHED),
-        }
-
-    def to_dict(self, *, unchanged: bool = False) -> dict[str, Any]:
-        """JSON-ready; unchanged clusters are counted but listed only when asked."""
-        return {
-            "output": self.output,
-            "status": self.status,
-            "trigger": self.trigger,
-            "run_id": self.run_id,
-            "shard": self.shard,
-            "dry_run": self.dry_run,
-            "passes": self.passes,
-            "started": _iso(self.started),
-            "finished": _iso(self.finished),
-            "cert_expires": _iso(self.cert_expires),
-            "counts": self.counts,
-            "clusters": [c.to_dict() for c in self.clusters if unchanged or c.action != UNCHANGED],
-            "errors": self.errors,
-            "notes": self.notes,
-        }
-
-
-@dataclass(frozen=True)
 class _Listing:
     """What Teleport said this run: the identity minted for it and the rendered Secrets."""
 
@@ -250,10 +120,14 @@ class Reconciler:
 
     def run(self, output: OutputConfig, trigger: Trigger) -> OutputReport:
         """Reconcile one output as far as `trigger` asks, or mark it pending if another run holds it."""
-        report = OutputReport(output=output.name, status="completed", trigger=trigger.kind)
-        report.dry_run = trigger.dry_run
-        report.shard = trigger.scope.shard_id
-        report.started = self.clock()
+        base = OutputReport(
+            output=output.name,
+            status=COMPLETED,
+            trigger=trigger.kind,
+            shard=trigger.scope.shard_id,
+            dry_run=trigger.dry_run,
+            started=self.clock(),
+        )
         try:
             # The registry and Teleport are independent reads: fetch them side by side.
             read_at = self.clock()
@@ -262,20 +136,17 @@ class Reconciler:
                 listing = self._list(output, trigger)
                 decided = self._plan(output, trigger.scope, listing, registry.result())
         except TeleportArgoCDError as exc:
-            self._fail(report, exc)
+            report = self._fail(base, exc)
             if not trigger.dry_run:
                 self._record_failed_run(output, report)  # a run that could not even list is news
             return report
-        if trigger.dry_run:
-            self._report_plan(report, decided, listing)
-            report.finished = self.clock()
-            return report
-        if decided.idle and not listing.errors and not self._checks_due(decided):
-            report.status = "idle"
-            self._report_plan(report, decided, listing)
-            report.finished = self.clock()
-            return report
-        return self._apply_under_lease(output, trigger, report, listing, decided, read_at)
+        if trigger.dry_run or (decided.idle and not listing.errors and not self._checks_due(decided)):
+            # A plan as a report, without doing it: a dry run, or an idle run that writes nothing.
+            foreseen = Tally.foreseen(decided, self.clock())
+            expires = listing.identity.expires if trigger.dry_run else None
+            status = COMPLETED if trigger.dry_run else IDLE
+            return foreseen.report(base, listing.errors, expires, self.clock(), status)
+        return self._apply_under_lease(output, trigger, base, listing, decided, read_at)
 
     # -- listing and planning ---------------------------------------------------------
 
@@ -368,71 +239,23 @@ class Reconciler:
                 applications=applications,
             )
 
-        still_listed = self._still_listed(output, scope, listing, registrations)
-        decided = decide(None)
-        if decided.due:
-            decided = decide(self._check_applications(output, registrations, decided.due))
-        return decided
-
-    def _check_applications(
-        self, output: OutputConfig, registrations: Sequence[Registration], due: frozenset[str]
-    ) -> ApplicationCheck:
-        """The Applications that still target each cluster due for deletion: one list per namespace
-        searched (`application_search`), made only when something is due. A destination that cannot
-        be reached or a list refused holds every deletion this run: none is made without the check."""
-        teleport = self._teleport().teleport_cluster
-        targets = {
-            r.kube_cluster: Target(
-                r.server,
-                r.cluster_name
-                or argocd_cluster_name(output, teleport, KubeCluster(r.kube_cluster, r.labels))
-                or "",
-            )
-            for r in registrations
-            if r.teleport_cluster == teleport and r.kube_cluster in due
-        }
-        found: list[Application] = []
-        try:
-            store = self.connect_destination(output.destination)
-            for namespace in output.application_search:
-                found += store.list_applications(namespace)
-        except TeleportArgoCDError as exc:
-            logger.warning("output %s: Argo CD Applications could not be listed: %s", output.name, exc)
-            return ApplicationCheck(
-                failed=f"pruning held back: Argo CD Applications could not be listed ({exc}), and no "
-                "Secret is deleted while Applications may still target its cluster"
-            )
-        return check(found, targets)
-
-    def _still_listed(
-        self, output: OutputConfig, scope: Scope, listing: _Listing, registrations: Sequence[Registration]
-    ) -> frozenset[str]:
-        """Which registered clusters the selectors no longer pick Teleport still lists by name: they
-        were deselected, not lost. Only for a run that may prune, and only where it could change
-        the evidence; a lookup that fails proves nothing, so that cluster stays `vanished`."""
-        if not output.prune.enabled or scope.clusters is not None or listing.errors:
-            return frozenset()
         conn = self._teleport()
         picked = {s.cluster.name for s in listing.rendered} | {c.name for c, _ in listing.failures}
-        unsure = sorted(
-            r.kube_cluster
-            for r in registrations
-            if r.teleport_cluster == conn.teleport_cluster
-            and r.deleted_at is None
-            and r.kube_cluster not in picked
-            and scope.covers(r.kube_cluster)
-            and r.absence.strength < Absence.DESELECTED.strength
+        still_listed = evidence.still_listed(
+            output,
+            scope,
+            conn.teleport_cluster,
+            registrations,
+            picked=picked if not listing.errors else None,
+            lookup=lambda name: conn.session.list_kube_clusters(listing.identity, name=name),
         )
-        found: set[str] = set()
-        for name in unsure[:MAX_LISTED_CHECKS]:
-            try:
-                listed = conn.session.list_kube_clusters(listing.identity, name=name)
-            except TeleportArgoCDError as exc:
-                logger.warning("output %s: could not look up cluster %s: %s", output.name, name, exc)
-                continue
-            if any(c.name == name for c in listed):
-                found.add(name)
-        return frozenset(found)
+        decided = decide(None)
+        if decided.due:
+            connect = functools.partial(self.connect_destination, output.destination)
+            decided = decide(
+                evidence.applications(output, conn.teleport_cluster, registrations, decided.due, connect)
+            )
+        return decided
 
     # -- applying -------------------------------------------------------------------------
 
@@ -440,13 +263,13 @@ class Reconciler:
         self,
         output: OutputConfig,
         trigger: Trigger,
-        report: OutputReport,
+        base: OutputReport,
         listing: _Listing,
         decided: Plan,
         read_at: datetime,
     ) -> OutputReport:
         run_id = uuid.uuid4().hex
-        report.run_id = run_id
+        base = replace(base, run_id=run_id)
         lease = self.state.try_acquire(
             output.name,
             run_id=run_id,
@@ -456,31 +279,35 @@ class Reconciler:
         )
         if lease is None:
             logger.info("output %s is being reconciled by another run; marked pending", output.name)
-            report.status = "queued"
-            return report
+            return replace(base, status=QUEUED)
         scope = trigger.scope
         planned: Plan | None = decided
         if lease.taken_over or (lease.previous_finished is not None and lease.previous_finished >= read_at):
             planned = None  # another run wrote the registry after we read it: plan again under the lease
+        report = base
         try:
             while True:
-                report.passes += 1
+                base = replace(base, passes=base.passes + 1)
+                tally = Tally()
                 try:
-                    if report.passes > 1:
+                    if base.passes > 1:
                         # Triggers arrived meanwhile: go round once more over the whole output.
                         scope = Scope(renew=Renewal.DUE, shard=trigger.scope.shard)
-                        report.started = self.clock()
+                        base = replace(base, started=self.clock())
                         listing = self._list(output, replace(trigger, scope=scope))
                         planned = None
-                    lease = self._one_pass(output, report, lease, scope, listing, planned)
-                except TeleportArgoCDError as exc:
-                    self._fail(report, exc)
+                    lease = self._one_pass(output, tally, lease, scope, listing, planned)
+                    report = tally.report(base, listing.errors, listing.identity.expires, self.clock())
+                    self._record_run(output, report)
+                except TeleportArgoCDError as exc:  # what the pass did before it failed, and why
+                    done = tally.report(base, listing.errors, listing.identity.expires, self.clock())
+                    report = self._fail(done, exc)
                     self._record_failed_run(output, report)
                 if not self.state.finish(lease):
                     break
                 logger.info("output %s: triggers arrived during the run; running once more", output.name)
         except TeleportArgoCDError as exc:  # the state table itself failed: the lease will expire
-            self._fail(report, exc)
+            report = self._fail(report, exc)
         except Exception:
             # Leave the lease to expire rather than guess at the state; the next run redoes the work.
             logger.exception("output %s: run crashed; its lease will expire", output.name)
@@ -490,224 +317,54 @@ class Reconciler:
     def _one_pass(
         self,
         output: OutputConfig,
-        report: OutputReport,
+        tally: Tally,
         lease: Lease,
         scope: Scope,
         listing: _Listing,
         planned: Plan | None,
     ) -> Lease:
-        report.clusters.clear()
-        report.errors[:] = listing.errors
-        report.status = "completed"
-        report.cert_expires = listing.identity.expires
+        """Record what takes no request, then carry out the rest; every outcome goes to `tally`."""
         decided = planned or self._plan(output, scope, listing)
         now = self.clock()
-        records: list[Registration] = []
-        for step in decided.steps:
-            if step.action is Action.UNCHANGED:
-                report.clusters.append(_result(step, UNCHANGED))
-            elif step.action is Action.CANNOT_RENDER:
-                report.clusters.append(_result(step, FAILED, error=step.error))
-                records.append(self._failed(output, step, step.error or "not rendered", now))
-            elif step.action in (Action.UNMATCHED, Action.WAIT):
-                report.clusters.append(
-                    _result(step, UNMATCHED if step.action is Action.UNMATCHED else WAITING)
-                )
-                if step.record is not None:
-                    records.append(step.record)
-        self.state.put_registrations(records)
-        report.notes[:] = decided.notes
-        work = sorted(decided.writes, key=_oldest_first) + decided.deletes + self._checks_due(decided)
-        if work:
-            store = self.connect_destination(output.destination)
-            lease = self._write_all(output, store, work, listing.identity, report, lease)
-        if report.count(FAILED) or report.errors:
-            report.status = "failed"
-        self._record_run(output, report)
+        where = Where(output.name, self._teleport().teleport_cluster, listing.identity.expires)
+        self.state.put_registrations(tally.without_requests(decided, now, where))
+        tally.notes = tuple(decided.notes)
+        steps = work(decided, self.check is not None, self.clock())
+        if not steps:
+            return lease
+
+        def keep_alive() -> None:
+            nonlocal lease
+            lease = self.state.extend(lease, self.lease_duration)
+
+        apply_all(
+            steps,
+            self.connect_destination(output.destination),
+            check=self.check,
+            clock=self.clock,
+            where=where,
+            tally=tally,
+            store_registrations=self.state.put_registrations,
+            keep_alive=keep_alive,
+            concurrency=self.concurrency,
+            every=self.lease_duration.total_seconds() / 3,
+        )
         return lease
 
-    def _write_all(
-        self,
-        output: OutputConfig,
-        store: SecretStoreLike,
-        writes: list[Step],
-        identity: Identity,
-        report: OutputReport,
-        lease: Lease,
-    ) -> Lease:
-        """Write through a bounded pool; record results in batches; keep the lease alive meanwhile.
-
-        Results come back through a queue as each write finishes: `concurrent.futures.wait` on
-        thousands of pending futures costs time in proportion to all of them at every call.
-        """
-        extend_every = self.lease_duration.total_seconds() / 3
-        renewed_at = time.monotonic()
-        buffer: list[Registration] = []
-        flushes: list[Future[None]] = []
-        finished: queue.SimpleQueue[tuple[Step, Future[_Done]]] = queue.SimpleQueue()
-        with (
-            ThreadPoolExecutor(max_workers=min(self.concurrency, len(writes))) as pool,
-            ThreadPoolExecutor(max_workers=FLUSH_CONCURRENCY) as flusher,
-        ):
-            for step in writes:
-                check = self.check if self._needs_check(step) else None
-                future = pool.submit(_carry_out, store, step, check, self.clock)
-                future.add_done_callback(functools.partial(_put, finished, step))
-            done = 0
-            while done < len(writes):
-                try:
-                    step, future = finished.get(timeout=extend_every)
-                except queue.Empty:
-                    pass  # nothing finished for a while: still, keep the lease
-                else:
-                    done += 1
-                    buffer.append(self._outcome(output, step, future, identity, report))
-                    if len(buffer) == FLUSH_EVERY or done == len(writes):
-                        flushes.append(flusher.submit(self.state.put_registrations, buffer))
-                        buffer = []
-                if time.monotonic() - renewed_at >= extend_every:
-                    lease = self.state.extend(lease, self.lease_duration)
-                    renewed_at = time.monotonic()
-        for flush in flushes:
-            flush.result()  # a state table that refused a batch still fails the run, as before
-        return lease
-
-    def _outcome(
-        self,
-        output: OutputConfig,
-        step: Step,
-        future: Future[_Done],
-        identity: Identity,
-        report: OutputReport,
-    ) -> Registration:
-        now = self.clock()
-        try:
-            result, checked = future.result()
-        except Exception as exc:  # one cluster's failure never stops the others
-            message = _describe(exc)
-            if not isinstance(exc, TeleportArgoCDError):
-                logger.error(
-                    "output %s: cluster %s: unexpected error", output.name, step.kube_cluster, exc_info=exc
-                )
-            failed = self._failed(output, step, message, now)
-            if isinstance(exc, NotManagedError | ForeignSecretError):
-                failed = _refused(failed, step, now)
-                if failed.relinquished_at is not None:
-                    logger.warning(
-                        "output %s: cluster %s relinquished after %d refusals: %s",
-                        output.name,
-                        step.kube_cluster,
-                        failed.refusals,
-                        message,
-                    )
-                    report.clusters.append(_result(step, RELINQUISHED, error=message))
-                    return failed
-            logger.warning("output %s: cluster %s not written: %s", output.name, step.kube_cluster, message)
-            report.clusters.append(_result(step, FAILED, error=message))
-            return failed
-        if step.action is Action.UNCHANGED:  # checked only: already reported as unchanged
-            assert step.registration is not None
-            return _with_check(step.registration, checked)
-        if step.action is Action.PRUNE:
-            assert step.registration is not None
-            logger.info("output %s: cluster %s pruned (%s)", output.name, step.kube_cluster, step.reason)
-            report.clusters.append(_result(step, DELETED))
-            return replace(step.registration, deleted_at=now, version=None, last_attempt=now, held_by=())
-        assert step.secret is not None and result is not None and not isinstance(result, bool)
-        report.clusters.append(_result(step, CREATED if result.action == "created" else UPDATED))
-        reg = step.registration
-        written = Registration(
-            output=output.name,
-            teleport_cluster=self._teleport().teleport_cluster,
-            kube_cluster=step.kube_cluster,
-            secret_namespace=step.secret.namespace,
-            secret_name=step.secret.name,
-            server=step.secret.server,
-            labels=step.labels,
-            fingerprint=step.fingerprint,
-            version=result.version,
-            matches=True,
-            first_written=reg.first_written if reg and reg.first_written and reg.deleted_at is None else now,
-            last_written=now,
-            last_attempt=now,
-            cert_expires=identity.expires,
-            cluster_name=step.secret.argocd_name,
-        )
-        if reg is not None:  # a write that was not checked keeps the last check
-            written = replace(
-                written,
-                connection=reg.connection,
-                connection_at=reg.connection_at,
-                connection_message=reg.connection_message,
-            )
-        return _with_check(written, checked)
-
-    def _failed(self, output: OutputConfig, step: Step, message: str, now: datetime) -> Registration:
-        """A failed attempt: what was written before stays as it was, the error is added."""
-        if step.action is Action.PRUNE:  # the registration stays unmatched; the deletion is retried
-            assert step.registration is not None
-            return replace(step.registration, last_error=message, last_error_at=now, last_attempt=now)
-        base = step.registration or Registration(
-            output=output.name,
-            teleport_cluster=self._teleport().teleport_cluster,
-            kube_cluster=step.kube_cluster,
-        )
-        if step.secret is not None:
-            base = replace(base, secret_namespace=step.secret.namespace, secret_name=step.secret.name)
-        return replace(
-            base,
-            labels=step.labels or base.labels,
-            matches=True,
-            unmatched_since=None,
-            absence=Absence.NONE,
-            absence_banked=timedelta(0),
-            absence_seen=None,
-            held_by=(),
-            last_error=message,
-            last_error_at=now,
-            last_attempt=now,
-        )
-
-    def _checks_due(self, decided: Plan) -> list[Step]:
-        """Unchanged registrations whose connection check is due."""
-        if self.check is None:
-            return []
-        return [s for s in decided.steps if s.action is Action.UNCHANGED and self._needs_check(s)]
-
-    def _needs_check(self, step: Step) -> bool:
-        """Check after a create or a change, and hourly; a renewal alone (a new certificate for the same
-        roles, CA and server) of a registration that connected within the hour is not checked again."""
-        reg = step.registration
-        if step.action is Action.PRUNE or self.check is None:
-            return False
-        if reg is not None and reg.relinquished_at is not None and not step.writes:
-            return False  # someone else's Secret, left alone: nothing of ours to check
-        if reg is None or check_due(reg.connection_at, self.clock(), reg.connection):
-            return True
-        changed = reg.fingerprint != step.fingerprint or reg.last_error is not None or not reg.matches
-        return step.writes and (changed or reg.connection != OK)
+    def _checks_due(self, decided: Plan) -> bool:
+        return self.check is not None and bool(checks_due(decided, self.clock()))
 
     # -- reporting ------------------------------------------------------------------------
 
-    def _report_plan(self, report: OutputReport, decided: Plan, listing: _Listing) -> None:
-        """A plan as a report, without doing it: for dry runs and idle runs."""
-        report.errors.extend(listing.errors)
-        report.notes.extend(decided.notes)
-        report.cert_expires = None if not report.dry_run else listing.identity.expires
-        for step in decided.steps:
-            if step.action is Action.CANNOT_RENDER:
-                report.clusters.append(_result(step, FAILED, error=step.error))
-            else:
-                report.clusters.append(_result(step, _DRY.get(step.action, UNCHANGED)))
-        if report.count(FAILED) or report.errors:
-            report.status = "failed"
-
-    def _fail(self, report: OutputReport, exc: TeleportArgoCDError) -> None:
-        report.status = "failed"
-        report.retriable = isinstance(exc, ClusterNotListed)
-        report.errors.append(str(exc))
-        report.finished = self.clock()
+    def _fail(self, report: OutputReport, exc: TeleportArgoCDError) -> OutputReport:
         logger.error("output %s: run failed: %s", report.output, exc)
+        return replace(
+            report,
+            status=FAILED,
+            retriable=isinstance(exc, ClusterNotListed),
+            errors=(*report.errors, str(exc)),
+            finished=self.clock(),
+        )
 
     def _record_failed_run(self, output: OutputConfig, report: OutputReport) -> None:
         """Record a failed run if the state table lets us: when it is the table that failed, the
@@ -718,8 +375,7 @@ class Reconciler:
             logger.error("output %s: the failed run could not be recorded: %s", output.name, exc)
 
     def _record_run(self, output: OutputConfig, report: OutputReport) -> None:
-        report.finished = self.clock()
-        assert report.started is not None
+        assert report.started is not None and report.finished is not None
         self.state.put_run(
             RunRecord(
                 output=output.name,
@@ -729,82 +385,9 @@ class Reconciler:
                 finished=report.finished,
                 dry_run=False,
                 counts=report.counts,
-                errors=tuple(report.errors),
+                errors=report.errors,
             )
         )
 
     def _teleport(self) -> Connection:
         return self.connect_teleport()  # the caller joins once per invocation and keeps it
-
-
-def _put(
-    finished: queue.SimpleQueue[tuple[Step, Future[_Done]]],
-    step: Step,
-    future: Future[_Done],
-) -> None:
-    finished.put((step, future))
-
-
-def _carry_out(
-    store: SecretStoreLike, step: Step, check: CheckConnection | None, clock: Callable[[], datetime]
-) -> _Done:
-    """A step's requests: write the Secret (then check it connects), delete the one we last wrote,
-    or, for an unchanged registration whose check is due, only the check."""
-    reg = step.registration
-    if step.action is Action.PRUNE:
-        assert reg is not None and reg.version is not None
-        return store.delete(reg.secret_namespace, reg.secret_name, reg.version), None
-    assert step.secret is not None
-    result = None if step.action is Action.UNCHANGED else store.write(step.secret.manifest, step.known)
-    return result, check(step.secret, clock()) if check is not None else None
-
-
-def _with_check(reg: Registration, checked: ConnectionCheck | None) -> Registration:
-    if checked is None:
-        return reg
-    return replace(
-        reg, connection=checked.status, connection_at=checked.at, connection_message=checked.message
-    )
-
-
-def _refused(failed: Registration, step: Step, now: datetime) -> Registration:
-    """One more run that found the Secret not ours; relinquished after `RELINQUISH_AFTER` in a row,
-    remembering what was rendered so an unchanged rendering is not tried again."""
-    refusals = failed.refusals + 1
-    if refusals < RELINQUISH_AFTER:
-        return replace(failed, refusals=refusals)
-    fingerprint = step.fingerprint if step.secret is not None else failed.fingerprint
-    return replace(failed, refusals=refusals, relinquished_at=now, fingerprint=fingerprint)
-
-
-def _oldest_first(step: Step) -> datetime:
-    """Failed and never-written clusters first, then the oldest writes, so none waits behind the rest."""
-    reg = step.registration
-    if reg is None or reg.last_error is not None or reg.last_written is None:
-        return datetime.min.replace(tzinfo=UTC)
-    return reg.last_written
-
-
-def _result(step: Step, action: str, *, error: str | None = None) -> ClusterResult:
-    secret, reg = step.secret, step.registration
-    return ClusterResult(
-        step.kube_cluster,
-        action,
-        reason=step.reason,
-        secret_namespace=secret.namespace if secret else (reg.secret_namespace if reg else ""),
-        secret_name=secret.name if secret else (reg.secret_name if reg else ""),
-        server=secret.server if secret else (reg.server if reg else ""),
-        error=error,
-        prune=step.clock,
-    )
-
-
-def _describe(exc: BaseException) -> str:
-    """A short, key-free description of a per-cluster failure."""
-    if isinstance(exc, TeleportArgoCDError):
-        return str(exc)[:1000]
-    return f"unexpected {type(exc).__name__}"
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None

@@ -24,7 +24,8 @@ from teleport_argocd.config import load_config
 from teleport_argocd.config.types import Config, Destination, OutputConfig
 from teleport_argocd.errors import ConfigError, ConfigProblem, JoinError, NotConfigured, UnknownOutput
 from teleport_argocd.fanout import requeue, shard_count
-from teleport_argocd.reconcile import Connection, OutputReport, Reconciler, Trigger
+from teleport_argocd.reconcile import Connection, Reconciler, Trigger
+from teleport_argocd.report import OutputReport
 from teleport_argocd.state import StateStore
 from teleport_argocd.status import status_report
 from teleport_argocd.triggers import Bot, runs_for
