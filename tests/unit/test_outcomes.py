@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from teleport_argocd.apply import apply_step
 from teleport_argocd.argocd import RenderedSecret
+from teleport_argocd.execution import apply_step
 from teleport_argocd.model import Absence, KubeCluster, Outcome, Registration, SecretVersion
 from teleport_argocd.outcomes import (
     RELINQUISH_AFTER,

@@ -8,10 +8,10 @@ import logging
 from collections.abc import Callable, Sequence
 
 from teleport_argocd.applications import Application, ApplicationCheck, Target, check
-from teleport_argocd.apply import SecretStoreLike
 from teleport_argocd.argocd import argocd_cluster_name
 from teleport_argocd.config.types import OutputConfig
 from teleport_argocd.errors import TeleportArgoCDError
+from teleport_argocd.execution import SecretStoreLike
 from teleport_argocd.model import Absence, KubeCluster, Registration
 from teleport_argocd.plan import Scope
 

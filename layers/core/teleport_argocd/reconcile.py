@@ -23,10 +23,10 @@ from typing import Any, Protocol
 
 from teleport_argocd import __version__, evidence
 from teleport_argocd.applications import ApplicationCheck
-from teleport_argocd.apply import CheckConnection, SecretStoreLike, apply_all, checks_due, work
 from teleport_argocd.argocd import RenderedSecret, render_secrets
 from teleport_argocd.config.types import Destination, OutputConfig
 from teleport_argocd.errors import ClusterNotListed, TeleportArgoCDError
+from teleport_argocd.execution import CheckConnection, SecretStoreLike, apply_all, checks_due, work
 from teleport_argocd.model import Identity, KubeCluster, KubeEndpoint, Registration
 from teleport_argocd.outcomes import Tally, Where
 from teleport_argocd.plan import Plan, Renewal, Scope, plan
