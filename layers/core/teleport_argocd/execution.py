@@ -48,7 +48,7 @@ class WriteResultLike(Protocol):
 
 
 class SecretStoreLike(Protocol):
-    """What a run needs from a destination (teleport_argocd.kube.SecretStore); thread-safe."""
+    """What a run needs from a destination (destination.secrets.SecretStore); thread-safe."""
 
     def write(self, manifest: dict[str, Any], known: SecretVersion | None) -> WriteResultLike: ...
 
