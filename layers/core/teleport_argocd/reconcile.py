@@ -17,7 +17,7 @@ import logging
 import queue
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -113,6 +113,10 @@ class StateLike(Protocol):
     def finish(self, lease: Lease) -> bool: ...
 
     def registrations(self, output: str) -> list[Registration]: ...
+
+    def named_registrations(
+        self, outputs: Sequence[str], teleport_cluster: str, kube_clusters: Collection[str]
+    ) -> dict[str, list[Registration]]: ...
 
     def put_registrations(self, registrations: Sequence[Registration]) -> None: ...
 
@@ -255,10 +259,13 @@ class Reconciler:
         report.shard = trigger.scope.shard_id
         report.started = self.clock()
         try:
-            # The registry and Teleport are independent reads: fetch them side by side.
+            # The registry and Teleport are independent reads: fetch them side by side. A run over
+            # named clusters reads only theirs, keyed by the Teleport cluster's name: join first.
             read_at = self.clock()
+            if trigger.scope.clusters is not None:
+                self._teleport()
             with ThreadPoolExecutor(max_workers=1) as reader:
-                registry = reader.submit(self.state.registrations, output.name)
+                registry = reader.submit(self._registry, output, trigger.scope)
                 listing = self._list(output, trigger)
                 decided = self._plan(output, trigger.scope, listing, registry.result())
         except TeleportArgoCDError as exc:
@@ -351,7 +358,7 @@ class Reconciler:
     ) -> Plan:
         """Plan against `registry`, or against the registry as it is now. When deletions are due,
         the Applications guard checks them and the plan is made again with what it found."""
-        registrations = self.state.registrations(output.name) if registry is None else registry
+        registrations = self._registry(output, scope) if registry is None else registry
         now = self.clock()
 
         def decide(applications: ApplicationCheck | None) -> Plan:
@@ -373,6 +380,16 @@ class Reconciler:
         if decided.due:
             decided = decide(self._check_applications(output, registrations, decided.due))
         return decided
+
+    def _registry(self, output: OutputConfig, scope: Scope) -> list[Registration]:
+        """What a run plans against: the whole registry, or for a run over named clusters (an event's)
+        only their registrations, however large the registry. That is all such a run reads: `plan`
+        and `_still_listed` look no further than the scope, and only a run over the whole output
+        measures the listing against the registry, prunes or asks the Applications guard."""
+        if scope.clusters is None:
+            return self.state.registrations(output.name)
+        teleport = self._teleport().teleport_cluster
+        return self.state.named_registrations([output.name], teleport, scope.clusters)[output.name]
 
     def _check_applications(
         self, output: OutputConfig, registrations: Sequence[Registration], due: frozenset[str]

@@ -190,7 +190,7 @@ class Runtime:
         reason = f"{event_type} {detail.get('name', '')} ({detail.get('uid', '')})"
         if event_type in KUBE_EVENTS:
             name = str(detail.get("name", ""))
-            registrations = {o.name: self.state.registrations(o.name) for o in self.config.outputs}
+            registrations = self._registered(name, detail)
             removed = event_type == "kube.delete"
             scope = Scope(
                 renew=Renewal.NONE if removed else Renewal.ALL, clusters=frozenset({name}), removed=removed
@@ -222,6 +222,16 @@ class Runtime:
         if concerns_bot(event_type, detail, bot, self._teleport.impersonated_roles()):
             return list(self.config.outputs), trigger
         return [], trigger
+
+    def _registered(self, kube_cluster: str, detail: Mapping[str, Any]) -> dict[str, list[Registration]]:
+        """Each output's registrations of the cluster a `kube.*` event names: those items alone, keyed
+        by the Teleport cluster the event says it comes from (`cluster_name`); an event without one
+        falls back to reading every registration."""
+        outputs = [o.name for o in self.config.outputs]
+        teleport_cluster = str(detail.get("cluster_name") or "")
+        if not teleport_cluster:
+            return {output: self.state.registrations(output) for output in outputs}
+        return self.state.named_registrations(outputs, teleport_cluster, {kube_cluster})
 
     def listing_wait(self) -> timedelta:
         """How long a targeted run waits in its invocation for Teleport to list its cluster: briefly

@@ -7,13 +7,13 @@ lease shows no run released it since.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from teleport_argocd.model import Registration
-from teleport_argocd.state.encoding import LEASE, key, string
-from teleport_argocd.state.items import reg_item, reg_sk, registration
+from teleport_argocd.state.encoding import LEASE, key, pk, string
+from teleport_argocd.state.items import reg_item, reg_key, reg_sk, registration
 from teleport_argocd.state.table import BATCH, Table, utcnow
 
 # What this process last read of each output's registrations, with the lease release it was
@@ -61,6 +61,26 @@ class Registry(Table):
                 _REGISTRY[cache_key] = (stamp, read_at, tuple(registrations))
         self._seen[output] = (stamp, read_at, {reg_sk(r): r for r in registrations})
         return registrations
+
+    def named_registrations(
+        self, outputs: Sequence[str], teleport_cluster: str, kube_clusters: Collection[str]
+    ) -> dict[str, list[Registration]]:
+        """The registrations of these kube clusters of `teleport_cluster` in each of `outputs`, by output
+        (an empty list where there is none): one `BatchGetItem` for up to 100, however large the registry.
+
+        For a run over named clusters (an audit event's), whose plan reads nothing else. It is not the
+        whole registry, so it is neither cached nor handed to the next run (see `_keep_for_next_run`).
+        """
+        names = sorted(kube_clusters)
+        keys = [key(output, reg_key(teleport_cluster, kube)) for output in outputs for kube in names]
+        by_pk = {pk(output): output for output in outputs}
+        found: dict[str, list[Registration]] = {output: [] for output in outputs}
+        for item in self._batch_get(keys):
+            output = by_pk[item["pk"]["S"]]
+            found[output].append(registration(output, item))
+        for regs in found.values():
+            regs.sort(key=reg_sk)
+        return found
 
     def _keep_for_next_run(self, output: str, released: Mapping[str, Any], stamp: str) -> None:
         """After releasing the output's lease, cache what this run read and wrote, if that is the

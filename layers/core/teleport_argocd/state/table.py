@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,8 +18,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from teleport_argocd.errors import StateError
 from teleport_argocd.state.encoding import pk, s
 
-# BatchWriteItem takes at most 25 items; unprocessed ones are retried with jittered backoff.
+# BatchWriteItem takes at most 25 items, BatchGetItem 100 keys; what DynamoDB leaves unprocessed is
+# retried with jittered backoff.
 BATCH = 25
+_GET_BATCH = 100
 _BATCH_ATTEMPTS = 8
 _BATCH_BACKOFF = 0.05
 
@@ -38,10 +40,31 @@ class Table:
         self.writes = 0  # requests that write, for the benches; batches are sent from several threads
         self._writes_lock = threading.Lock()
 
+    def _batch_get(self, keys: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The items of `keys` that exist, read consistently, 100 keys to a `BatchGetItem`."""
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(keys), _GET_BATCH):
+            wanted: dict[str, Any] = {"Keys": list(keys[start : start + _GET_BATCH]), "ConsistentRead": True}
+            for attempt in range(_BATCH_ATTEMPTS):
+                _backoff(attempt)
+                try:
+                    response = self._client.batch_get_item(RequestItems={self._table: wanted})
+                except (ClientError, BotoCoreError) as exc:
+                    raise self._error("batch_get_item", exc) from exc
+                found += response.get("Responses", {}).get(self._table, [])
+                wanted = response.get("UnprocessedKeys", {}).get(self._table, {})
+                if not wanted.get("Keys"):
+                    break
+            else:
+                raise StateError(
+                    f"DynamoDB batch_get_item on table {self._table}: {len(wanted['Keys'])} keys still "
+                    f"unprocessed after {_BATCH_ATTEMPTS} attempts"
+                )
+        return found
+
     def _batch_write(self, requests: list[dict[str, Any]]) -> None:
         for attempt in range(_BATCH_ATTEMPTS):
-            if attempt:
-                time.sleep(min(_BATCH_BACKOFF * 2**attempt, 2.0) * random.uniform(0.5, 1.0))
+            _backoff(attempt)
             with self._writes_lock:
                 self.writes += 1
             try:
@@ -101,3 +124,9 @@ class Table:
 
     def _error(self, operation: str, exc: Exception) -> StateError:
         return StateError(f"DynamoDB {operation} on table {self._table} failed: {exc}")
+
+
+def _backoff(attempt: int) -> None:
+    """Before a batch's retry: jittered, doubling from 50 ms up to 2 s."""
+    if attempt:
+        time.sleep(min(_BATCH_BACKOFF * 2**attempt, 2.0) * random.uniform(0.5, 1.0))
