@@ -74,6 +74,10 @@ class DynamoCounter:
         target = request.headers.get("X-Amz-Target", b"")
         operation = (target.decode() if isinstance(target, bytes) else target).rpartition(".")[2]
         body = json.loads(request.body or b"{}")
+        if operation == "BatchGetItem":
+            for table in body.get("RequestItems", {}):
+                self.requests[f"{table}:{operation}"] += 1
+            return
         if operation == "BatchWriteItem":
             for table, items in body.get("RequestItems", {}).items():
                 self.requests[f"{table}:{operation}"] += 1

@@ -8,6 +8,7 @@ and is found by the discovery schedule.
 from __future__ import annotations
 
 import copy
+import json
 import threading
 import uuid
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from standins.handlers import event, invoke
+from standins.handlers import event, invoke, load_handler
 from standins.stack import ARGOCD_NAMESPACE, CONFIG_PARAMETER, STATE_TABLE, LocalStack
 from teleport_argocd.argocd import secret_name
 from teleport_argocd.errors import ClusterNotListed
@@ -208,3 +209,44 @@ def test_a_genuine_update_after_a_stale_delete_is_carried_out(stack: LocalStack)
     ]
     written = secret(stack, "prod-us-east")
     assert written is not None and written["metadata"]["labels"]["team"] == "search"
+
+
+def test_an_event_reads_only_the_registrations_of_its_cluster(stack: LocalStack) -> None:
+    """With the Teleport cluster the event names (`cluster_name`), the audit function reads the named
+    cluster's items (BatchGetItem), never the whole registry (Query), and still finds a cluster it
+    must unregister; an event without `cluster_name` reads the whole registry, as before."""
+    assert stack.teleport is not None
+    invoke("renew", event("schedule.json"))
+    session = load_handler("audit_event").session
+    reads: list[str] = []
+
+    def count(request: Any, **_: Any) -> None:
+        body = json.loads(request.body or b"{}")
+        if STATE_TABLE in (body.get("TableName"), *body.get("RequestItems", {})):
+            reads.append(request.headers["X-Amz-Target"].decode().rpartition(".")[2])
+
+    session.events.register("before-send.dynamodb", count)
+    try:
+        stack.teleport.remove_kube_cluster("prod-us-east")
+        deleted = invoke("audit_event", kube_event("prod-us-east", {"env": "prod"}, "kube.delete"))
+        targeted, reads[:] = list(reads), []
+        stack.teleport.add_kube_cluster("prod-ap-south", labels={"env": "prod"})
+        anonymous = kube_event("prod-ap-south", {"env": "prod"})
+        del anonymous["detail"]["cluster_name"]
+        created = invoke("audit_event", anonymous)
+    finally:
+        session.events.unregister("before-send.dynamodb", count)
+
+    assert [(c["kube_cluster"], c["action"]) for c in deleted["outputs"][0]["clusters"]] == [
+        ("prod-us-east", "unmatched")
+    ]
+    assert "Query" not in targeted and targeted.count("BatchGetItem") == 2  # the event's choice, the run
+    assert [(c["kube_cluster"], c["action"]) for c in created["outputs"][0]["clusters"]] == [
+        ("prod-ap-south", "created")
+    ]
+    assert "Query" in reads
+    regs = {
+        r.kube_cluster: r.matches
+        for r in StateStore(STATE_TABLE, client=stack.aws.client("dynamodb")).registrations("production")
+    }
+    assert regs == {"prod-us-east": False, "prod-eu-west": True, "prod-ap-south": True}

@@ -31,11 +31,11 @@ from standins.handlers import emitted_metrics, event, invoke, load_handler
 from standins.kubeapi import ApiError
 from standins.stack import ARGOCD_NAMESPACE, STATE_TABLE, LocalStack
 from teleport_argocd import responses
-from teleport_argocd import state as state_module
 from teleport_argocd.argocd import secret_name
 from teleport_argocd.destination import http
 from teleport_argocd.model import Registration
 from teleport_argocd.state import StateStore
+from teleport_argocd.state import registry as state_registry
 
 PROD = ("prod-eu-west", "prod-us-east")  # what the default output selects from the demo clusters
 
@@ -588,7 +588,7 @@ def test_a_certificate_near_expiry_is_renewed_by_the_next_scheduled_run(
     state(stack).put_registrations([replace(regs["prod-us-east"], cert_expires=near)])
     # Registrations are only written under the lease, so a warm process trusts what it read while
     # the lease's release stamp is unchanged; this edit bypassed the lease, so start cold.
-    state_module._REGISTRY.clear()
+    state_registry._REGISTRY.clear()
     capsys.readouterr()
 
     result = invoke("renew", event("schedule.json"))["outputs"][0]  # a renewal, not forced

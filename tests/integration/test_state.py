@@ -417,6 +417,88 @@ def test_registrations_span_pages(store: StateStore, dynamodb: Any, table: str) 
     assert [r.kube_cluster for r in store.registrations("other")] == ["k"]
 
 
+def test_named_registrations_read_only_those_items_in_one_request(
+    table: str, dynamodb: Any, clock: Clock
+) -> None:
+    """An event's read: the named clusters of one Teleport cluster in each output asked for, one
+    BatchGetItem however large the registry, and an output without them gets an empty list."""
+    client = CountingClient(dynamodb)
+    store = StateStore(table, client=client, clock=clock)
+    store.put_registrations([registration(f"c{i:03d}") for i in range(150)])
+    store.put_registrations([registration("c005", output="other")])
+    store.put_registrations([registration("c007", teleport_cluster="old.teleport.sh")])
+    client.calls.clear()
+
+    found = store.named_registrations(
+        ["main", "other", "empty"], "example.teleport.sh", {"c007", "c005", "missing"}
+    )
+
+    assert {o: [(r.output, r.kube_cluster) for r in regs] for o, regs in found.items()} == {
+        "main": [("main", "c005"), ("main", "c007")],
+        "other": [("other", "c005")],
+        "empty": [],
+    }
+    assert found["main"][0] == registration("c005")
+    assert all(r.teleport_cluster == "example.teleport.sh" for regs in found.values() for r in regs)
+    assert client.calls == {"batch_get_item": 1}
+    client.calls.clear()
+    every = store.named_registrations(["main"], "example.teleport.sh", {f"c{i:03d}" for i in range(150)})
+    assert [r.kube_cluster for r in every["main"]] == [f"c{i:03d}" for i in range(150)]
+    assert client.calls == {"batch_get_item": 2}  # at most 100 keys a request
+
+
+def test_unprocessed_keys_are_read_again(table: str, dynamodb: Any, clock: Clock) -> None:
+    """BatchGetItem may leave keys unprocessed (DynamoDB API reference, BatchGetItem:
+    "UnprocessedKeys"); they are asked for again until none is left."""
+
+    class Throttling:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+            self.calls += 1
+            [(name, wanted)] = RequestItems.items()
+            if self.calls == 1:  # the first answer reads only the first key
+                first = dynamodb.batch_get_item(RequestItems={name: {**wanted, "Keys": wanted["Keys"][:1]}})
+                return {**first, "UnprocessedKeys": {name: {**wanted, "Keys": wanted["Keys"][1:]}}}
+            return dynamodb.batch_get_item(RequestItems=RequestItems)  # type: ignore[no-any-return]
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(dynamodb, name)
+
+    client = Throttling()
+    store = StateStore(table, client=client, clock=clock)
+    store.put_registrations([registration(f"c{i}") for i in range(5)])
+    found = store.named_registrations(["main"], "example.teleport.sh", {"c1", "c2", "c3"})
+    assert client.calls == 2
+    assert [r.kube_cluster for r in found["main"]] == ["c1", "c2", "c3"]
+
+
+def test_a_named_read_is_never_kept_as_the_whole_registry(table: str, dynamodb: Any, clock: Clock) -> None:
+    """A run that read only its clusters (while no run held the lease, as a run reads) and wrote one
+    leaves no warm copy of the registry behind: the next run reads it all."""
+    client = CountingClient(dynamodb)
+    store = StateStore(table, client=client, clock=clock)
+    store.put_registrations([registration("a"), registration("b")])
+    first = store.try_acquire("main", run_id="run-0", duration=LEASE, reason="schedule")
+    assert first
+    store.finish(first)
+    [a, _] = StateStore(table, client=dynamodb, clock=clock).registrations("main")  # kept warm
+    assert store.named_registrations(["main"], "example.teleport.sh", {"b"})["main"][0].kube_cluster == "b"
+    lease = store.try_acquire("main", run_id="run-1", duration=LEASE, reason="event")
+    assert lease
+    store.put_registrations([registration("b", last_error="403 Forbidden")])
+    clock.advance(timedelta(seconds=1))
+    store.finish(lease)
+    fresh = StateStore(table, client=client, clock=clock)  # the next invocation, same process
+    client.calls.clear()
+
+    regs = {r.kube_cluster: r for r in fresh.registrations("main")}
+
+    assert regs == {"a": a, "b": registration("b", last_error="403 Forbidden")}
+    assert client.calls["query"] == 1
+
+
 # -- runs -------------------------------------------------------------------------------
 
 

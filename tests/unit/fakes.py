@@ -6,7 +6,7 @@ Kubernetes stand-in in tests/integration."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -43,6 +43,7 @@ class FakeState:
     runs: list[RunRecord] = field(default_factory=list)
     writes: int = 0
     reads: int = 0
+    named_reads: list[frozenset[str]] = field(default_factory=list)  # what each targeted read asked for
     last_finished: datetime | None = None
     shard_leases: list[str] = field(default_factory=list)
 
@@ -76,6 +77,19 @@ class FakeState:
     def registrations(self, output: str) -> list[Registration]:
         self.reads += 1
         return [r for (o, _, _), r in sorted(self.regs.items()) if o == output]
+
+    def named_registrations(
+        self, outputs: Sequence[str], teleport_cluster: str, kube_clusters: Collection[str]
+    ) -> dict[str, list[Registration]]:
+        self.named_reads.append(frozenset(kube_clusters))
+        return {
+            output: [
+                r
+                for (o, t, k), r in sorted(self.regs.items())
+                if o == output and t == teleport_cluster and k in kube_clusters
+            ]
+            for output in outputs
+        }
 
     def put_registrations(self, registrations: Sequence[Registration]) -> None:
         if registrations:

@@ -749,6 +749,44 @@ def test_a_run_reads_the_registry_once_unless_another_run_finished_since() -> No
     assert state.reads == 2
 
 
+def test_a_targeted_run_over_a_large_registry_reads_only_its_cluster_and_leaves_the_rest() -> None:
+    """An event's run reads the registration of the cluster it names, not the registry (no Query), and
+    judges nothing else: clusters due for deletion stay, deselected ones are not marked, no
+    Applications are listed, and every other registration is left exactly as it was."""
+    clock = Clock()
+    fleet = {f"c{i:04d}": {"env": "prod"} for i in range(2000)}
+    rec, state, store, session = reconciler(fleet, clock)
+    out = output(**PRUNE)
+    rec.run(out, RENEWAL)
+    for name in ("c0001", "c0002"):
+        deselect(session, name)
+    rec.run(out, DISCOVERY)  # unmatched, clocks running
+    clock.advance(timedelta(hours=2))  # their grace is over: a run over the output would delete them
+    deselect(session, "c0003")  # not seen by any run yet: still registered as matching
+    session.clusters["c1999"] = session.clusters["c1999"].__class__("c1999", {"env": "prod", "new": "label"})
+    before = dict(state.regs)
+    secrets = dict(store.secrets)
+    state.reads, writes = 0, len(store.writes)
+
+    report = rec.run(out, event("c1999"))
+
+    assert [(c.kube_cluster, c.action) for c in report.clusters] == [("c1999", "updated")]
+    assert state.reads == 0 and state.named_reads[-1] == {"c1999"}
+    assert store.writes[writes:] == ["c1999"] and store.application_lists == []
+    changed = {key for key, reg in state.regs.items() if before.get(key) is not reg}
+    assert {kube for _, _, kube in changed} == {"c1999"}
+    assert store.secrets.keys() == secrets.keys()  # nothing deleted
+    assert len([n for n, s in store.secrets.items() if s is not secrets[n]]) == 1  # c1999's alone
+    # The same fleet's next run over the whole output still sees everything.
+    report = rec.run(out, DISCOVERY)
+    assert state.reads == 1
+    assert {c.kube_cluster for c in report.clusters if c.action in ("deleted", "unmatched")} == {
+        "c0001",
+        "c0002",
+        "c0003",
+    }
+
+
 def test_shards_of_an_output_split_its_clusters_between_them_under_their_own_leases() -> None:
     clusters = {f"c{i:02d}": {"env": "prod"} for i in range(40)}
     rec, state, _store, _ = reconciler(clusters)

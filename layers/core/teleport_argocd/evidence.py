@@ -11,9 +11,9 @@ from teleport_argocd.applications import Application, ApplicationCheck, Target, 
 from teleport_argocd.argocd import argocd_cluster_name
 from teleport_argocd.config.types import OutputConfig
 from teleport_argocd.errors import TeleportArgoCDError
-from teleport_argocd.execution import SecretStoreLike
 from teleport_argocd.model import Absence, KubeCluster, Registration
 from teleport_argocd.plan import Scope
+from teleport_argocd.ports import SecretStoreLike
 
 logger = logging.getLogger(__name__)
 

@@ -16,14 +16,13 @@ import time
 from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, Protocol
 
-from teleport_argocd.applications import Application
 from teleport_argocd.argocd import RenderedSecret
 from teleport_argocd.errors import ForeignSecretError, NotManagedError, TeleportArgoCDError
-from teleport_argocd.model import Outcome, Registration, SecretVersion
+from teleport_argocd.model import Outcome, Registration
 from teleport_argocd.outcomes import StepOutcome, Tally, Where, registration_after
 from teleport_argocd.plan import Plan, Step
+from teleport_argocd.ports import SecretStoreLike
 from teleport_argocd.probe import OK, ConnectionCheck, check_due
 
 logger = logging.getLogger(__name__)
@@ -37,24 +36,6 @@ FLUSH_CONCURRENCY = 4
 
 
 CheckConnection = Callable[[RenderedSecret, datetime], ConnectionCheck]
-
-
-class WriteResultLike(Protocol):
-    @property
-    def action(self) -> str: ...
-
-    @property
-    def version(self) -> SecretVersion: ...
-
-
-class SecretStoreLike(Protocol):
-    """What a run needs from a destination (destination.secrets.SecretStore); thread-safe."""
-
-    def write(self, manifest: dict[str, Any], known: SecretVersion | None) -> WriteResultLike: ...
-
-    def delete(self, namespace: str, name: str, known: SecretVersion) -> bool: ...
-
-    def list_applications(self, namespace: str) -> list[Application]: ...
 
 
 def apply_step(

@@ -15,57 +15,26 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
 
 from teleport_argocd import __version__, evidence
 from teleport_argocd.applications import ApplicationCheck
 from teleport_argocd.argocd import RenderedSecret, render_secrets
 from teleport_argocd.config.types import Destination, OutputConfig
 from teleport_argocd.errors import ClusterNotListed, TeleportArgoCDError
-from teleport_argocd.execution import CheckConnection, SecretStoreLike, apply_all, checks_due, work
+from teleport_argocd.execution import CheckConnection, apply_all, checks_due, work
 from teleport_argocd.model import Identity, KubeCluster, KubeEndpoint, Registration
 from teleport_argocd.outcomes import Tally, Where
 from teleport_argocd.plan import Plan, Renewal, Scope, plan
+from teleport_argocd.ports import SecretStoreLike, StateLike, TeleportSessionLike
 from teleport_argocd.report import COMPLETED, FAILED, IDLE, QUEUED, OutputReport
 from teleport_argocd.selectors import ClusterQuery, matches, select
 from teleport_argocd.state import Lease, RunRecord
 
 logger = logging.getLogger(__name__)
-
-
-class TeleportSessionLike(Protocol):
-    """What a run needs from a joined Teleport session (teleport_argocd.teleport.TeleportSession)."""
-
-    @property
-    def host_ca_pems(self) -> list[bytes]: ...
-
-    def impersonate(self, ttl: timedelta) -> Identity: ...
-
-    def list_kube_clusters(
-        self, identity: Identity, *, name: str | None = None, labels: Any = None
-    ) -> list[KubeCluster]: ...
-
-
-class StateLike(Protocol):
-    """What a run needs from the state table (teleport_argocd.state.StateStore)."""
-
-    def try_acquire(
-        self, output: str, *, run_id: str, duration: timedelta, reason: str, shard: str = ""
-    ) -> Lease | None: ...
-
-    def extend(self, lease: Lease, duration: timedelta) -> Lease: ...
-
-    def finish(self, lease: Lease) -> bool: ...
-
-    def registrations(self, output: str) -> list[Registration]: ...
-
-    def put_registrations(self, registrations: Sequence[Registration]) -> None: ...
-
-    def put_run(self, record: RunRecord) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -129,10 +98,13 @@ class Reconciler:
             started=self.clock(),
         )
         try:
-            # The registry and Teleport are independent reads: fetch them side by side.
+            # The registry and Teleport are independent reads: fetch them side by side. A run over
+            # named clusters reads only theirs, keyed by the Teleport cluster's name: join first.
             read_at = self.clock()
+            if trigger.scope.clusters is not None:
+                self._teleport()
             with ThreadPoolExecutor(max_workers=1) as reader:
-                registry = reader.submit(self.state.registrations, output.name)
+                registry = reader.submit(self._registry, output, trigger.scope)
                 listing = self._list(output, trigger)
                 decided = self._plan(output, trigger.scope, listing, registry.result())
         except TeleportArgoCDError as exc:
@@ -222,7 +194,7 @@ class Reconciler:
     ) -> Plan:
         """Plan against `registry`, or against the registry as it is now. When deletions are due,
         the Applications guard checks them and the plan is made again with what it found."""
-        registrations = self.state.registrations(output.name) if registry is None else registry
+        registrations = self._registry(output, scope) if registry is None else registry
         now = self.clock()
 
         def decide(applications: ApplicationCheck | None) -> Plan:
@@ -258,6 +230,16 @@ class Reconciler:
         return decided
 
     # -- applying -------------------------------------------------------------------------
+
+    def _registry(self, output: OutputConfig, scope: Scope) -> list[Registration]:
+        """What a run plans against: the whole registry, or for a run over named clusters (an event's)
+        only their registrations, however large the registry. That is all such a run reads: `plan`
+        and `evidence.still_listed` look no further than the scope, and only a run over the whole
+        output measures the listing against the registry, prunes or asks the Applications guard."""
+        if scope.clusters is None:
+            return self.state.registrations(output.name)
+        teleport = self._teleport().teleport_cluster
+        return self.state.named_registrations([output.name], teleport, scope.clusters)[output.name]
 
     def _apply_under_lease(
         self,

@@ -24,6 +24,7 @@ from teleport_argocd.config import load_config
 from teleport_argocd.config.types import Config, Destination, OutputConfig
 from teleport_argocd.errors import ConfigError, ConfigProblem, JoinError, NotConfigured, UnknownOutput
 from teleport_argocd.fanout import requeue, shard_count
+from teleport_argocd.model import Registration
 from teleport_argocd.reconcile import Connection, Reconciler, Trigger
 from teleport_argocd.report import OutputReport
 from teleport_argocd.state import StateStore
@@ -189,7 +190,7 @@ class Runtime:
         registrations for a `kube.*` event, our bot (joining Teleport) for a role or bot event."""
         outputs = self.config.outputs
         if event.type in KUBE_EVENTS:
-            registrations = {o.name: self.state.registrations(o.name) for o in outputs}
+            registrations = self._registered(event)
             return runs_for(event, outputs, registrations, None, self.listing_wait())
         if event.type in ("bot.create", "bot.delete") and event.name == keeper().bot_name:
             # Our bot was deleted or made again: Teleport may no longer honour the kept identity.
@@ -198,6 +199,16 @@ class Runtime:
         assert self._teleport is not None
         bot = Bot(self._teleport.bot.bot_name, frozenset(self._teleport.impersonated_roles()))
         return runs_for(event, outputs, {}, bot, self.listing_wait())
+
+    def _registered(self, event: AuditEvent) -> dict[str, list[Registration]]:
+        """Each output's registrations of the cluster a `kube.*` event names: those items alone, keyed
+        by the Teleport cluster the event says it comes from (`cluster_name`); an event without one
+        falls back to reading every registration."""
+        outputs = [o.name for o in self.config.outputs]
+        teleport_cluster = str(event.fields.get("cluster_name") or "")
+        if not teleport_cluster:
+            return {output: self.state.registrations(output) for output in outputs}
+        return self.state.named_registrations(outputs, teleport_cluster, {event.name})
 
     def listing_wait(self) -> timedelta:
         """How long a targeted run waits in its invocation for Teleport to list its cluster: briefly
