@@ -15,7 +15,7 @@ Inputs (the defaults are the files committed beside this script):
 
 How often each trigger fires comes from the defaults of template.yaml (renewal schedule every
 20 minutes, discovery every 2) and of the configuration (credential_ttl 1h, renewal_interval 20m);
-which Secrets a scheduled run renews is `teleport_argocd.plan.renewal_due` itself, run over a
+which Secrets a scheduled run renews is `teleport_argocd.renewal.renewal_due` itself, run over a
 simulated week. Durations scale linearly with the cluster count from the 1,000-cluster
 measurement, never below it (a run of 100 clusters is charged as one of 1,000). List prices,
 us-east-1, no free tier; the pages they come from are in `PRICES`.
@@ -40,7 +40,7 @@ sys.path[:0] = [str(ROOT / "layers" / "core")]
 
 from teleport_argocd.config import load_config  # noqa: E402
 from teleport_argocd.config.types import OutputConfig  # noqa: E402
-from teleport_argocd.plan import renewal_due  # noqa: E402
+from teleport_argocd.renewal import renewal_due  # noqa: E402
 
 MINUTES_PER_MONTH = 730 * 60  # AWS bills a month as 730 hours
 RENEWAL_SCHEDULE_MINUTES = 20  # template.yaml RenewalIntervalMinutes default

@@ -1,4 +1,4 @@
-"""The one pruning rule (`plan.prune_due_at`): the status report and the planner decide by it, so
+"""The one pruning rule (`pruning.prune_due_at`): the status report and the planner decide by it, so
 the status never promises a deletion a run that could prune would not carry out (the Argo CD
 Applications the run finds being those the last check recorded)."""
 

@@ -8,12 +8,8 @@ run shows them. Both use this one function, so what a dry run promises is what a
 
 from __future__ import annotations
 
-import base64
-import functools
 import hashlib
-import json
-import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -23,16 +19,21 @@ from teleport_argocd.applications import ApplicationCheck
 from teleport_argocd.argocd import RenderedSecret
 from teleport_argocd.config.types import OutputConfig, PruneConfig
 from teleport_argocd.model import (
-    UPDATED_ANNOTATION,
     Absence,
     KubeCluster,
     Outcome,
     Registration,
     SecretVersion,
 )
-
-# A schedule fires late by up to a minute; renew that much early so a tick is never missed.
-SCHEDULE_SLACK = timedelta(minutes=1)
+from teleport_argocd.pruning import (
+    absent_for,
+    delete_budget,
+    prune_base,
+    prune_clock,
+    prune_due_at,
+    prune_guard,
+)
+from teleport_argocd.renewal import fingerprint, renewal_due
 
 
 class Renewal(StrEnum):
@@ -203,8 +204,8 @@ def plan(
             )
     # Events concern one cluster each: only a run over the whole output (or shard) prunes.
     prune, full = output.prune, scope.clusters is None
-    base = _prune_base(prune, known.values(), now)
-    held = _prune_guard(prune, complete, len(seen | still_listed), base) if prune.enabled and full else None
+    base = prune_base(prune, known.values(), now)
+    held = prune_guard(prune, complete, len(seen | still_listed), base) if prune.enabled and full else None
     trusted = prune.enabled and full and held is None
     absent = {n: r for n, r in known.items() if n not in seen and r.deleted_at is None}
     steps += _absence_steps(prune, absent, now, scope, trusted, still_listed, applications)
@@ -227,56 +228,6 @@ def _applications_note(decided: Plan, applications: ApplicationCheck | None) -> 
         f"{len(held)} deletion(s) due but held: Argo CD Applications still target "
         f"{', '.join(held[:10])}{' and more' if len(held) > 10 else ''} (see each cluster)"
     )
-
-
-# -- pruning -------------------------------------------------------------------------------
-
-
-def grace_for(prune: PruneConfig, absence: Absence) -> timedelta:
-    """A cluster deleted or deselected in Teleport waits `grace_period`; one that merely stopped
-    being listed (or whose evidence is unknown) waits `vanished_grace_period`."""
-    return (
-        prune.grace_period
-        if absence in (Absence.DELETED, Absence.DESELECTED)
-        else prune.vanished_grace_period
-    )
-
-
-def absent_for(reg: Registration, now: datetime) -> timedelta:
-    """The absence counted so far by runs that could have pruned (the clock's reading at `now`)."""
-    running = now - reg.absence_seen if reg.absence_seen is not None else timedelta(0)
-    return reg.absence_banked + max(running, timedelta(0))
-
-
-def prune_due_at(prune: PruneConfig, reg: Registration, now: datetime) -> datetime | None:
-    """The one pruning rule, for the planner and the status report: when a run that could prune
-    will delete this registration's Secret, or None if none will as things stand.
-
-    Only a Secret we wrote (its version stored, not relinquished), unmatched, not deleted yet,
-    with pruning on. A paused clock counts from `now`: the next run that could prune resumes it.
-    """
-    if not prune.enabled or reg.matches or reg.deleted_at is not None or reg.version is None:
-        return None
-    if reg.relinquished_at is not None:  # the Secret there is someone else's: never ours to delete
-        return None
-    start = reg.absence_seen or now
-    return start + grace_for(prune, reg.absence) - reg.absence_banked
-
-
-def prune_clock(prune: PruneConfig, reg: Registration, now: datetime) -> dict[str, Any]:
-    """An unmatched registration's evidence and clock, JSON-ready, for the run report and status;
-    `held_by` names the Argo CD Applications that held its deletion at the last check, if any."""
-    due = prune_due_at(prune, reg, now)
-    clock: dict[str, Any] = {
-        "evidence": reg.absence.value or Absence.VANISHED.value,
-        "clock": "running" if reg.absence_seen is not None else "paused",
-        "absent_seconds": int(absent_for(reg, now).total_seconds()),
-        "grace_seconds": int(grace_for(prune, reg.absence).total_seconds()),
-        "deletes_at": due.isoformat() if due is not None else None,
-    }
-    if reg.held_by:
-        clock["held_by"] = list(reg.held_by)
-    return clock
 
 
 def _absence_steps(
@@ -364,7 +315,7 @@ def _with_budget(prune: PruneConfig, steps: list[Step], base: int, now: datetime
         (s for s in steps if s.action is Outcome.WOULD_DELETE),
         key=lambda s: (prune_due_at(prune, s.registration, now) if s.registration else now, s.kube_cluster),
     )
-    deferred = {s.kube_cluster for s in due[_delete_budget(prune, base) :]}
+    deferred = {s.kube_cluster for s in due[delete_budget(prune, base) :]}
     steps = [
         replace(s, action=Outcome.WAITING, reason=f"{s.reason}; deferred (prune.max_deletes_per_run)")
         if s.action is Outcome.WOULD_DELETE and s.kube_cluster in deferred
@@ -381,102 +332,6 @@ def _saved(step: Step, now: datetime) -> Step:
     if step.action is not Outcome.WAITING or reg is None or reg.absence_seen is None:
         return step
     return replace(step, record=replace(reg, absence_banked=absent_for(reg, now), absence_seen=now))
-
-
-def _prune_base(prune: PruneConfig, registered: Iterable[Registration], now: datetime) -> int:
-    """The registrations the listing is measured against: the live ones and those pruned as
-    vanished within `vanished_grace_period`, so pruning after a partial listing does not lower the
-    bar for the next partial listing (a high-water mark that only confirmed departures lower)."""
-    return sum(
-        1
-        for r in registered
-        if r.deleted_at is None
-        or (
-            r.absence in (Absence.NONE, Absence.VANISHED) and now - r.deleted_at < prune.vanished_grace_period
-        )
-    )
-
-
-def _prune_guard(prune: PruneConfig, complete: bool, listed: int, base: int) -> str | None:
-    """Why this run must prune nothing, or None: a listing that failed in part, or one far shorter
-    than the registry, is more likely a Teleport outage or an RBAC change than clusters leaving,
-    and must not empty Argo CD."""
-    if not complete:
-        return "pruning held back: the listing had errors, so an absence proves nothing this run"
-    share = prune.min_listed_share
-    if base and listed < share * base:
-        return (
-            f"pruning held back: Teleport listed {listed} cluster(s) against {base} registered "
-            f"(prune.min_listed_share {share})"
-        )
-    return None
-
-
-def _delete_budget(prune: PruneConfig, base: int) -> int:
-    limit = prune.max_deletes_per_run
-    if isinstance(limit, int):
-        return limit
-    return max(1, math.floor(limit * base))
-
-
-def renewal_due(output: OutputConfig, cert_expires: datetime | None, now: datetime) -> bool:
-    """Whether a scheduled run should rewrite a Secret whose certificate expires at `cert_expires`.
-
-    Due once the certificate is `renewal_interval` old (tbot's rhythm), and in any case when
-    it would not outlive the next scheduled run. Judged per registration, from what was really
-    written, so no event-driven run between two ticks can postpone a renewal.
-    """
-    if cert_expires is None:
-        return True
-    remaining = cert_expires - now
-    threshold = max(output.credential_ttl - output.renewal_interval, output.renewal_interval)
-    return remaining <= threshold + SCHEDULE_SLACK
-
-
-def fingerprint(secret: RenderedSecret) -> str:
-    """A digest of everything rendered except what changes on every write (the time stamp and
-    the client certificate and key), so a change of labels, names, CA or settings shows.
-
-    The CA set enters twice: `caData` (the host CA's trusted certificates) and the user CA key that
-    signed the certificate, so each rotation phase that changes either (`init`, `update_clients`,
-    `rollback`, `standby`) rewrites every Secret in the run that first sees it, as tbot does.
-    """
-    manifest = secret.manifest
-    meta = manifest["metadata"]
-    data = dict(manifest.get("data") or {})
-    if "config" in data:
-        config = json.loads(base64.b64decode(data["config"]))
-        tls = dict(config.get("tlsClientConfig") or {})
-        tls["certData"] = _signer(str(tls.get("certData", "")))
-        tls.pop("keyData", None)
-        data["config"] = {**config, "tlsClientConfig": tls}
-    stable = {
-        "name": meta["name"],
-        "namespace": meta["namespace"],
-        "labels": meta.get("labels") or {},
-        "annotations": {k: v for k, v in (meta.get("annotations") or {}).items() if k != UPDATED_ANNOTATION},
-        "type": manifest.get("type"),
-        "data": data,
-    }
-    return hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()[:32]
-
-
-@functools.lru_cache(maxsize=8)
-def _signer(cert_data: str) -> str:
-    """The key that issued a base64 PEM certificate (its authority key identifier), not the certificate:
-    one identity serves every Secret of a run, so this is worked out once per run.
-
-    cryptography is imported here, not with the module: the schedules that only queue runs and the
-    events dropped before a run never read a certificate, and it is 20-25 ms of their cold start.
-    """
-    from cryptography import x509
-
-    try:
-        cert = x509.load_pem_x509_certificate(base64.b64decode(cert_data))
-        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
-    except (ValueError, x509.ExtensionNotFound):
-        return ""
-    return (aki.key_identifier or b"").hex()
 
 
 def _write_step(

@@ -8,7 +8,7 @@ from typing import Any
 
 from teleport_argocd.config.types import OutputConfig
 from teleport_argocd.model import Registration
-from teleport_argocd.plan import prune_clock
+from teleport_argocd.pruning import prune_clock
 from teleport_argocd.state import StateStore
 
 
@@ -38,7 +38,7 @@ def status_report(
 
 def registration_status(output: OutputConfig, reg: Registration, now: datetime) -> dict[str, Any]:
     """A registration, with its pruning evidence and clock when it waits out a grace period, and
-    `deletes_at` by the same rule the planner uses (`plan.prune_due_at`), so it promises nothing
+    `deletes_at` by the same rule the planner uses (`pruning.prune_due_at`), so it promises nothing
     a run will not do. A registration whose deletion Argo CD Applications held at the last check
     names them (`prune.held_by`) and promises no `deletes_at`: it goes once none targets it. The
     promise is as of the last check: an Application created since holds the deletion too."""
