@@ -68,5 +68,11 @@ def handler(event: ScheduleEvent, context: LambdaContext) -> dict[str, Any]:
             metrics.add_metric("RunsQueued", "Count", queued)
             return {"status": "queued", "outputs": queued}
         reports = runtime.reconcile(outputs, trigger)
-        record_metrics(reports, metrics.add_metric, runtime.clock(), *runtime.registry_metrics(outputs))
+        record_metrics(
+            reports,
+            metrics.add_metric,
+            runtime.clock(),
+            *runtime.registry_metrics(outputs),
+            lifecycle_failures=runtime.lifecycle_failures,
+        )
     return {"outputs": [r.to_dict() for r in reports]}

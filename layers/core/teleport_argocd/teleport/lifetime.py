@@ -25,13 +25,18 @@ DEFAULT_BOT_MAX_SESSION_TTL = timedelta(hours=12)
 _SLACK = timedelta(minutes=1)
 
 
+def shortened(requested: timedelta, granted: timedelta) -> bool:
+    """Whether `granted` falls short of `requested` by more than issuance noise."""
+    return granted < requested - _SLACK
+
+
 def warn_if_shortened(kind: str, requested: timedelta, asked_at: datetime, expires: datetime) -> None:
     """Logs a warning when a `kind` certificate asked for at `asked_at` for `requested` expires early.
 
     Only durations reach the log, never certificate material.
     """
     granted = expires - asked_at
-    if granted < requested - _SLACK:
+    if shortened(requested, granted):
         logger.warning(
             "Teleport issued the %s certificate for %s, shorter than the %s asked for: capped by a role's "
             "max_session_ttl or by the certificate that asked for it",
