@@ -140,13 +140,15 @@ class StandingStore:
 
 class Gate:
     """One invocation's view of the bot's standing: decides whether a connection may join, records
-    what it met, and counts the failures it recorded afresh (`TeleportLifecycleFailures`)."""
+    what the connection and the runs meet, and counts the failures it recorded afresh (one
+    `TeleportLifecycleFailures` datum each)."""
 
     def __init__(self, store: StandingStore, clock: Callable[[], datetime]) -> None:
         self._store = store
         self._clock = clock
         self._standing: Standing | None = None
-        self.recorded = 0  # failures recorded afresh in this invocation: one metric datum each
+        self._joined: bool | None = None  # how the last connection was made: a join, or the kept identity
+        self.recorded = 0
 
     def standing(self) -> Standing:
         if self._standing is None:
@@ -157,53 +159,58 @@ class Gate:
         self, settings: str, *, join: Callable[[], T], reuse: Callable[[], T | None], force: bool = False
     ) -> T:
         """A connection through `join`, or, while a recorded refusal blocks joining, through `reuse`
-        (the kept identity, no join) or not at all (the recorded failure is raised)."""
+        (the kept identity, no join) or not at all: the recorded failure is raised."""
         standing, now = self.standing(), self._clock()
-        if not force and standing.blocks_join(settings, now):
-            connection = self._attempt(reuse, settings, now, joined=False)
-            if connection is None:
-                logger.warning(
-                    "Teleport bot refused earlier (%s); not joining before %s",
-                    standing.kind,
-                    standing.retry_after,
-                )
-                raise standing.failure()
-            if standing.kind in _CLEARED_BY_AUTH:
-                self._recover(now)
-            return connection
-        connection = self._attempt(join, settings, now, joined=True)
-        assert connection is not None
-        if standing.kind in _REFUSALS:
-            self._recover(now)
+        joined = force or not standing.blocks_join(settings, now)
+        try:
+            connection = join() if joined else reuse()
+        except LifecycleFailure as exc:
+            self._refused(exc, settings, joined=joined)
+            raise
+        if connection is None:
+            logger.warning(
+                "Teleport refused the bot earlier (%s); no join before %s",
+                standing.kind,
+                standing.retry_after,
+            )
+            raise standing.failure()
+        self._joined = joined
         return connection
 
-    def certificates(self, settings: str, finding: CredentialTTLCapped | None) -> None:
-        """After a run that asked for certificates: record a cap below `credential_ttl` once, or clear it."""
+    def after_run(
+        self,
+        settings: str,
+        *,
+        refused: LifecycleFailure | None,
+        capped: CredentialTTLCapped | None,
+        checked: bool,
+    ) -> None:
+        """What a run that connected met: a refusal (a lock on a role it impersonates), a certificate cut
+        below `credential_ttl`, or neither, which clears what its connection proves healed: any
+        refusal after a join, a lock or a deletion after the kept identity was accepted."""
         standing, now = self.standing(), self._clock()
-        if finding is not None:
-            if (
-                standing.kind != finding.kind
-                or standing.settings != settings
-                or standing.reason != finding.reason
-            ):
-                self._record(finding, settings, now, attempts=0, retry_after=None)
-        elif standing.kind == CredentialTTLCapped.kind:
+        if refused is not None:
+            self._refused(refused, settings, joined=False)
+            return
+        healed = _REFUSALS.keys() if self._joined else _CLEARED_BY_AUTH
+        if standing.kind in healed:
+            self._recover(now)
+        elif capped is not None:
+            if (standing.kind, standing.settings, standing.reason) != (capped.kind, settings, capped.reason):
+                self._record(capped, settings, now, attempts=0, retry_after=None)
+        elif checked and standing.kind == CredentialTTLCapped.kind:
             self._recover(now)
 
-    def _attempt(
-        self, connect: Callable[[], T | None], settings: str, now: datetime, *, joined: bool
-    ) -> T | None:
-        try:
-            return connect()
-        except LifecycleFailure as exc:
-            standing = self.standing()
-            same = standing.kind == exc.kind and standing.settings == settings
-            if same and not joined:
-                raise  # the recorded refusal, met again through the kept identity: nothing new
-            attempts = standing.attempts + 1 if same else 1
-            backoff = min(BACKOFF_FIRST * 2 ** (attempts - 1), BACKOFF_MAX)
-            self._record(exc, settings, now, attempts=attempts, retry_after=now + backoff)
-            raise
+    def _refused(self, failure: LifecycleFailure, settings: str, *, joined: bool) -> None:
+        """Record a refusal; the same one met again without a join (the kept identity) changes nothing,
+        a join refused again waits twice as long before the next."""
+        standing, now = self.standing(), self._clock()
+        same = standing.kind == failure.kind and standing.settings == settings
+        if same and not joined and standing.retry_after is not None:
+            return
+        attempts = standing.attempts + 1 if same else 1
+        backoff = min(BACKOFF_FIRST * 2 ** (attempts - 1), BACKOFF_MAX)
+        self._record(failure, settings, now, attempts=attempts, retry_after=now + backoff)
 
     def _record(
         self,

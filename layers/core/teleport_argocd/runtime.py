@@ -179,9 +179,9 @@ class Runtime:
         self._force_join = trigger.kind == "reload"
         for output in outputs:
             if self._teleport is not None:
-                self._teleport.ttl_capped, self._teleport.ttl_checked = None, False
+                self._teleport.reset_findings()
             report = self.reconciler.run(output, trigger)
-            self._note_certificates(report)
+            self._note_lifecycle(report)
             logger.info(
                 "output %s: %s",
                 output.name,
@@ -191,15 +191,21 @@ class Runtime:
             reports.append(report)
         return reports
 
-    def _note_certificates(self, report: OutputReport) -> None:
-        """A run's certificates cut short by a role's max_session_ttl: named in its errors, recorded
-        once (`botstanding`); a run whose certificates were whole clears that record."""
+    def _note_lifecycle(self, report: OutputReport) -> None:
+        """What a connected run met, for the bot's standing (`botstanding`): a refusal after the join
+        (a lock on a role it impersonates), certificates cut short by a role's max_session_ttl (named
+        in the run's errors: the run still wrote, with them), or neither."""
         session = self._teleport
-        if session is None or not session.ttl_checked:
+        if session is None:
             return
         if session.ttl_capped is not None:
             report.errors.append(str(session.ttl_capped))
-        self.lifecycle.certificates(self._settings_digest(), session.ttl_capped)
+        self.lifecycle.after_run(
+            self._settings_digest(),
+            refused=session.refused,
+            capped=session.ttl_capped,
+            checked=session.ttl_checked,
+        )
 
     @property
     def lifecycle_failures(self) -> int:

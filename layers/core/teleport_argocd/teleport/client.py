@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from botocore.credentials import Credentials, ReadOnlyCredentials
 
-from teleport_argocd.errors import AuthCallError, CredentialTTLCapped
+from teleport_argocd.errors import AuthCallError, CredentialTTLCapped, LifecycleFailure
 from teleport_argocd.model import Identity, KubeCluster
 from teleport_argocd.teleport import keys
 from teleport_argocd.teleport.auth import GET_ROLE, AuthClient
@@ -81,6 +81,7 @@ class TeleportSession:
         # max_session_ttl caps it (teleport.lifecycle): Teleport says so only in the NotAfter.
         self.ttl_capped: CredentialTTLCapped | None = None
         self.ttl_checked = False  # whether an impersonated certificate was issued since last reset
+        self.refused: LifecycleFailure | None = None  # a lock or a deleted bot met after connecting
 
     @property
     def bot_instance_id(self) -> str:
@@ -117,12 +118,23 @@ class TeleportSession:
             self._impersonated_roles = tuple(roles)
         return self._impersonated_roles
 
+    def reset_findings(self) -> None:
+        """Forget what the last run met (`ttl_capped`, `ttl_checked`, `refused`) before the next one."""
+        self.ttl_capped, self.ttl_checked, self.refused = None, False, None
+
     def impersonate(self, ttl: timedelta) -> Identity:
         """A fresh key and a certificate for the roles the bot may impersonate, valid for `ttl`.
 
-        Teleport may grant less (a role's `max_session_ttl`, or the bot certificate's own expiry);
-        that is logged as a warning.
+        Teleport may grant less (a role's `max_session_ttl`, or the bot certificate's own expiry):
+        logged as a warning, and kept in `ttl_capped` when a role's cap is the cause.
         """
+        try:
+            return self._impersonate(ttl)
+        except LifecycleFailure as exc:
+            self.refused = exc
+            raise
+
+    def _impersonate(self, ttl: timedelta) -> Identity:
         client = self._client(self.bot)
         roles = list(self.impersonated_roles())
         if not roles:
@@ -163,7 +175,11 @@ class TeleportSession:
         self, identity: Identity, *, name: str | None = None, labels: Mapping[str, str] | None = None
     ) -> list[KubeCluster]:
         """The Kubernetes clusters `identity` may see, optionally narrowed by name or labels."""
-        return self._client(identity).list_kube_clusters(name=name, labels=labels)
+        try:
+            return self._client(identity).list_kube_clusters(name=name, labels=labels)
+        except LifecycleFailure as exc:  # a lock on an impersonated role refuses only these calls
+            self.refused = exc
+            raise
 
     def close(self) -> None:
         """Closes every Auth tunnel this session opened."""

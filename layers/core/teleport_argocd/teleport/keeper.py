@@ -34,7 +34,7 @@ from botocore.credentials import Credentials, ReadOnlyCredentials
 
 from teleport_argocd.errors import BotDeleted, BotLocked, TeleportError, UntrustedServer
 from teleport_argocd.teleport.client import TeleportSession, join
-from teleport_argocd.teleport.lifetime import DEFAULT_BOT_TTL
+from teleport_argocd.teleport.lifetime import DEFAULT_BOT_TTL, shortened
 
 logger = logging.getLogger("teleport_argocd.teleport")
 
@@ -228,10 +228,12 @@ class BotKeeper:
             self._kept = None
 
     def _needed(self, kept: _Kept, valid_for: timedelta) -> timedelta:
-        # A bot certificate Teleport capped below `valid_for` (its role's max_session_ttl) would
-        # otherwise be renewed at every session: renew it at its own rhythm instead.
         lifetime = kept.session.bot.expires - kept.joined_at
-        return max(lifetime * RENEW_FRACTION, MIN_REMAINING, min(valid_for, lifetime * (1 - RENEW_FRACTION)))
+        if shortened(kept.settings.bot_ttl, lifetime):
+            # Teleport capped the bot certificate (its role's max_session_ttl): a rejoin would get no
+            # longer one, so renew it at its own rhythm rather than at every session.
+            valid_for = min(valid_for, lifetime * (1 - RENEW_FRACTION))
+        return max(lifetime * RENEW_FRACTION, MIN_REMAINING, valid_for)
 
     def _reuse(self, kept: _Kept) -> TeleportSession:
         previous = kept.session
