@@ -58,7 +58,11 @@ def classify(code: str, details: str, *, token: str = "", bot_user: str = "") ->
 
 def ttl_capped(requested: timedelta, granted: timedelta, roles: str) -> CredentialTTLCapped:
     """The finding for an impersonated certificate that lives `granted` instead of `requested`, capped
-    by the `max_session_ttl` of `roles` (e.g. "role bot-argocd")."""
+    by the `max_session_ttl` of `roles` (e.g. "role bot-argocd"). The granted time is rounded to the
+    minute (Teleport rounds to the second, the run measures from its request): the same cap reads the
+    same every run."""
+    if granted >= timedelta(minutes=1):
+        granted = timedelta(minutes=round(granted.total_seconds() / 60))
     return CredentialTTLCapped(
         f"Teleport issued certificates for {_duration(granted)}, not the {_duration(requested)} of "
         f"credential_ttl: the max_session_ttl of {roles} caps them",
