@@ -33,7 +33,7 @@ from teleport_argocd.teleport.authorities import Authorities
 from teleport_argocd.teleport.iamjoin import JoinRequest, join_bot
 from teleport_argocd.teleport.identity import identity_from_certificate, issuer_name, lifetime
 from teleport_argocd.teleport.lifecycle import ttl_capped
-from teleport_argocd.teleport.lifetime import DEFAULT_BOT_TTL, shortened, warn_if_shortened
+from teleport_argocd.teleport.lifetime import BACKDATE, DEFAULT_BOT_TTL, shortened, warn_if_shortened
 from teleport_argocd.teleport.proxy import ProxyInfo, find_proxy, join_host_port, split_address
 from teleport_argocd.teleport.tls import (
     auth_context,
@@ -167,8 +167,11 @@ class TeleportSession:
             return None
         if expires < self.bot.expires - _SAME_END:
             return ttl_capped(requested, granted, "role " + ", ".join(roles))
-        if shortened(requested, lifetime(self.bot.cert_pem)):
-            return ttl_capped(requested, granted, f"the bot's role {self.bot.username}")
+        bot_cap = lifetime(self.bot.cert_pem) - BACKDATE
+        if shortened(requested, bot_cap):
+            # Named by the bot certificate's own lifetime, the cap itself, not by what this run got
+            # from it as it ages: the same cap reads the same every run.
+            return ttl_capped(requested, bot_cap, f"the bot's role {self.bot.username}")
         return None
 
     def list_kube_clusters(

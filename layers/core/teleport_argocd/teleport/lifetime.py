@@ -23,6 +23,8 @@ DEFAULT_BOT_MAX_SESSION_TTL = timedelta(hours=12)
 # Teleport backdates certificates and rounds expiries to the second; a shortfall within this much
 # is issuance noise, not a cap.
 _SLACK = timedelta(minutes=1)
+# How far Teleport backdates a certificate's NotBefore against clock skew (`lib/tlsca/ca.go`).
+BACKDATE = timedelta(minutes=1)
 
 
 def shortened(requested: timedelta, granted: timedelta) -> bool:
