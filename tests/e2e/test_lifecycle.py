@@ -55,13 +55,16 @@ def teleport(stack: LocalStack) -> Iterator[Any]:
             stack.teleport.unlock("incident")
 
 
-@pytest.mark.parametrize("target", ["user", "bot_instance_id"])
+@pytest.mark.parametrize("target", ["user", "bot_instance_id", "role"])
 def test_a_lock_on_the_bot_is_named_alarmed_once_and_lifted_at_the_next_run(
     teleport: Any, target: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ok, _ = tick(capsys)
     assert ok["status"] == "completed" and not ok["errors"]
-    value = f"bot-{BOT_NAME}" if target == "user" else runtime.keeper().bot_instance_id
+    # The bot's user, its instance, or the role it impersonates (refused when the run asks for it).
+    value = {"user": f"bot-{BOT_NAME}", "bot_instance_id": runtime.keeper().bot_instance_id, "role": ROLE}[
+        target
+    ]
     teleport.lock("incident", **{target: value}, message="runner compromised")
 
     first, metrics = tick(capsys)

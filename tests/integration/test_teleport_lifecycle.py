@@ -74,13 +74,18 @@ def test_a_lock_refuses_the_kept_identity_and_the_join_by_name_until_removed(env
         assert resumed.bot_instance_id == first.bot_instance_id
 
 
-def test_a_lock_on_an_impersonated_role_refuses_the_listing_and_the_session_keeps_it(env: Env) -> None:
+def test_a_lock_on_an_impersonated_role_refuses_its_certificate_and_the_session_keeps_it(env: Env) -> None:
     keeper = BotKeeper()
-    env.teleport.lock("maintenance", role="kube-all")
     with keeper.session(env.settings(), env.credentials) as session:
-        identity = session.impersonate(timedelta(minutes=30))  # issued to the bot, which is not locked
+        identity = session.impersonate(timedelta(minutes=30))
+        env.teleport.lock("maintenance", role="kube-all")
+        # Issued before the lock, the certificate is refused at its next request; a new one is not issued.
         with pytest.raises(BotLocked, match='lock targeting Role:"kube-all" is in force'):
             session.list_kube_clusters(identity)
+        assert isinstance(session.refused, BotLocked)
+        session.reset_findings()
+        with pytest.raises(BotLocked, match='Role:"kube-all"'):
+            session.impersonate(timedelta(minutes=30))
         assert isinstance(session.refused, BotLocked)
 
 

@@ -93,6 +93,10 @@ class AuthService(authservice_pb2_grpc.AuthServiceServicer):
                 raise denied(f'user "{identity.username}" is not allowed to impersonate role "{name}"')
             if self._cluster.role(name) is None:
                 raise not_found(f"role {name} is not found")
+        # `generateUserCert` refuses a certificate whose user or requested roles a lock targets.
+        lock = self._cluster.lock_in_force(identity.username, request.RoleRequests, identity.bot_instance_id)
+        if lock is not None:
+            raise denied(lock.refusal())
         if request.RouteToCluster and request.RouteToCluster != self._cluster.name:
             raise not_found(f'cluster "{request.RouteToCluster}" is not found')
         if request.KubernetesCluster:
