@@ -81,7 +81,9 @@ def process(event: dict[str, Any]) -> dict[str, Any]:
     with open_runtime(session=session) as runtime:
         outputs, trigger = runtime.event_runs(audit_event)
         reports = runtime.reconcile(outputs, trigger)
-        record_metrics(reports, metrics.add_metric, runtime.clock())
+        record_metrics(
+            reports, metrics.add_metric, runtime.clock(), lifecycle_failures=runtime.lifecycle_failures
+        )
         waiting = [e for r in reports if r.retriable for e in r.errors]
         # Waiting for the cluster to be listed goes on in the queue, without holding an invocation.
         delay = runtime.requeue(reports, trigger) if waiting else None

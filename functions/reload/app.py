@@ -47,7 +47,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
                 kind="reload", reason="manual reload", scope=Scope(renew=renew), dry_run=request.dry_run
             )
             reports = runtime.reconcile(outputs, trigger)
-            record_metrics(reports, metrics.add_metric, runtime.clock())
+            record_metrics(
+                reports, metrics.add_metric, runtime.clock(), lifecycle_failures=runtime.lifecycle_failures
+            )
         return responses.fit(
             {
                 "outputs": [r.to_dict(unchanged=request.unchanged) for r in reports],

@@ -78,5 +78,11 @@ def handler(payload: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             metrics.add_metric("RunsQueued", "Count", queued)
             return {"status": "queued", "outputs": queued}
         reports = runtime.reconcile(outputs, trigger)
-        record_metrics(reports, metrics.add_metric, runtime.clock(), *runtime.registry_metrics(outputs))
+        record_metrics(
+            reports,
+            metrics.add_metric,
+            runtime.clock(),
+            *runtime.registry_metrics(outputs),
+            lifecycle_failures=runtime.lifecycle_failures,
+        )
     return {"outputs": [r.to_dict() for r in reports]}

@@ -49,7 +49,13 @@ def run(body: str) -> None:
             )
         outputs = runtime.outputs([name])
         reports = runtime.reconcile(outputs, trigger)
-        record_metrics(reports, metrics.add_metric, runtime.clock(), *runtime.registry_metrics(outputs))
+        record_metrics(
+            reports,
+            metrics.add_metric,
+            runtime.clock(),
+            *runtime.registry_metrics(outputs),
+            lifecycle_failures=runtime.lifecycle_failures,
+        )
         if any(r.retriable for r in reports) and runtime.requeue(reports, trigger) is None:
             # Waited long enough: the discovery schedule registers the cluster if it ever appears.
             logger.warning(

@@ -29,7 +29,7 @@ from kubernetes import client as kube_client
 from standins.aws import ACCOUNT_ID, REGION
 from standins.stack import ROLE_NAME
 from standins.teleport import TeleportStandin
-from teleport_argocd.errors import AuthCallError, JoinError
+from teleport_argocd.errors import AuthCallError, JoinError, JoinNotAllowed
 from teleport_argocd.model import Identity, KubeEndpoint
 from teleport_argocd.teleport import TeleportSession, iamjoin, join
 
@@ -136,8 +136,11 @@ def test_join_falls_back_to_the_legacy_protocol(env: Env) -> None:
 def test_join_refused_when_the_arn_does_not_match(env: Env, new_join: bool) -> None:
     env.teleport.new_join_enabled = new_join
     try:
-        with pytest.raises(JoinError, match=r"did not match any allow rules in token other-role-token"):
+        # Teleport's `checkIAMAllowRules` refusal, named with the rule to add (teleport.lifecycle).
+        with pytest.raises(JoinNotAllowed, match=r"join token other-role-token has no allow rule") as refused:
             env.join("other-role-token")
+        assert "tctl edit token/other-role-token" in refused.value.fix
+        assert ":assumed-role/" in refused.value.fix and "aws_account" in refused.value.fix
     finally:
         env.teleport.new_join_enabled = True
 

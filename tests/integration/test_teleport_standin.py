@@ -662,6 +662,19 @@ def test_kube_proxy_routes_by_path_and_applies_rbac(
         assert (status, body["kind"]) == (code, "Status") and text in body["message"], (path, body)
 
 
+def test_kube_proxy_refuses_a_locked_identity_until_unlocked(
+    standin: TeleportStandin, impersonated: tuple[bytes, bytes]
+) -> None:
+    standin.lock("kube-incident", user="bot-argo", message="investigating")
+    try:
+        status, body = _kube_get(standin, _route("root", "c1") + "/version", impersonated)
+        assert (status, body["reason"]) == (403, "Forbidden")
+        assert body["message"] == 'lock targeting User:"bot-argo" is in force: investigating'
+    finally:
+        standin.unlock("kube-incident")
+    assert _kube_get(standin, _route("root", "c1") + "/version", impersonated)[0] == 200
+
+
 def test_kube_proxy_requires_a_user_ca_certificate(standin: TeleportStandin) -> None:
     host, port = standin.proxy_addr.rsplit(":", 1)
     ctx = client_context(standin.host_ca_pem)

@@ -49,6 +49,7 @@ EVERYTHING = {
 }
 # EMF ingestion plus alarm evaluation, as the template's alarm comment allows.
 ALARM_LAG_SECONDS = 180
+TOPIC = "arn:aws:sns:us-east-1:123456789012:teleport-argocd-alarms"
 
 
 def cfn(**overrides: str) -> Cfn:
@@ -364,6 +365,25 @@ def test_the_unreachable_clusters_alarm_is_opt_in_and_reads_what_runs_publish() 
     )
     assert props["Dimensions"] == [{"Name": "service", "Value": env["POWERTOOLS_SERVICE_NAME"]}]
     assert props["TreatMissingData"] == "notBreaching"
+
+
+def test_the_lifecycle_failure_alarm_is_opt_in_and_fires_once_on_what_runs_publish() -> None:
+    resource = RESOURCES["LifecycleFailureAlarm"]
+    assert not cfn().condition(resource["Condition"])
+    evaluator = cfn(EnableLifecycleFailureAlarm="true", AlarmTopicArn=TOPIC)
+    assert evaluator.condition(resource["Condition"])
+    props = alarm("LifecycleFailureAlarm", evaluator)
+    env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    assert (props["Namespace"], props["MetricName"]) == (
+        env["POWERTOOLS_METRICS_NAMESPACE"],
+        "TeleportLifecycleFailures",
+    )
+    assert props["Dimensions"] == [{"Name": "service", "Value": env["POWERTOOLS_SERVICE_NAME"]}]
+    # One datum per recorded failure (teleport_argocd.metrics): one period holding it alarms, and no
+    # OK notification follows while the failure lasts.
+    assert (props["Statistic"], props["EvaluationPeriods"], props["DatapointsToAlarm"]) == ("Sum", 1, 1)
+    assert props["TreatMissingData"] == "notBreaching"
+    assert props["AlarmActions"] == [TOPIC] and "OKActions" not in props
 
 
 def test_silence_and_expiry_alarm_within_half_the_certificate_lifetime() -> None:

@@ -74,6 +74,46 @@ class AuthCallError(TeleportError):
         super().__init__(f"{method} failed: {code + ': ' if code else ''}{message}")
 
 
+class LifecycleFailure(TeleportError):
+    """Base class for a refusal of the bot that will not heal by itself; carries what to do about it.
+
+    `kind` names the class in the state table, the status report and logs; `fix` is the operator's
+    remedy, also part of the message.
+    """
+
+    kind = "lifecycle"
+
+    def __init__(self, reason: str, fix: str) -> None:
+        self.reason = reason
+        self.fix = fix
+        super().__init__(f"{reason}. Fix: {fix}")
+
+
+class BotLocked(LifecycleFailure):
+    """Raised when Teleport refuses the bot because a lock targets it (its user, role or bot instance)."""
+
+    kind = "bot-locked"
+
+
+class BotDeleted(LifecycleFailure):
+    """Raised when the bot the join token names, or the bot of the kept certificate, no longer exists."""
+
+    kind = "bot-deleted"
+
+
+class JoinNotAllowed(LifecycleFailure):
+    """Raised when the join token's allow rules no longer match the function's AWS account and role."""
+
+    kind = "join-not-allowed"
+
+
+class CredentialTTLCapped(LifecycleFailure):
+    """Recorded, not raised, when Teleport issues certificates shorter than `credential_ttl` (a role's
+    `max_session_ttl` caps them): the run still writes, with the shorter certificates."""
+
+    kind = "credential-ttl-capped"
+
+
 class ClusterNotListed(TeleportError):
     """Raised when an audit event names a kube cluster Teleport still does not list after the wait.
 

@@ -17,9 +17,14 @@ def record_metrics(
     now: datetime,
     earliest_expiry: datetime | None = None,
     unreachable: int | None = None,
+    *,
+    lifecycle_failures: int = 0,
 ) -> None:
     """Publish a run's numbers: Secrets written and pruned, failures, failed runs, time to earliest expiry,
-    and how many registered clusters did not connect at their last check (`ClustersUnreachable`).
+    how many registered clusters did not connect at their last check (`ClustersUnreachable`), and the
+    Teleport lifecycle failures (a lock, a deleted bot, a token that no longer allows the role, a
+    capped certificate lifetime) recorded afresh (`TeleportLifecycleFailures`: once per failure, not
+    once per run it lasts, so its alarm fires once; `teleport_argocd.botstanding`).
 
     The expiry and the unreachable count come from the state table when given, so a run with
     nothing to do still reports them (the expiry alarm treats missing data as breaching).
@@ -36,3 +41,5 @@ def record_metrics(
         add_metric("CertificateExpirySeconds", "Seconds", max(0.0, (min(expiries) - now).total_seconds()))
     if unreachable is not None:
         add_metric("ClustersUnreachable", "Count", unreachable)
+    if lifecycle_failures:
+        add_metric("TeleportLifecycleFailures", "Count", lifecycle_failures)

@@ -7,10 +7,11 @@ Nothing here knows Lambda types; the local demo and the tests drive it the same 
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from teleport_argocd import probe
 from teleport_argocd.audit import KUBE_EVENTS, AuditEvent
+from teleport_argocd.botstanding import Gate, StandingStore
 from teleport_argocd.config import load_config
 from teleport_argocd.config.types import Config, Destination, OutputConfig
 from teleport_argocd.errors import ConfigError, ConfigProblem, JoinError, NotConfigured, UnknownOutput
@@ -130,6 +132,8 @@ class Runtime:
         # BatchWriteItem cost more CPU than serialising it (bench/renewal_bench.py).
         dynamodb = self.session.client("dynamodb", config=BotoConfig(parameter_validation=False))
         self.state = StateStore(settings.state_table, client=dynamodb, clock=clock)
+        self.lifecycle = Gate(StandingStore(settings.state_table, client=dynamodb), clock)
+        self._force_join = False  # a manual reload tries a join a recorded refusal holds back
         self._teleport: teleport.TeleportSession | None = None
         self._connection: Connection | None = None
         self._stores: dict[Destination, SecretStore] = {}
@@ -174,8 +178,12 @@ class Runtime:
     def reconcile(self, outputs: Sequence[OutputConfig], trigger: Trigger) -> list[OutputReport]:
         """Run each output in turn; one output's failure is reported and never stops the next."""
         reports = []
+        self._force_join = trigger.kind == "reload"
         for output in outputs:
+            if self._teleport is not None:
+                self._teleport.reset_findings()
             report = self.reconciler.run(output, trigger)
+            report = self._note_lifecycle(report)
             logger.info(
                 "output %s: %s",
                 output.name,
@@ -184,6 +192,29 @@ class Runtime:
             )
             reports.append(report)
         return reports
+
+    def _note_lifecycle(self, report: OutputReport) -> OutputReport:
+        """What a connected run met, for the bot's standing (`botstanding`): a refusal after the join
+        (a lock on a role it impersonates), certificates cut short by a role's max_session_ttl (named
+        in the run's errors: the run still wrote, with them), or neither. Returns the report with
+        the cap among its errors."""
+        session = self._teleport
+        if session is None:
+            return report
+        if session.ttl_capped is not None:
+            report = replace(report, errors=(*report.errors, str(session.ttl_capped)))
+        self.lifecycle.after_run(
+            self._settings_digest(),
+            refused=session.refused,
+            capped=session.ttl_capped,
+            checked=session.ttl_checked,
+        )
+        return report
+
+    @property
+    def lifecycle_failures(self) -> int:
+        """Lifecycle failures this invocation recorded afresh (the `TeleportLifecycleFailures` metric)."""
+        return self.lifecycle.recorded
 
     def event_runs(self, event: AuditEvent) -> tuple[list[OutputConfig], Trigger]:
         """The runs an audit event asks for (`triggers.runs_for`), with the facts it needs: the
@@ -249,7 +280,11 @@ class Runtime:
         """Every registration, the lease and the last runs of each output, for an operator."""
         now = self.clock()
         bot = keeper()
-        facts = {"bot_instance_id": bot.bot_instance_id, "joins_in_last_hour": bot.joins_in_last_hour(now)}
+        facts = {
+            "bot_instance_id": bot.bot_instance_id,
+            "joins_in_last_hour": bot.joins_in_last_hour(now),
+            "lifecycle": self.lifecycle.standing().status(),
+        }
         return status_report(self.state, outputs, teleport=facts)
 
     # -- seams for the reconciler --------------------------------------------------
@@ -278,9 +313,23 @@ class Runtime:
             # rejoins; Teleport never lets an impersonated certificate outlive the bot's own.
             bot_ttl=min(max(lifetime.DEFAULT_BOT_TTL, 2 * longest), lifetime.DEFAULT_BOT_MAX_SESSION_TTL),
         )
-        self._teleport = keeper().session(settings, credentials.get_frozen_credentials(), valid_for=longest)
+        frozen = credentials.get_frozen_credentials()
+        kept = keeper()
+        self._teleport = self.lifecycle.connect(
+            self._settings_digest(),
+            join=lambda: kept.session(settings, frozen, valid_for=longest),
+            reuse=lambda: kept.kept_session(settings, frozen),
+            force=self._force_join,
+        )
         proxy = self._teleport.proxy
         return Connection(session=self._teleport, teleport_cluster=proxy.cluster_name, endpoint=proxy.kube)
+
+    def _settings_digest(self) -> str:
+        """What a recorded lifecycle failure depends on: a change of any of it is worth a join."""
+        cfg = self.config.teleport
+        seen = (cfg.proxy_addr, cfg.join_token, cfg.ca_pem, cfg.insecure)
+        ttls = tuple(o.credential_ttl.total_seconds() for o in self.config.outputs)
+        return hashlib.sha256(repr((seen, ttls)).encode()).hexdigest()[:32]
 
     def _connect_destination(self, destination: Destination) -> SecretStore:
         # Imported here: the HTTP client and the EKS and kubeconfig code are a third of a cold

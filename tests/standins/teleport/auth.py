@@ -30,13 +30,21 @@ from teleport_argocd.teleport.proto import (
 PEM = serialization.Encoding.PEM
 
 
-def caller(context: grpc.ServicerContext) -> tuple[ca.Identity, x509.Certificate]:
-    """The verified client certificate of this call and the identity it encodes."""
+def caller(context: grpc.ServicerContext, cluster: Cluster) -> tuple[ca.Identity, x509.Certificate]:
+    """The verified client certificate of this call and the identity it encodes, authorised as
+    Teleport's authorizer does before any RPC (`lib/authz/permissions.go` `Authorize`): the user is
+    looked up first (`ContextForLocalUser`: a deleted bot's user is NotFound), then locks apply."""
     pem = (context.auth_context().get("x509_pem_cert") or [b""])[0]
     if not pem:
         raise Refused(grpc.StatusCode.UNAUTHENTICATED, "client certificate required")
     cert = x509.load_pem_x509_certificate(pem)
-    return ca.Identity.from_certificate(cert), cert
+    identity = ca.Identity.from_certificate(cert)
+    if not cluster.user_exists(identity.username):
+        raise not_found(f'user "{identity.username}" is not found')
+    lock = cluster.lock_in_force(identity.username, identity.roles, identity.bot_instance_id)
+    if lock is not None:
+        raise denied(lock.refusal())
+    return identity, cert
 
 
 class AuthService(authservice_pb2_grpc.AuthServiceServicer):
@@ -47,7 +55,7 @@ class AuthService(authservice_pb2_grpc.AuthServiceServicer):
     def GetRole(
         self, request: authservice_pb2.GetRoleRequest, context: grpc.ServicerContext
     ) -> types_pb2.RoleV6:
-        identity, _ = caller(context)
+        identity, _ = caller(context, self._cluster)
         # A user may read the roles it holds; a bot holds only `bot-<name>`.
         if request.Name not in identity.roles:
             raise denied(f'access denied to perform action "read" on "role" "{request.Name}"')
@@ -70,7 +78,7 @@ class AuthService(authservice_pb2_grpc.AuthServiceServicer):
     def GenerateUserCerts(
         self, request: authservice_pb2.UserCertsRequest, context: grpc.ServicerContext
     ) -> certs_pb2.Certs:
-        identity, cert = caller(context)
+        identity, cert = caller(context, self._cluster)
         if not identity.is_bot:
             raise denied("only a bot's own certificate may request impersonated certificates here")
         if request.Username != identity.username:
@@ -85,6 +93,10 @@ class AuthService(authservice_pb2_grpc.AuthServiceServicer):
                 raise denied(f'user "{identity.username}" is not allowed to impersonate role "{name}"')
             if self._cluster.role(name) is None:
                 raise not_found(f"role {name} is not found")
+        # `generateUserCert` refuses a certificate whose user or requested roles a lock targets.
+        lock = self._cluster.lock_in_force(identity.username, request.RoleRequests, identity.bot_instance_id)
+        if lock is not None:
+            raise denied(lock.refusal())
         if request.RouteToCluster and request.RouteToCluster != self._cluster.name:
             raise not_found(f'cluster "{request.RouteToCluster}" is not found')
         if request.KubernetesCluster:
@@ -135,7 +147,7 @@ class AuthService(authservice_pb2_grpc.AuthServiceServicer):
     def GetClusterCACert(
         self, request: empty_pb2.Empty, context: grpc.ServicerContext
     ) -> authservice_pb2.GetClusterCACertResponse:
-        caller(context)
+        caller(context, self._cluster)
         # Every trusted certificate of the host CA, joined by newlines (`services.GetTLSCerts`).
         pems = [c.cert_pem for c in self._cluster.host.trusted]
         return authservice_pb2.GetClusterCACertResponse(TLSCA=b"\n".join(pems))
@@ -144,7 +156,7 @@ class AuthService(authservice_pb2_grpc.AuthServiceServicer):
     def ListResources(
         self, request: authservice_pb2.ListResourcesRequest, context: grpc.ServicerContext
     ) -> authservice_pb2.ListResourcesResponse:
-        identity, _ = caller(context)
+        identity, _ = caller(context, self._cluster)
         return list_resources(self._cluster, request, identity.roles)
 
 
@@ -156,7 +168,7 @@ class TrustService(trust_service_pb2_grpc.TrustServiceServicer):
     def GetCertAuthorities(
         self, request: trust_service_pb2.GetCertAuthoritiesRequest, context: grpc.ServicerContext
     ) -> trust_service_pb2.GetCertAuthoritiesResponse:
-        caller(context)
+        caller(context, self._cluster)
         if request.type not in ("host", "user"):
             raise bad_parameter(f'cert authority type "{request.type}" is not supported; want host or user')
         if request.include_key:

@@ -25,7 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from standins.teleport import ca, sts
-from standins.teleport.rpc import Refused, bad_parameter, denied, not_found, refusals_as_status
+from standins.teleport.rpc import Refused, bad_parameter, denied, refusals_as_status
 from standins.teleport.state import Cluster, IamToken
 from teleport_argocd.teleport.proto import (
     certs_pb2,
@@ -105,14 +105,20 @@ class IamJoiner:
         bot = self._cluster.bot(token.bot_name)
         role = self._cluster.role(f"bot-{token.bot_name}")
         if bot is None or role is None:
-            raise not_found(f'bot "{token.bot_name}" not found')
+            # `generateInitialBotCerts` hides the failed user lookup behind a bare AccessDenied.
+            raise denied("access denied")
+        presented = caller.bot_instance_id if caller is not None and caller.is_bot else ""
+        # `generateUserCert` refuses a certificate for a locked user or role (the presented bot
+        # instance too, through the authorizer of Auth's mutual-TLS route).
+        lock = self._cluster.lock_in_force(bot.username, (bot.username,), presented)
+        if lock is not None:
+            raise denied(lock.refusal())
         start = ca.now()
         not_after = min(
             expires or start + DEFAULT_BOT_TTL, start + MAX_RENEWABLE_CERT_TTL, start + role.max_session_ttl
         )
         if not_after <= start:
             raise bad_parameter("requested certificate expiry is in the past")
-        presented = caller.bot_instance_id if caller is not None and caller.is_bot else ""
         instance = self._cluster.bot_instance_for_join(bot.name, presented)
         identity = ca.Identity(
             username=bot.username,

@@ -211,6 +211,10 @@ class KubeProxy:
                     )
         if teleport_cluster != self.cluster.name:
             raise RouteError(404, "NotFound", f'teleport cluster "{teleport_cluster}" not found')
+        # The proxy authorizes like Auth (`lib/authz` `Authorize`): a lock refuses new requests too.
+        lock = self.cluster.lock_in_force(identity.username, identity.roles, identity.bot_instance_id)
+        if lock is not None:
+            raise RouteError(403, "Forbidden", lock.refusal())
         kube = self.cluster.kube_cluster(kube_cluster)
         if kube is None:
             raise RouteError(404, "NotFound", f'kubernetes cluster "{kube_cluster}" not found')

@@ -60,6 +60,7 @@ from standins.teleport.state import (
     JoinFault,
     KubeCluster,
     KubeRequest,
+    Lock,
     Role,
 )
 from standins.teleport.web import WebApi, WebHandler
@@ -409,6 +410,22 @@ class TeleportStandin:
         """The bot `name` (user and role `bot-<name>`, whose `max_session_ttl` caps its certificates),
         allowed to impersonate `roles`."""
         self._cluster.add_bot(Bot(name, tuple(roles), max_session_ttl))
+
+    def remove_bot(self, name: str) -> None:
+        """`tctl bots rm <name>`: its user, role and instances go; a token naming it stays."""
+        self._cluster.remove_bot(name)
+
+    def lock(
+        self, name: str, *, user: str = "", role: str = "", bot_instance_id: str = "", message: str = ""
+    ) -> None:
+        """`tctl lock` with one target (`--user`, `--role`, `--bot-instance-id`), in force until `unlock`."""
+        if sum(bool(t) for t in (user, role, bot_instance_id)) != 1:
+            raise ValueError("a lock here takes exactly one target")
+        self._cluster.put_lock(Lock(name, user, role, bot_instance_id, message))
+
+    def unlock(self, name: str) -> None:
+        """`tctl rm locks/<name>`."""
+        self._cluster.remove_lock(name)
 
     def add_iam_token(self, name: str, *, bot_name: str, allow: Sequence[Mapping[str, str]]) -> None:
         rules = []

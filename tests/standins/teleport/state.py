@@ -95,6 +95,37 @@ class IamToken:
 
 
 @dataclass(frozen=True)
+class Lock:
+    """A `lock` resource (`tctl lock`): refuses every request of an identity it targets.
+
+    Teleport matches locks on the caller's user, each of its roles, its bot instance and the token it
+    joined with (`services.LockTargetsFromTLSIdentity`), and at certificate issuance on the user and
+    the roles (`generateUserCert`). The refusal names the target as protobuf's compact text of the
+    `LockTarget` (`lib/services/lock.go` `LockInForceAccessDenied`); the bot-instance field's name
+    in that text is taken to be `BotInstanceID`, like the other CamelCase gogoproto names.
+    """
+
+    name: str
+    user: str = ""
+    role: str = ""
+    bot_instance_id: str = ""
+    message: str = ""
+
+    def matches(self, user: str, roles: Sequence[str], bot_instance_id: str) -> bool:
+        return bool(
+            (self.user and self.user == user)
+            or (self.role and self.role in roles)
+            or (self.bot_instance_id and self.bot_instance_id == bot_instance_id)
+        )
+
+    def refusal(self) -> str:
+        """`trace.AccessDenied` text Teleport sends for it (gRPC PERMISSION_DENIED)."""
+        fields = (("User", self.user), ("Role", self.role), ("BotInstanceID", self.bot_instance_id))
+        target = " ".join(f'{name}:"{value}"' for name, value in fields if value)
+        return f"lock targeting {target} is in force" + (f": {self.message}" if self.message else "")
+
+
+@dataclass(frozen=True)
 class JoinFault:
     """How `teleport.join.v1` fails: before `ServerInit` (as a proxy that cannot reach Auth, or an
     Auth refusing the token) or after it (at the challenge)."""
@@ -216,6 +247,7 @@ class Cluster:
         self._roles: dict[str, Role] = {}
         self._bots: dict[str, Bot] = {}
         self._tokens: dict[str, IamToken] = {}
+        self._locks: dict[str, Lock] = {}
         self._kube: dict[str, KubeCluster] = {}
         self._entries: dict[str, dict[str, list[KubeEntry]]] = {}
         self._index: dict[str, tuple[list[str], list[KubeEntry]]] | None = None
@@ -272,6 +304,35 @@ class Cluster:
     def bot(self, name: str) -> Bot | None:
         with self.lock:
             return self._bots.get(name)
+
+    def remove_bot(self, name: str) -> None:
+        """`tctl bots rm`: the bot's user and role and its instances go; tokens naming it stay."""
+        with self.lock:
+            if self._bots.pop(name, None) is None:
+                raise KeyError(f"bot {name!r} does not exist")
+            self._roles.pop(f"bot-{name}", None)
+            for key in [k for k in self._bot_instances if k[0] == name]:
+                del self._bot_instances[key]
+
+    def user_exists(self, username: str) -> bool:
+        """Bots' users only (`bot-<name>`); other test users are taken to exist."""
+        with self.lock:
+            if not username.startswith("bot-"):
+                return True
+            return any(bot.username == username for bot in self._bots.values())
+
+    def put_lock(self, lock: Lock) -> None:
+        with self.lock:
+            self._locks[lock.name] = lock
+
+    def remove_lock(self, name: str) -> None:
+        with self.lock:
+            if self._locks.pop(name, None) is None:
+                raise KeyError(f"lock {name!r} does not exist")
+
+    def lock_in_force(self, user: str, roles: Sequence[str], bot_instance_id: str = "") -> Lock | None:
+        with self.lock:
+            return next((lk for lk in self._locks.values() if lk.matches(user, roles, bot_instance_id)), None)
 
     def bot_instance_for_join(self, bot_name: str, presented_id: str) -> BotInstance:
         """The instance a join continues (the presented one, if it exists for this bot) or a new one.

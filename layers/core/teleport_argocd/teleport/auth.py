@@ -19,6 +19,7 @@ from teleport_argocd.model import Identity, KubeCluster
 from teleport_argocd.teleport import keys
 from teleport_argocd.teleport.authorities import Authorities, Authority
 from teleport_argocd.teleport.identity import split_pem_bundle, subject_name
+from teleport_argocd.teleport.lifecycle import classify
 from teleport_argocd.teleport.proto import (
     authservice_pb2,
     authservice_pb2_grpc,
@@ -65,6 +66,7 @@ class AuthClient:
         )
         self._auth = authservice_pb2_grpc.AuthServiceStub(self._tunnel.channel)
         self._trust = trust_service_pb2_grpc.TrustServiceStub(self._tunnel.channel)
+        self._user = identity.username
 
     def close(self) -> None:
         self._tunnel.close()
@@ -161,15 +163,19 @@ class AuthClient:
         try:
             return rpc(request, timeout=RPC_TIMEOUT)
         except grpc.RpcError as exc:
-            code, details = self._tunnel.status(exc)
-            raise AuthCallError(method, details, code=code.name) from exc
+            raise self._error(method, exc) from exc
 
     def _result(self, method: str, future: Any) -> Any:
         try:
             return future.result()
         except grpc.RpcError as exc:
-            code, details = self._tunnel.status(exc)
-            raise AuthCallError(method, details, code=code.name) from exc
+            raise self._error(method, exc) from exc
+
+    def _error(self, method: str, exc: grpc.RpcError) -> Exception:
+        """A lock on the bot or a deleted bot (`lifecycle`) by name, anything else as the call's failure."""
+        code, details = self._tunnel.status(exc)
+        failure = classify(code.name, details, bot_user=self._user)
+        return failure if failure is not None else AuthCallError(method, details, code=code.name)
 
 
 def name_predicate(name: str) -> str:

@@ -25,14 +25,15 @@ from typing import TYPE_CHECKING
 
 from botocore.credentials import Credentials, ReadOnlyCredentials
 
-from teleport_argocd.errors import AuthCallError
+from teleport_argocd.errors import AuthCallError, CredentialTTLCapped, LifecycleFailure
 from teleport_argocd.model import Identity, KubeCluster
 from teleport_argocd.teleport import keys
 from teleport_argocd.teleport.auth import GET_ROLE, AuthClient
 from teleport_argocd.teleport.authorities import Authorities
 from teleport_argocd.teleport.iamjoin import JoinRequest, join_bot
-from teleport_argocd.teleport.identity import identity_from_certificate, issuer_name
-from teleport_argocd.teleport.lifetime import DEFAULT_BOT_TTL, warn_if_shortened
+from teleport_argocd.teleport.identity import identity_from_certificate, issuer_name, lifetime
+from teleport_argocd.teleport.lifecycle import ttl_capped
+from teleport_argocd.teleport.lifetime import BACKDATE, DEFAULT_BOT_TTL, shortened, warn_if_shortened
 from teleport_argocd.teleport.proxy import ProxyInfo, find_proxy, join_host_port, split_address
 from teleport_argocd.teleport.tls import (
     auth_context,
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("teleport_argocd.teleport")
 
 CONNECT_TIMEOUT = 10.0
+# An impersonated certificate ending within this of the bot certificate was capped by it.
+_SAME_END = timedelta(seconds=5)
 
 
 class TeleportSession:
@@ -74,6 +77,11 @@ class TeleportSession:
         self._clients: dict[bytes, AuthClient] = {}
         self._authorities: Authorities | None = None
         self._impersonated_roles: tuple[str, ...] | None = None
+        # Set when an impersonated certificate came back shorter than asked because a role's
+        # max_session_ttl caps it (teleport.lifecycle): Teleport says so only in the NotAfter.
+        self.ttl_capped: CredentialTTLCapped | None = None
+        self.ttl_checked = False  # whether an impersonated certificate was issued since last reset
+        self.refused: LifecycleFailure | None = None  # a lock or a deleted bot met after connecting
 
     @property
     def bot_instance_id(self) -> str:
@@ -110,12 +118,23 @@ class TeleportSession:
             self._impersonated_roles = tuple(roles)
         return self._impersonated_roles
 
+    def reset_findings(self) -> None:
+        """Forget what the last run met (`ttl_capped`, `ttl_checked`, `refused`) before the next one."""
+        self.ttl_capped, self.ttl_checked, self.refused = None, False, None
+
     def impersonate(self, ttl: timedelta) -> Identity:
         """A fresh key and a certificate for the roles the bot may impersonate, valid for `ttl`.
 
-        Teleport may grant less (a role's `max_session_ttl`, or the bot certificate's own expiry);
-        that is logged as a warning.
+        Teleport may grant less (a role's `max_session_ttl`, or the bot certificate's own expiry):
+        logged as a warning, and kept in `ttl_capped` when a role's cap is the cause.
         """
+        try:
+            return self._impersonate(ttl)
+        except LifecycleFailure as exc:
+            self.refused = exc
+            raise
+
+    def _impersonate(self, ttl: timedelta) -> Identity:
         client = self._client(self.bot)
         roles = list(self.impersonated_roles())
         if not roles:
@@ -127,6 +146,8 @@ class TeleportSession:
         )
         identity = identity_from_certificate(certs.TLS, keys.private_key_pem(key))
         warn_if_shortened("impersonated", ttl, asked_at, identity.expires)
+        self.ttl_capped = self._capped_by(roles, ttl, identity.expires - asked_at, identity.expires)
+        self.ttl_checked = True
         logger.info(
             "impersonated roles %s as bot %s until %s",
             ",".join(roles),
@@ -135,11 +156,33 @@ class TeleportSession:
         )
         return identity
 
+    def _capped_by(
+        self, roles: Sequence[str], requested: timedelta, granted: timedelta, expires: datetime
+    ) -> CredentialTTLCapped | None:
+        """Which `max_session_ttl` cut an impersonated certificate short, if one did: the impersonated
+        roles' when it ends before the bot certificate; the bot role's when it ends with a bot
+        certificate that was itself issued for less than `requested`. A bot certificate merely near
+        its end (a failed renewal kept it) is no cap."""
+        if not shortened(requested, granted):
+            return None
+        if expires < self.bot.expires - _SAME_END:
+            return ttl_capped(requested, granted, "role " + ", ".join(roles))
+        bot_cap = lifetime(self.bot.cert_pem) - BACKDATE
+        if shortened(requested, bot_cap):
+            # Named by the bot certificate's own lifetime, the cap itself, not by what this run got
+            # from it as it ages: the same cap reads the same every run.
+            return ttl_capped(requested, bot_cap, f"the bot's role {self.bot.username}")
+        return None
+
     def list_kube_clusters(
         self, identity: Identity, *, name: str | None = None, labels: Mapping[str, str] | None = None
     ) -> list[KubeCluster]:
         """The Kubernetes clusters `identity` may see, optionally narrowed by name or labels."""
-        return self._client(identity).list_kube_clusters(name=name, labels=labels)
+        try:
+            return self._client(identity).list_kube_clusters(name=name, labels=labels)
+        except LifecycleFailure as exc:  # a lock on an impersonated role refuses only these calls
+            self.refused = exc
+            raise
 
     def close(self) -> None:
         """Closes every Auth tunnel this session opened."""

@@ -35,6 +35,7 @@ from teleport_argocd.errors import JoinError
 from teleport_argocd.teleport import keys
 from teleport_argocd.teleport.iam import signed_identity_request
 from teleport_argocd.teleport.identity import der_to_pem
+from teleport_argocd.teleport.lifecycle import classify
 from teleport_argocd.teleport.proto import (
     join_v1_pb2,
     join_v1_pb2_grpc,
@@ -249,6 +250,9 @@ class _Stream:
             code == grpc.StatusCode.UNIMPLEMENTED or (first and code not in self._FINAL_AT_FIRST_ANSWER)
         ):
             return _FallBack(f"{code.name}: {details}")
+        failure = classify(code.name, details, token=self._token)
+        if failure is not None:  # a lock, a deleted bot, allow rules that no longer match
+            return failure
         return JoinError(
             f"joining with token {self._token!r} via {self._path} failed: {code.name}: {details}"
         )

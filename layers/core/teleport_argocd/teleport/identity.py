@@ -7,6 +7,8 @@ and custom attributes under OID arc 1.3.9999 carry the bot name, the bot instanc
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
@@ -46,6 +48,12 @@ def issuer_name(cert_pem: bytes) -> str:
 def subject_name(cert_pem: bytes) -> str:
     """The subject CN."""
     return _first(x509.load_pem_x509_certificate(cert_pem).subject, NameOID.COMMON_NAME)
+
+
+def lifetime(cert_pem: bytes) -> timedelta:
+    """How long a certificate was issued for, NotBefore to NotAfter (Teleport backdates NotBefore)."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    return cert.not_valid_after_utc - cert.not_valid_before_utc
 
 
 def der_to_pem(der: bytes) -> bytes:

@@ -32,9 +32,9 @@ from datetime import UTC, datetime, timedelta
 
 from botocore.credentials import Credentials, ReadOnlyCredentials
 
-from teleport_argocd.errors import TeleportError, UntrustedServer
+from teleport_argocd.errors import BotDeleted, BotLocked, TeleportError, UntrustedServer
 from teleport_argocd.teleport.client import TeleportSession, join
-from teleport_argocd.teleport.lifetime import DEFAULT_BOT_TTL
+from teleport_argocd.teleport.lifetime import DEFAULT_BOT_TTL, shortened
 
 logger = logging.getLogger("teleport_argocd.teleport")
 
@@ -95,18 +95,41 @@ class BotKeeper:
         Pass the longest certificate TTL the run will ask `impersonate()` for: Teleport cuts an
         impersonated certificate down to the bot certificate's expiry. The caller closes the session.
         """
+        session = self._session(settings, credentials, valid_for, join=True)
+        assert session is not None
+        return session
+
+    def kept_session(
+        self, settings: JoinSettings, credentials: Credentials | ReadOnlyCredentials
+    ) -> TeleportSession | None:
+        """The kept identity's session if it can serve without a join, its CAs read (one Auth call), or
+        None: lets a caller that must not join (a lifecycle failure's backoff) still see a lock lifted
+        or a bot recreated. A rotation or an expiry that would need a join is left to the next join."""
+        return self._session(settings, credentials, timedelta(0), join=False)
+
+    def _session(
+        self,
+        settings: JoinSettings,
+        credentials: Credentials | ReadOnlyCredentials,
+        valid_for: timedelta,
+        *,
+        join: bool,
+    ) -> TeleportSession | None:
         with self._lock:
             now = self._clock()
             kept = self._kept
             if kept is not None and not kept.settings.same_bot(settings):
                 logger.info("Teleport proxy or join token changed; joining afresh")
                 kept = None
-            if kept is not None and now + self._needed(kept, valid_for) < kept.session.bot.expires:
+            needed = self._needed(kept, valid_for) if kept is not None and join else MIN_REMAINING
+            if kept is not None and now + needed < kept.session.bot.expires:
                 session = self._reuse(kept)
                 try:
                     authorities = session.authorities  # the run's one read of the CAs, kept for it
                 except UntrustedServer as exc:
                     session.close()
+                    if not join:
+                        return None
                     logger.warning(
                         "Auth is no longer trusted with the CAs this bot last read (%s): a CA rotation "
                         "reached update_servers without a run seeing it; joining afresh",
@@ -116,7 +139,7 @@ class BotKeeper:
                 except TeleportError:
                     session.close()  # the caller never gets it to close
                     raise
-                if not authorities.bot_needs_reissue(session.bot.cert_pem):
+                if not join or not authorities.bot_needs_reissue(session.bot.cert_pem):
                     return session
                 session.close()
                 assert authorities.user is not None
@@ -127,6 +150,8 @@ class BotKeeper:
                     authorities.user.describe(),
                 )
                 kept = self._kept
+            elif not join:
+                return None
             elif kept is not None:
                 logger.info(
                     "bot certificate expires at %s; rejoining with it", kept.session.bot.expires.isoformat()
@@ -163,8 +188,13 @@ class BotKeeper:
             return self._join(settings, credentials, None, now)
         except TeleportError as exc:
             # As tbot does, a failed renewal keeps the current identity while it is valid: the run
-            # gets shorter certificates (capped at the bot's expiry, logged) rather than none.
-            if kept is None or now + MIN_REMAINING >= kept.session.bot.expires:
+            # gets shorter certificates (capped at the bot's expiry, logged) rather than none. Not
+            # when Teleport refuses the bot itself (a lock, a deleted bot): the kept identity is too.
+            if (
+                kept is None
+                or now + MIN_REMAINING >= kept.session.bot.expires
+                or isinstance(exc, BotLocked | BotDeleted)
+            ):
                 raise
             logger.warning(
                 "rejoin failed (%s); using the kept bot certificate until %s",
@@ -199,6 +229,10 @@ class BotKeeper:
 
     def _needed(self, kept: _Kept, valid_for: timedelta) -> timedelta:
         lifetime = kept.session.bot.expires - kept.joined_at
+        if shortened(kept.settings.bot_ttl, lifetime):
+            # Teleport capped the bot certificate (its role's max_session_ttl): a rejoin would get no
+            # longer one, so renew it at its own rhythm rather than at every session.
+            valid_for = min(valid_for, lifetime * (1 - RENEW_FRACTION))
         return max(lifetime * RENEW_FRACTION, MIN_REMAINING, valid_for)
 
     def _reuse(self, kept: _Kept) -> TeleportSession:

@@ -23,6 +23,13 @@ DEFAULT_BOT_MAX_SESSION_TTL = timedelta(hours=12)
 # Teleport backdates certificates and rounds expiries to the second; a shortfall within this much
 # is issuance noise, not a cap.
 _SLACK = timedelta(minutes=1)
+# How far Teleport backdates a certificate's NotBefore against clock skew (`lib/tlsca/ca.go`).
+BACKDATE = timedelta(minutes=1)
+
+
+def shortened(requested: timedelta, granted: timedelta) -> bool:
+    """Whether `granted` falls short of `requested` by more than issuance noise."""
+    return granted < requested - _SLACK
 
 
 def warn_if_shortened(kind: str, requested: timedelta, asked_at: datetime, expires: datetime) -> None:
@@ -31,7 +38,7 @@ def warn_if_shortened(kind: str, requested: timedelta, asked_at: datetime, expir
     Only durations reach the log, never certificate material.
     """
     granted = expires - asked_at
-    if granted < requested - _SLACK:
+    if shortened(requested, granted):
         logger.warning(
             "Teleport issued the %s certificate for %s, shorter than the %s asked for: capped by a role's "
             "max_session_ttl or by the certificate that asked for it",
