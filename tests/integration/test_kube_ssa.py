@@ -228,7 +228,11 @@ def test_an_apply_that_creates_is_also_authorised_as_create(server: KubeApiServe
 
 
 def test_resource_version_in_an_apply_is_a_precondition(admin: Client) -> None:
-    """A `metadata.resourceVersion` in the applied object is checked like any update's."""
+    """A `metadata.resourceVersion` in the applied object is checked like any update's: the apply
+    patcher merges the body into the live object, the body's value winning (k8s.io/apiserver
+    endpoints/handlers/patch.go `applyPatcher`, and the Server-Side Apply docs' merge strategy), and
+    the store's update refuses a result whose resourceVersion is not the stored one with 409
+    "the object has been modified" (registry/generic/registry/store.go `Update`)."""
     _, first = admin.apply("ssa-rv", secret("ssa-rv", labels={"a": "1"}), "one")
     stale = secret("ssa-rv", labels={"a": "2"})
     stale["metadata"]["resourceVersion"] = "1"
