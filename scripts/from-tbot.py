@@ -74,33 +74,11 @@ CHART_ARGOCD = {
 # Chart values that shape only tbot's pod, its Kubernetes objects or its own state (clusterName is
 # the audience of its Kubernetes join token): there is nothing to carry over to functions.
 CHART_POD_KEYS = frozenset(
-    {
-        "image",
-        "clusterName",
-        "nameOverride",
-        "fullnameOverride",
-        "persistence",
-        "teleportVersionOverride",
-        "anonymousTelemetry",
-        "debug",
-        "serviceAccount",
-        "rbac",
-        "imagePullPolicy",
-        "imagePullSecrets",
-        "extraLabels",
-        "annotations",
-        "resources",
-        "affinity",
-        "tolerations",
-        "nodeSelector",
-        "securityContext",
-        "podSecurityContext",
-        "extraVolumes",
-        "extraVolumeMounts",
-        "extraArgs",
-        "extraEnv",
-        "updater",
-    }
+    {"image", "clusterName", "nameOverride", "fullnameOverride", "persistence", "teleportVersionOverride"}
+    | {"anonymousTelemetry", "debug", "serviceAccount", "rbac", "imagePullPolicy", "imagePullSecrets"}
+    | {"extraLabels", "annotations", "resources", "affinity", "tolerations", "nodeSelector"}
+    | {"securityContext", "podSecurityContext", "extraVolumes", "extraVolumeMounts", "extraArgs"}
+    | {"extraEnv", "updater"}
 )
 # Every key of the chart's values this script reads; a file with any of them but those a tbot
 # configuration has too is chart values.
