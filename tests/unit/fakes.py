@@ -14,7 +14,7 @@ from typing import Any
 from teleport_argocd.applications import Application
 from teleport_argocd.config import OutputConfig, load_config
 from teleport_argocd.errors import DestinationUnreachable, NotManagedError
-from teleport_argocd.model import Identity, KubeCluster, KubeEndpoint, Registration, SecretVersion
+from teleport_argocd.model import Identity, KubeCluster, KubeEndpoint, Outcome, Registration, SecretVersion
 from teleport_argocd.reconcile import Connection, Reconciler
 from teleport_argocd.state import Lease, RunRecord
 
@@ -104,7 +104,7 @@ class FakeState:
 
 @dataclass(frozen=True)
 class Written:
-    action: str
+    action: Outcome
     version: SecretVersion
 
 
@@ -130,7 +130,7 @@ class FakeStore:
             if cluster in self.failing:
                 raise DestinationUnreachable(f"write secret {name}: 503 unavailable")
             current = self.versions.get(name)
-            action = "created" if current is None else "updated"
+            action = Outcome.CREATED if current is None else Outcome.UPDATED
             version = SecretVersion(f"uid-{name}", str(len(self.writes)))
             self.secrets[name] = dict(manifest)
             self.versions[name] = (

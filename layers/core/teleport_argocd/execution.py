@@ -63,8 +63,7 @@ def apply_step(
         return StepOutcome(Outcome.REFUSED if refused else Outcome.FAILED, clock(), error=_describe(exc))
     if result is None:  # checked only
         return StepOutcome(Outcome.UNCHANGED, clock(), check=checked)
-    written = Outcome.CREATED if result.action == Outcome.CREATED else Outcome.UPDATED
-    return StepOutcome(written, clock(), version=result.version, check=checked)
+    return StepOutcome(result.action, clock(), version=result.version, check=checked)
 
 
 def apply_all(

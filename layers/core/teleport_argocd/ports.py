@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from teleport_argocd.applications import Application
-from teleport_argocd.model import Identity, KubeCluster, Registration, SecretVersion
+from teleport_argocd.model import Identity, KubeCluster, Outcome, Registration, SecretVersion
 from teleport_argocd.state import Lease, RunRecord
 
 
@@ -50,7 +50,7 @@ class StateLike(Protocol):
 
 class WriteResultLike(Protocol):
     @property
-    def action(self) -> str: ...
+    def action(self) -> Outcome: ...
 
     @property
     def version(self) -> SecretVersion: ...

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from http import HTTPStatus
-from typing import Any, Literal
+from typing import Any
 
 from teleport_argocd import __version__
 from teleport_argocd.destination.http import Response, json_object, status_message
@@ -39,6 +39,7 @@ from teleport_argocd.model import (
     TBOT_VERSION_ANNOTATION,
     TELEPORT_CLUSTER_ANNOTATION,
     VERSION_ANNOTATION,
+    Outcome,
     SecretVersion,
 )
 
@@ -70,9 +71,7 @@ class ApplyWriter(Writer):
             status = response.status_code
             if status in (HTTPStatus.OK, HTTPStatus.CREATED):
                 live = self._handed_over(op, secret, json_object(response))
-                action: Literal["created", "updated"] = (
-                    "created" if status == HTTPStatus.CREATED else "updated"
-                )
+                action: Outcome = Outcome.CREATED if status == HTTPStatus.CREATED else Outcome.UPDATED
                 return _result(op, action, live)
             if status == HTTPStatus.CONFLICT and not force:
                 # Fields another manager owns: prove the Secret is tbot's or ours before forcing.
@@ -165,7 +164,7 @@ class ApplyWriter(Writer):
         return self.api.error(op, response)
 
 
-def _result(op: SecretOp, action: Literal["created", "updated"], live: Mapping[str, Any]) -> WriteResult:
+def _result(op: SecretOp, action: Outcome, live: Mapping[str, Any]) -> WriteResult:
     meta = live.get("metadata") or {}
     version = SecretVersion(meta.get("uid", ""), meta.get("resourceVersion", ""))
     logger.info("%s: %s (resourceVersion %s)", op, action, version.resource_version)

@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Mapping
 from http import HTTPStatus
-from typing import Any, Literal
+from typing import Any
 
 from teleport_argocd.destination.http import Response, json_object
 from teleport_argocd.destination.writer import (
@@ -32,6 +32,7 @@ from teleport_argocd.model import (
     TBOT_VERSION_ANNOTATION,
     TELEPORT_CLUSTER_ANNOTATION,
     VERSION_ANNOTATION,
+    Outcome,
     SecretVersion,
 )
 
@@ -54,14 +55,14 @@ class ReadFirstWriter(Writer):
             }
             response = self.send(op, "PUT", secret_path(op.namespace, op.name), body)
             if response.status_code == HTTPStatus.OK:
-                return self._written(op, "updated", response, secret)
+                return self._written(op, Outcome.UPDATED, response, secret)
             if response.status_code not in (HTTPStatus.CONFLICT, HTTPStatus.NOT_FOUND):
                 raise self.api.error(op, response)
             logger.info("%s: changed since our last write; reading it", op)
         elif known is None:
             response = self.send(op, "POST", secret_path(op.namespace), secret)
             if response.status_code in (HTTPStatus.OK, HTTPStatus.CREATED):
-                return self._written(op, "created", response, secret)
+                return self._written(op, Outcome.CREATED, response, secret)
             if response.status_code != HTTPStatus.CONFLICT:
                 raise self.api.error(op, response)
         return self._write_over(op, secret)
@@ -122,11 +123,11 @@ class ReadFirstWriter(Writer):
             current = self.get(op)
             if current is None:
                 response = self.send(op, "POST", secret_path(op.namespace), secret)
-                action: Literal["created", "updated"] = "created"
+                action = Outcome.CREATED
             else:
                 self._check_adoptable(op, current, meta)
                 response = self.send(op, "PUT", secret_path(op.namespace, op.name), merge(current, secret))
-                action = "updated"
+                action = Outcome.UPDATED
             if response.status_code in (HTTPStatus.OK, HTTPStatus.CREATED):
                 return self._written(op, action, response, secret)
             if response.status_code not in (HTTPStatus.CONFLICT, HTTPStatus.NOT_FOUND) or (
@@ -157,7 +158,7 @@ class ReadFirstWriter(Writer):
     def _written(
         self,
         op: SecretOp,
-        action: Literal["created", "updated"],
+        action: Outcome,
         response: Response,
         secret: Mapping[str, Any],
     ) -> WriteResult:

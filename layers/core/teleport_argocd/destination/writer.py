@@ -11,11 +11,11 @@ import json
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from teleport_argocd.destination.http import Client, Response
 from teleport_argocd.errors import DestinationConflict
-from teleport_argocd.model import MANAGED_KEYS_ANNOTATION, VERSION_ANNOTATION, SecretVersion
+from teleport_argocd.model import MANAGED_KEYS_ANNOTATION, VERSION_ANNOTATION, Outcome, SecretVersion
 
 FIELD_MANAGER = "teleport-argocd"
 # Like client-go's retry.DefaultRetry: five attempts, 10 ms apart.
@@ -42,7 +42,7 @@ class WriteResult:
 
     namespace: str
     name: str
-    action: Literal["created", "updated"]
+    action: Outcome
     version: SecretVersion
     requests: int
 
