@@ -10,6 +10,8 @@ Teleport bot, role and token across tests, so each test puts back what it change
 from __future__ import annotations
 
 import contextlib
+import copy
+import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -19,7 +21,7 @@ import pytest
 
 from standins.aws import ACCOUNT_ID
 from standins.handlers import emitted_metrics, event, invoke
-from standins.stack import BOT_NAME, JOIN_TOKEN, ROLE_NAME, STATE_TABLE, LocalStack
+from standins.stack import ARGOCD_NAMESPACE, BOT_NAME, JOIN_TOKEN, ROLE_NAME, STATE_TABLE, LocalStack
 from teleport_argocd import runtime
 from teleport_argocd.botstanding import StandingStore
 
@@ -106,6 +108,59 @@ def test_a_deleted_bot_is_named_alarmed_once_and_a_recreated_one_serves_again(
     resumed, _ = tick(capsys)
     assert resumed["status"] in ("completed", "idle") and not resumed["errors"]
     assert lifecycle()["state"] == "ok"
+
+
+def audit(kind: str, name: str) -> dict[str, Any]:
+    """An audit event of `kind` naming `name`, as the Event Handler delivers it."""
+    payload = copy.deepcopy(event("kube_create.json"))
+    payload["detail-type"] = kind
+    payload["detail"].update(event=kind, uid=str(uuid.uuid4()), name=name, kube_labels={})
+    return payload
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "refused_cold", "event_cold"),
+    [
+        # `tctl bots add`: the refusal came from the kept identity, which the event drops.
+        ("bot.create", BOT_NAME, False, False),
+        # A new execution environment whose first join was refused: it knows no bot name.
+        ("bot.create", BOT_NAME, True, True),
+        # The bot's own role written again, seen by a new environment: the name comes from the record.
+        ("role.created", f"bot-{BOT_NAME}", False, True),
+    ],
+)
+def test_an_event_recreating_the_deleted_bot_joins_and_writes_at_once_despite_the_backoff(
+    stack: LocalStack,
+    teleport: Any,
+    kind: str,
+    name: str,
+    refused_cold: bool,
+    event_cold: bool,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert stack.kube is not None
+    tick(capsys)
+    teleport.remove_bot(BOT_NAME)
+    if refused_cold:
+        runtime.keeper().forget()  # the refusal meets a join
+    failed, _ = tick(capsys)
+    assert failed["status"] == "failed" and lifecycle()["state"] == "bot-deleted"
+    assert lifecycle()["retry_after"] > datetime.now(UTC).isoformat()  # the backoff holds joins back
+    if event_cold:
+        runtime.keeper().forget()  # no kept identity to try: only a join can serve
+    teleport.add_bot(BOT_NAME, roles=[ROLE])
+    joins = teleport.rpc_calls[JOIN_RPC]
+    writes = len(stack.kube.requests)
+
+    result = invoke("audit_event", audit(kind, name))
+
+    assert [o["status"] for o in result["outputs"]] == ["completed"]
+    assert teleport.rpc_calls[JOIN_RPC] == joins + 1  # joined at once, not after the backoff
+    written = [r for r in stack.kube.requests[writes:] if r.verb in ("create", "update", "patch")]
+    assert {r.namespace for r in written} == {ARGOCD_NAMESPACE} and len(written) == 2
+    assert lifecycle()["state"] == "ok"
+    again, _ = tick(capsys)
+    assert not again["errors"] and teleport.rpc_calls[JOIN_RPC] == joins + 1  # the new identity is kept
 
 
 def test_a_token_that_stops_allowing_the_role_is_named_and_not_joined_again_before_its_backoff(

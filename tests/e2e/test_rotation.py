@@ -5,6 +5,11 @@ In every phase the Secrets written in it reach their cluster through the Telepor
 Kubernetes proxy exactly as Argo CD uses them (server, caData, certificate, key, serverName), and still
 do after the next phase change, before any run has rewritten them: that is the window in which Argo CD
 works with what was written (tbot rewrites within seconds, discovery within minutes).
+
+The same with the proxy behind an L7 load balancer: every Teleport connection (join, rejoin, Auth)
+passes through `/webapi/connectionupgrade`, where the proxy presents its host certificate, so the
+kept trust must follow the host CA through the tunnel too; Argo CD reaches the clusters through the
+proxy's dedicated Kubernetes listener, which presents a certificate of the host CA that serves.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from standins.handlers import event, invoke, unload_handlers
 from standins.stack import ARGOCD_NAMESPACE, LocalStack
 from teleport_argocd.argocd import secret_name
 from teleport_argocd.teleport.tls import load_client_identity
+from teleport_argocd.teleport.upgrade import ENV_VAR
 
 CLUSTERS = ("prod-eu-west", "prod-us-east")
 # (CA types, phase, whether the phase changes what a Secret holds: caData or the key signing certificates)
@@ -44,10 +50,13 @@ ROTATIONS = [
 ]
 
 
-@pytest.fixture
-def stack() -> Iterator[LocalStack]:
+@pytest.fixture(params=["tls-routing", "behind-l7-lb"])
+def stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
     # A stack of its own: a rotation changes the Teleport stand-in's CAs for every test using it.
-    with LocalStack() as stack, stack.environment():
+    l7 = request.param == "behind-l7-lb"
+    monkeypatch.delenv(ENV_VAR, raising=False)  # the upgrade is found by testing the proxy, as deployed
+    options = {"teleport_behind_l7_lb": True, "teleport_kube_listener": True} if l7 else {}
+    with LocalStack(**options) as stack, stack.environment():
         unload_handlers()
         yield stack
 
@@ -108,3 +117,30 @@ def test_secrets_connect_in_every_phase_of_two_rotations_and_a_rollback(stack: L
             assert _connect(data) == 200, (ca_type, phase, cluster)
     # One warm process, one kept identity: Teleport counted a single bot instance throughout.
     assert [i.id for i in teleport.bot_instances()] == [instance.id]
+    if teleport.behind_l7_lb:
+        # Every Teleport connection went through the load balancer's upgrade, in every phase.
+        assert teleport.conn_upgrades and set(teleport.conn_upgrades) == {"alpn-ping"}
+        # And Argo CD's Secrets point at the proxy's Kubernetes listener, through which they connected.
+        assert all(d["server"].startswith(f"https://{teleport.kube_addr}/") for d in written.values())
+
+
+def test_a_warm_worker_that_missed_phases_up_to_update_servers_joins_afresh_and_writes_secrets_that_connect(
+    stack: LocalStack,
+) -> None:
+    teleport = stack.teleport
+    assert teleport is not None
+    invoke("renew", event("schedule.json"))
+    [first] = teleport.bot_instances()
+    for phase in ("init", "update_clients", "update_servers"):
+        teleport.rotate(phase, ca_type="host")  # no run in between: the kept trust is the old CA alone
+
+    [output] = invoke("renew", event("discovery.json"))["outputs"]
+
+    assert output["status"] == "completed" and not output["errors"], output
+    assert {c["action"] for c in output["clusters"]} == {"updated"}
+    # Auth's new certificate cannot be verified with what the bot last read: a fresh join, a new instance.
+    assert [i.id for i in teleport.bot_instances()][-1] != first.id
+    for cluster, data in _secrets(stack).items():
+        ca_data = base64.b64decode(json.loads(data["config"])["tlsClientConfig"]["caData"])
+        assert ca_data == b"\n".join(teleport.trusted_ca_pems("host")), cluster
+        assert _connect(data) == 200, cluster

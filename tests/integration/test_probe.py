@@ -29,6 +29,7 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 def teleport(credentials: tuple[str, Credentials]) -> Iterator[TeleportStandin]:
     with TeleportStandin(sts_endpoint=credentials[0]) as standin:
         standin.add_role("prod-only", kubernetes_labels={"env": "prod"})
+        standin.add_role("no-groups", kubernetes_labels={"env": "prod"}, kubernetes_groups=())
         standin.add_kube_cluster("prod", labels={"env": "prod"})
         standin.add_kube_cluster("dev", labels={"env": "dev"})
         yield standin
@@ -41,6 +42,7 @@ def _secret(
     ca_pems: list[bytes] | None = None,
     base_url: str = "",
     server_name: str = KUBE_SNI,
+    roles: tuple[str, ...] | list[str] = ("prod-only",),
 ) -> RenderedSecret:
     document = {
         "teleport": {"proxy_addr": teleport.proxy_addr, "join_token": "t"},
@@ -48,7 +50,7 @@ def _secret(
         "outputs": [{"type": "kubernetes/argo-cd", "name": "main", "selectors": [{"name": cluster}]}],
     }
     [output] = load_config(document, env={}).outputs
-    cert, key = teleport.issue_user_cert("bot-argocd", ["prod-only"])
+    cert, key = teleport.issue_user_cert("bot-argocd", list(roles))
     return render_secret(
         output,
         KubeCluster(cluster, {}),
@@ -69,15 +71,41 @@ def test_a_secret_that_connects_is_ok(teleport: TeleportStandin) -> None:
     assert [(r.kube_cluster, r.path) for r in teleport.kube_requests[before:]] == [("prod", "/version")]
 
 
-def test_a_role_that_does_not_grant_the_cluster_is_forbidden(teleport: TeleportStandin) -> None:
-    check = check_connection(_secret(teleport, "dev"), NOW)
+def test_a_role_without_kubernetes_groups_is_forbidden(teleport: TeleportStandin) -> None:
+    # Teleport answers GET /version's refusals with HTTP 500 and plain text, not a 403 Status.
+    check = check_connection(_secret(teleport, "prod", roles=["no-groups"]), NOW)
     assert check.status == FORBIDDEN
-    assert check.message.startswith("HTTP 403: access denied")
+    assert check.message.startswith("HTTP 500: Your user's Teleport role does not allow Kubernetes access")
+
+
+def test_a_locked_identity_is_forbidden(teleport: TeleportStandin) -> None:
+    teleport.lock("probe-incident", role="prod-only", message="investigating")
+    try:
+        check = check_connection(_secret(teleport, "prod"), NOW)
+    finally:
+        teleport.unlock("probe-incident")
+    assert check.status == FORBIDDEN and "lock targeting" in check.message
+
+
+def test_a_cluster_the_role_does_not_allow_is_unreachable(teleport: TeleportStandin) -> None:
+    # Teleport's own words for it: the cluster is "not found" to this identity.
+    check = check_connection(_secret(teleport, "dev"), NOW)
+    assert check.status == UNREACHABLE
+    assert check.message == 'HTTP 500: kubernetes cluster "dev" not found'
+
+
+def test_a_cluster_whose_agent_is_down_is_unreachable(teleport: TeleportStandin) -> None:
+    teleport.set_agent_down("prod")
+    try:
+        check = check_connection(_secret(teleport, "prod"), NOW)
+    finally:
+        teleport.set_agent_down("prod", False)
+    assert check.status == UNREACHABLE and check.message.startswith("HTTP 504: failed to dial")
 
 
 def test_a_cluster_teleport_does_not_serve_is_unreachable(teleport: TeleportStandin) -> None:
     check = check_connection(_secret(teleport, "gone"), NOW)
-    assert check.status == UNREACHABLE and "HTTP 404" in check.message
+    assert check.status == UNREACHABLE and check.message == 'HTTP 500: Kubernetes cluster "gone" not found'
 
 
 def test_a_proxy_that_does_not_answer_is_unreachable(teleport: TeleportStandin) -> None:

@@ -632,6 +632,23 @@ def _kube_get(
         conn.close()
 
 
+def _kube_get_text(standin: TeleportStandin, path: str, creds: tuple[bytes, bytes]) -> tuple[int, str]:
+    """A request whose refusal comes as Go's `http.Error` writes it: plain text."""
+    host, port = standin.proxy_addr.rsplit(":", 1)
+    ctx = client_context(standin.host_ca_pem, *creds)
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    conn.sock = ctx.wrap_socket(
+        socket.create_connection((host, int(port)), timeout=5), server_hostname=KUBE_SNI
+    )
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        assert response.getheader("Content-Type") == "text/plain; charset=utf-8"
+        return response.status, response.read().decode()
+    finally:
+        conn.close()
+
+
 def _route(teleport_cluster: str, kube_cluster: str) -> str:
     def b64(s: str) -> str:
         return base64.urlsafe_b64encode(s.encode()).decode().rstrip("=")
@@ -652,14 +669,19 @@ def test_kube_proxy_routes_by_path_and_applies_rbac(
         ("staged", "GET", "/api/v1/namespaces/default", "bot-argo"),
     ]
     for path, code, text in [
-        (_route("root", "c2") + "/version", 403, "access denied"),
-        (_route("root", "nope") + "/version", 404, 'kubernetes cluster "nope" not found'),
+        (_route("root", "c2") + "/api", 403, 'kubernetes cluster "c2" not found'),
+        (_route("root", "nope") + "/api", 404, 'Kubernetes cluster "nope" not found'),
         (_route("leaf", "c1") + "/version", 403, "pinned to Teleport cluster 'root'"),
         ("/v1/teleport/cm9vdA==/YzE/version", 400, "invalid base64"),
         ("/version", 400, "kubernetes cluster not specified"),
     ]:
         status, body = _kube_get(standin, path, impersonated)
         assert (status, body["kind"]) == (code, "Status") and text in body["message"], (path, body)
+    # At /version the forwarder writes its authorization errors as plain text with status 500.
+    assert _kube_get_text(standin, _route("root", "c2") + "/version", impersonated) == (
+        500,
+        'kubernetes cluster "c2" not found\n',
+    )
 
 
 def test_kube_proxy_refuses_a_locked_identity_until_unlocked(
@@ -667,9 +689,13 @@ def test_kube_proxy_refuses_a_locked_identity_until_unlocked(
 ) -> None:
     standin.lock("kube-incident", user="bot-argo", message="investigating")
     try:
-        status, body = _kube_get(standin, _route("root", "c1") + "/version", impersonated)
+        status, body = _kube_get(standin, _route("root", "c1") + "/api", impersonated)
         assert (status, body["reason"]) == (403, "Forbidden")
         assert body["message"] == 'lock targeting User:"bot-argo" is in force: investigating'
+        assert _kube_get_text(standin, _route("root", "c1") + "/version", impersonated) == (
+            500,
+            'lock targeting User:"bot-argo" is in force: investigating\n',
+        )
     finally:
         standin.unlock("kube-incident")
     assert _kube_get(standin, _route("root", "c1") + "/version", impersonated)[0] == 200

@@ -13,7 +13,7 @@ import pytest
 from teleport_argocd.audit import AuditEvent
 from teleport_argocd.model import Registration
 from teleport_argocd.plan import Renewal
-from teleport_argocd.triggers import Bot, runs_for
+from teleport_argocd.triggers import Bot, may_heal, runs_for
 
 from .fakes import output
 
@@ -145,3 +145,25 @@ def test_runs_for(case: Case) -> None:
         case.clusters,
         case.removed,
     )
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "bot_name", "heals"),
+    [
+        ("bot.create", "argocd", "argocd", True),  # `tctl bots add` after `tctl bots rm`
+        ("bot.update", "argocd", "argocd", True),
+        ("role.created", "bot-argocd", "argocd", True),  # the bot's own role written again
+        ("role.updated", "bot-argocd", "argocd", True),
+        ("bot.create", "another-bot", "argocd", False),
+        ("role.updated", "someone-elses-role", "argocd", False),
+        ("bot.delete", "argocd", "argocd", False),  # a deletion ends no refusal
+        ("role.deleted", "bot-argocd", "argocd", False),
+        ("kube.create", "argocd", "argocd", False),
+        # A cold process whose first join was refused knows no name: any bot made or changed may be ours.
+        ("bot.create", "another-bot", "", True),
+        ("bot.update", "another-bot", "", True),
+        ("role.updated", "bot-argocd", "", False),
+    ],
+)
+def test_may_heal(kind: str, name: str, bot_name: str, heals: bool) -> None:
+    assert may_heal(event(kind, name), bot_name) is heals

@@ -13,6 +13,7 @@ one item for the stack; separate from ``state``, which owns the outputs' items):
     retry_after    S   no join before then (5 minutes, doubling to an hour), unless the settings
                        change or a manual reload asks
     recovered_at   S   when the last one was cleared
+    bot            S   the bot's name, once a connection or a refusal told it (kept across recoveries)
 
 Until then a run makes no join: it uses the bot identity the process kept, if it can serve without
 one (one Auth call, so a lock lifted or a bot recreated is seen at once), or fails at once with the
@@ -67,6 +68,7 @@ class Standing:
     attempts: int = 0
     retry_after: datetime | None = None
     recovered_at: datetime | None = None
+    bot: str = ""
 
     def status(self) -> dict[str, Any]:
         """For the status report: `ok`, or the failure with its fix and when a join is tried again."""
@@ -79,10 +81,15 @@ class Standing:
             out["recovered_at"] = self.recovered_at.isoformat()
         return out
 
+    @property
+    def refused(self) -> bool:
+        """Whether a refusal of the bot is recorded (one that holds joins back)."""
+        return self.kind in _REFUSALS
+
     def blocks_join(self, settings: str, now: datetime) -> bool:
         """Whether a join now would only meet the recorded refusal again."""
         return (
-            self.kind in _REFUSALS
+            self.refused
             and self.settings == settings
             and self.retry_after is not None
             and now < self.retry_after
@@ -117,11 +124,12 @@ class StandingStore:
             attempts=int(item.get("attempts", {}).get("N", "0")),
             retry_after=_time(item, "retry_after"),
             recovered_at=_time(item, "recovered_at"),
+            bot=_text(item, "bot"),
         )
 
     def write(self, standing: Standing) -> None:
         item: dict[str, Any] = dict(_KEY)
-        for name in ("kind", "reason", "fix", "settings"):
+        for name in ("kind", "reason", "fix", "settings", "bot"):
             if value := getattr(standing, name):
                 item[name] = {"S": value[:1000]}
         for name in ("since", "seen", "retry_after", "recovered_at"):
@@ -141,11 +149,18 @@ class StandingStore:
 class Gate:
     """One invocation's view of the bot's standing: decides whether a connection may join, records
     what the connection and the runs meet, and counts the failures it recorded afresh (one
-    `TeleportLifecycleFailures` datum each)."""
+    `TeleportLifecycleFailures` datum each). `bot_name` tells the bot's name where the process knows
+    it ("" otherwise), recorded with a refusal so that a cold process can tell an event about it."""
 
-    def __init__(self, store: StandingStore, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        store: StandingStore,
+        clock: Callable[[], datetime],
+        bot_name: Callable[[], str] = lambda: "",
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._bot_name = bot_name
         self._standing: Standing | None = None
         self._joined: bool | None = None  # how the last connection was made: a join, or the kept identity
         self.recorded = 0
@@ -233,6 +248,7 @@ class Gate:
             seen=now,
             attempts=attempts,
             retry_after=retry_after,
+            bot=self._bot_name() or standing.bot,
         )
         self._store.write(updated)
         self._standing = updated
@@ -245,7 +261,7 @@ class Gate:
     def _recover(self, now: datetime) -> None:
         standing = self.standing()
         logger.info("Teleport lifecycle failure %s cleared (recorded %s)", standing.kind, standing.since)
-        recovered = Standing(recovered_at=now)
+        recovered = Standing(recovered_at=now, bot=self._bot_name() or standing.bot)
         self._store.write(recovered)
         self._standing = recovered
 

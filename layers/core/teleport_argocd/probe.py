@@ -6,11 +6,19 @@ Teleport proxy named in `server`, never to the Argo CD cluster. A wrong Teleport
 (`kubernetes_groups`), an agent that is down or a CA that does not verify the proxy shows here, when
 the Secret is written, instead of when an Application first fails.
 
-Outcomes: `ok` (2xx), `forbidden` (401/403: Teleport or Kubernetes refused the identity),
+Outcomes: `ok` (2xx), `forbidden` (Teleport or Kubernetes refused the identity: 401/403, or the
+HTTP 500 Teleport's proxy answers at `/version` with a refusal's text, below),
 `tls-error` (the proxy's certificate does not verify against `caData`, or the handshake failed) and
 `unreachable` (no connection, a timeout, or any other answer, such as Teleport's 5xx when no agent
 serves the cluster). The message never holds key material: the proxy's own explanation, or the
 transport error.
+
+Teleport's Kubernetes proxy writes the errors of its authentication and authorization at `/version`
+with Go's `http.Error`: status 500 and the message as plain text, not the `Status` with 403 it
+answers elsewhere (`lib/kube/proxy/forwarder.go`: the `/version` route's
+`withCustomErrFormatter(writeResponseErrorToBody)`). So a refusal there is told by its text: a role
+with no `kubernetes_groups`/`kubernetes_users` ("...does not allow Kubernetes access..."), an
+identity refused ("access denied"), a lock ("lock targeting ... is in force").
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ CHECK_EVERY = timedelta(hours=1)
 RECHECK_FAILED = timedelta(minutes=10)
 TIMEOUT = 5.0
 _MESSAGE = 300
+_REFUSALS_AT_VERSION = ("does not allow Kubernetes access", "access denied", "lock targeting")
 _KEEP_CLIENTS = 2  # credentials kept with their connections: this run's and the one before
 _pools: dict[tuple[str, str, str, str, float], _Pool] = {}
 _clients_lock = threading.Lock()
@@ -74,8 +83,13 @@ def check_connection(secret: RenderedSecret, now: datetime, *, timeout: float = 
         return ConnectionCheck(TLS_ERROR, now, message)
     if response.is_success:
         return ConnectionCheck(OK, now)
-    status = FORBIDDEN if response.status_code in (401, 403) else UNREACHABLE
-    return ConnectionCheck(status, now, f"HTTP {response.status_code}: {_answer(response)}")
+    answer = _answer(response)
+    refused = response.status_code in (401, 403) or (
+        response.status_code == 500 and any(r in answer for r in _REFUSALS_AT_VERSION)
+    )
+    return ConnectionCheck(
+        FORBIDDEN if refused else UNREACHABLE, now, f"HTTP {response.status_code}: {answer}"
+    )
 
 
 def check_due(last_checked: datetime | None, now: datetime, last_status: str = OK) -> bool:
@@ -131,11 +145,12 @@ def _tls_failure(exc: BaseException) -> bool:
 
 
 def _answer(response: httpx.Response) -> str:
-    """The proxy's explanation (a Kubernetes Status message), short."""
+    """The proxy's explanation (a Kubernetes Status message, or plain text), short."""
     try:
         message = response.json()["message"]
     except (ValueError, KeyError, TypeError):
-        message = response.reason_phrase or "no reason given"
+        plain = response.headers.get("content-type", "").startswith("text/plain")
+        message = (response.text.strip() if plain else "") or response.reason_phrase or "no reason given"
     return str(message)[:_MESSAGE]
 
 

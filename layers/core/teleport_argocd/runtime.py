@@ -31,7 +31,7 @@ from teleport_argocd.reconcile import Connection, Reconciler, Trigger
 from teleport_argocd.report import OutputReport
 from teleport_argocd.state import StateStore
 from teleport_argocd.status import status_report
-from teleport_argocd.triggers import Bot, runs_for
+from teleport_argocd.triggers import Bot, may_heal, runs_for
 
 if TYPE_CHECKING:
     from teleport_argocd import teleport
@@ -132,8 +132,12 @@ class Runtime:
         # BatchWriteItem cost more CPU than serialising it (bench/renewal_bench.py).
         dynamodb = self.session.client("dynamodb", config=BotoConfig(parameter_validation=False))
         self.state = StateStore(settings.state_table, client=dynamodb, clock=clock)
-        self.lifecycle = Gate(StandingStore(settings.state_table, client=dynamodb), clock)
-        self._force_join = False  # a manual reload tries a join a recorded refusal holds back
+        self.lifecycle = Gate(
+            StandingStore(settings.state_table, client=dynamodb), clock, lambda: keeper().bot_name
+        )
+        # A manual reload, or an event that may have healed a recorded refusal, tries a join the
+        # refusal's backoff would hold back.
+        self._force_join = False
         self._teleport: teleport.TeleportSession | None = None
         self._connection: Connection | None = None
         self._stores: dict[Destination, SecretStore] = {}
@@ -178,7 +182,7 @@ class Runtime:
     def reconcile(self, outputs: Sequence[OutputConfig], trigger: Trigger) -> list[OutputReport]:
         """Run each output in turn; one output's failure is reported and never stops the next."""
         reports = []
-        self._force_join = trigger.kind == "reload"
+        self._force_join = self._force_join or trigger.kind == "reload"
         for output in outputs:
             if self._teleport is not None:
                 self._teleport.reset_findings()
@@ -226,6 +230,10 @@ class Runtime:
         if event.type in ("bot.create", "bot.delete") and event.name == keeper().bot_name:
             # Our bot was deleted or made again: Teleport may no longer honour the kept identity.
             keeper().forget()
+        standing = self.lifecycle.standing()
+        if standing.refused and may_heal(event, keeper().bot_name or standing.bot):
+            logger.info("%s %s may end the recorded %s: joining now", event.type, event.name, standing.kind)
+            self._force_join = True
         self.connection()
         assert self._teleport is not None
         bot = Bot(self._teleport.bot.bot_name, frozenset(self._teleport.impersonated_roles()))

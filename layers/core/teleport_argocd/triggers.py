@@ -74,6 +74,23 @@ def concerns_bot(event: AuditEvent, bot_name: str, roles: Iterable[str]) -> bool
     return False
 
 
+# Changes that can end a refusal of the bot: it made again (`tctl bots add` after `tctl bots rm`), its
+# roles or settings changed, its own role `bot-<name>` written again.
+_HEALING_EVENTS = frozenset({"bot.create", "bot.update", "role.created", "role.updated"})
+
+
+def may_heal(event: AuditEvent, bot_name: str) -> bool:
+    """Whether an event may have ended a recorded refusal of our bot, so it is worth a join at once
+    rather than after the refusal's backoff. `bot_name` is the bot as this process or the recorded
+    refusal knows it; without a name (a cold process whose first join was refused), any bot created
+    or updated may be ours: one join per such rare event is cheaper than an hour's wait."""
+    if event.type not in _HEALING_EVENTS:
+        return False
+    if bot_name:
+        return concerns_bot(event, bot_name, ())
+    return event.type in BOT_EVENTS
+
+
 def kube_event_outputs(
     outputs: Iterable[OutputConfig],
     event: AuditEvent,

@@ -12,7 +12,8 @@ from standins.teleport.router import Connection
 
 
 class JsonHandler(BaseHTTPRequestHandler):
-    """Keep-alive HTTP/1.1 answering JSON; subclasses implement `answer`."""
+    """Keep-alive HTTP/1.1 answering JSON, or plain text where `answer` gives a string (Go's
+    `http.Error`); subclasses implement `answer`."""
 
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # else each small answer waits out the client's delayed ACK
@@ -27,9 +28,10 @@ class JsonHandler(BaseHTTPRequestHandler):
         if length:
             self.rfile.read(length)
         status, body = self.answer()
-        payload = json.dumps(body).encode()
+        text = isinstance(body, str)
+        payload = body.encode() if text else json.dumps(body).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", "text/plain; charset=utf-8" if text else "application/json")
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         if self.command != "HEAD":

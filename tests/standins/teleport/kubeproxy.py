@@ -4,6 +4,16 @@ Routing follows `lib/kube/proxy/forwarder.go`: `/v1/teleport/<b64url teleport cl
 kube cluster>/<api path>`, both components unpadded URL-safe base64 of UTF-8. The kube cluster
 behind the route answers enough of the Kubernetes API for discovery, `kubectl version` and
 `kubectl get namespace`, with the fields kubernetes-client 37's models require.
+
+Refusals follow the forwarder too. Authentication and authorization run in its `withAuth`, whose
+errors are Kubernetes `Status` objects with `trace.ErrorToCode`'s status (403 AccessDenied, 404
+NotFound), except at `GET /version`: that route writes them with `http.Error`, so they arrive as
+HTTP 500 with the message as plain text (`withCustomErrFormatter(writeResponseErrorToBody)`).
+A role that allows a cluster's labels but names no `kubernetes_groups` is refused with NotFound
+"Your user's Teleport role does not allow Kubernetes access..." (`authorize`); a cluster its roles
+do not allow with AccessDenied `kubernetes cluster "<name>" not found`. A cluster whose agent is
+gone while its `kube_server` has not yet expired fails when the proxy dials it, inside the
+reverse proxy, whose error handler answers a `Status` with 504 (a connection problem).
 """
 
 from __future__ import annotations
@@ -71,20 +81,35 @@ def status(code: int, reason: str, message: str) -> tuple[int, dict[str, Any]]:
     return code, body
 
 
+NO_KUBE_PRINCIPALS = (
+    "Your user's Teleport role does not allow Kubernetes access. Please ask cluster administrator to "
+    "ensure your role has appropriate kubernetes_groups and kubernetes_users set."
+)
+
+
 class RouteError(Exception):
-    def __init__(self, code: int, reason: str, message: str) -> None:
+    """A refusal; `authorizing` when the forwarder's `withAuth` makes it (see the module docstring),
+    rather than the path routing in front of it."""
+
+    def __init__(self, code: int, reason: str, message: str, *, authorizing: bool = True) -> None:
         super().__init__(message)
+        self.message = message
+        self.authorizing = authorizing
         self.answer = status(code, reason, message)
 
 
 def decode_component(value: str) -> str:
     """Go's `base64.RawURLEncoding` then UTF-8 validation."""
     if not _B64URL.fullmatch(value) or len(value) % 4 == 1:
-        raise RouteError(400, "BadRequest", f"invalid base64 in kubernetes route component {value!r}")
+        raise RouteError(
+            400, "BadRequest", f"invalid base64 in kubernetes route component {value!r}", authorizing=False
+        )
     try:
         return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError) as e:
-        raise RouteError(400, "BadRequest", f"invalid kubernetes route component {value!r}: {e}") from e
+        raise RouteError(
+            400, "BadRequest", f"invalid kubernetes route component {value!r}: {e}", authorizing=False
+        ) from e
 
 
 def _namespace(name: str) -> dict[str, Any]:
@@ -193,6 +218,7 @@ class KubeProxy:
                     "kubernetes cluster not specified: use a server URL ending in "
                     "/v1/teleport/<base64url teleport cluster>/<base64url kube cluster>, "
                     "or a certificate issued for one Kubernetes cluster",
+                    authorizing=False,
                 )
             teleport_cluster = identity.route_to_cluster or self.cluster.name
             kube_cluster, api_path = identity.kubernetes_cluster, path
@@ -208,6 +234,7 @@ class KubeProxy:
                         403,
                         "Forbidden",
                         f"the certificate is pinned to {what} {pinned!r}, the path routes to {wanted!r}",
+                        authorizing=False,
                     )
         if teleport_cluster != self.cluster.name:
             raise RouteError(404, "NotFound", f'teleport cluster "{teleport_cluster}" not found')
@@ -217,14 +244,12 @@ class KubeProxy:
             raise RouteError(403, "Forbidden", lock.refusal())
         kube = self.cluster.kube_cluster(kube_cluster)
         if kube is None:
-            raise RouteError(404, "NotFound", f'kubernetes cluster "{kube_cluster}" not found')
+            # `setupContext` (no kube_server for it), capitalised unlike `authorize`'s refusal.
+            raise RouteError(404, "NotFound", f'Kubernetes cluster "{kube_cluster}" not found')
         if not self.cluster.can_access_kube(identity.roles, kube.all_labels):
-            raise RouteError(
-                403,
-                "Forbidden",
-                f"access denied: roles {list(identity.roles)} do not grant "
-                f'kubernetes cluster "{kube_cluster}"',
-            )
+            raise RouteError(403, "Forbidden", f'kubernetes cluster "{kube_cluster}" not found')
+        if not self.cluster.kube_groups(identity.roles, kube.all_labels):
+            raise RouteError(404, "NotFound", NO_KUBE_PRINCIPALS)
         return kube_cluster, api_path
 
 
@@ -237,8 +262,22 @@ class KubeHandler(JsonHandler):
         try:
             kube_cluster, api_path = self.server.route(url.path, identity)
         except RouteError as e:
+            if e.authorizing and _api_path(url.path) == "/version":
+                return 500, e.message + "\n"
             return e.answer
+        if kube_cluster in self.server.cluster.agents_down:
+            return status(
+                504,
+                "Timeout",
+                f'failed to dial kubernetes cluster "{kube_cluster}": no agent tunnel is connected',
+            )
         self.server.cluster.log_kube_request(
             KubeRequest(kube_cluster, self.command, api_path, identity.username)
         )
         return kube_api(self.command, api_path, self.headers.get("Accept", ""))
+
+
+def _api_path(path: str) -> str:
+    """The API path a request asks for, behind the routing prefix if it has one."""
+    m = _ROUTE.fullmatch(path)
+    return (m.group(3) or "/") if m is not None else path

@@ -400,9 +400,14 @@ class TeleportStandin:
         *,
         kubernetes_labels: Mapping[str, str | Sequence[str]] | None = None,
         max_session_ttl: dt.timedelta = DEFAULT_MAX_SESSION_TTL,
+        kubernetes_groups: Sequence[str] = ("system:masters",),
     ) -> None:
+        """A role; `kubernetes_groups=()` makes one that lists the clusters its labels allow but whose
+        requests the Kubernetes proxy refuses."""
         labels = {k: (v,) if isinstance(v, str) else tuple(v) for k, v in (kubernetes_labels or {}).items()}
-        self._cluster.add_role(Role(name, labels, max_session_ttl=max_session_ttl))
+        self._cluster.add_role(
+            Role(name, labels, max_session_ttl=max_session_ttl, kubernetes_groups=tuple(kubernetes_groups))
+        )
 
     def add_bot(
         self, name: str, *, roles: Sequence[str], max_session_ttl: dt.timedelta = DEFAULT_BOT_MAX_SESSION_TTL
@@ -469,11 +474,22 @@ class TeleportStandin:
     def remove_kube_cluster(self, name: str) -> None:
         self._cluster.remove_kube_cluster(name)
 
+    def set_agent_down(self, name: str, down: bool = True) -> None:
+        """The agent serving `name` stops (or starts again): Teleport still lists the cluster until its
+        `kube_server` heartbeat expires, but the Kubernetes proxy can no longer reach it."""
+        with self._cluster.lock:
+            if down:
+                self._cluster.agents_down.add(name)
+            else:
+                self._cluster.agents_down.discard(name)
+
     def set_kube_clusters(self, clusters: Mapping[str, Mapping[str, str]]) -> None:
         """Exactly these clusters (name → static labels), one agent each, whatever was there before:
         end-to-end tests share one stand-in and each starts from the same clusters."""
         for name in self._cluster.kube_cluster_names():
             self._cluster.remove_kube_cluster(name)
+        with self._cluster.lock:
+            self._cluster.agents_down.clear()
         for name, labels in clusters.items():
             self.add_kube_cluster(name, labels=labels)
 

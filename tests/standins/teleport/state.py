@@ -46,6 +46,9 @@ class Role:
     kubernetes_labels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     impersonate_roles: tuple[str, ...] = ()
     max_session_ttl: dt.timedelta = DEFAULT_MAX_SESSION_TTL
+    # The Kubernetes groups the proxy impersonates for it; a role with none (and no kubernetes_users,
+    # which the stand-in leaves out) lists the clusters its labels allow but cannot use them.
+    kubernetes_groups: tuple[str, ...] = ()
 
     @cached_property
     def _patterns(self) -> dict[str, tuple[re.Pattern[str], ...]]:
@@ -249,6 +252,7 @@ class Cluster:
         self._tokens: dict[str, IamToken] = {}
         self._locks: dict[str, Lock] = {}
         self._kube: dict[str, KubeCluster] = {}
+        self.agents_down: set[str] = set()  # kube clusters whose agents' tunnels are gone
         self._entries: dict[str, dict[str, list[KubeEntry]]] = {}
         self._index: dict[str, tuple[list[str], list[KubeEntry]]] | None = None
 
@@ -400,6 +404,10 @@ class Cluster:
 
     def can_access_kube(self, role_names: Sequence[str], labels: Mapping[str, str]) -> bool:
         return any(role.allows_kube(labels) for role in self.roles(role_names))
+
+    def kube_groups(self, role_names: Sequence[str], labels: Mapping[str, str]) -> tuple[str, ...]:
+        """The groups of the roles that allow a cluster with `labels` (`CheckKubeGroupsAndUsers`)."""
+        return tuple(g for r in self.roles(role_names) if r.allows_kube(labels) for g in r.kubernetes_groups)
 
     # -- logs -------------------------------------------------------------------------
 
