@@ -6,6 +6,11 @@ newCluster.Config)` in `handleModEvent`, argoproj/argo-cd controller/cache/cache
 annotations alone do not. Discovery runs through the worker (the schedule queues them), events
 through the audit function; between invocations the world changes: a Teleport label, a
 `kube.update`, a host CA rotation, and certificates that are due as soon as written.
+
+The stand-ins run every function in this one process; on Lambda each function has execution
+environments of its own, and a certificate can be written again only by the environment that holds
+it (`teleport_argocd.kept_identity`). So the audit function's first event here is handled as Lambda
+would, by an environment that holds nothing the worker wrote (`KEPT.forget()`).
 """
 
 from __future__ import annotations
@@ -82,13 +87,20 @@ def test_config_changes_only_for_a_new_certificate_or_ca(stack: LocalStack) -> N
     assert relabelled["prod-us-east"]["data"]["config"] == first["prod-us-east"]["data"]["config"]
     assert relabelled["prod-eu-west"] == first["prod-eu-west"]
 
-    # A kube.update rewrites its cluster's Secret, with the certificate it holds.
+    # The audit function's environment did not write the Secret: its kube.update writes a new
+    # certificate (one cache rebuild, as before); its next kube.update keeps that one.
+    KEPT.forget()
     [output] = invoke("audit_event", kube_update("prod-eu-west", {"env": "prod", "team": "platform"}))[
         "outputs"
     ]
     assert [(c["kube_cluster"], c["action"]) for c in output["clusters"]] == [("prod-eu-west", "updated")]
+    by_audit = secrets(stack)
+    assert tls(by_audit["prod-eu-west"])["certData"] != tls(first["prod-eu-west"])["certData"]
+    teleport.update_kube_cluster("prod-eu-west", labels={"env": "prod", "team": "search"})
+    invoke("audit_event", kube_update("prod-eu-west", {"env": "prod", "team": "search"}))
     updated = secrets(stack)
-    assert updated["prod-eu-west"]["data"]["config"] == first["prod-eu-west"]["data"]["config"]
+    assert updated["prod-eu-west"]["metadata"]["labels"]["team"] == "search"
+    assert updated["prod-eu-west"]["data"]["config"] == by_audit["prod-eu-west"]["data"]["config"]
 
     # A host CA rotation begins: every Secret gets the new CA set and a certificate of this run.
     teleport.rotate("init", ca_type="host")
