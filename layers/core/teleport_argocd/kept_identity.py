@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 
 from teleport_argocd.argocd import RenderedSecret
 from teleport_argocd.config.types import OutputConfig
+from teleport_argocd.errors import RenderError
 from teleport_argocd.model import Identity, Outcome
 from teleport_argocd.plan import Plan, Renewal, Scope, Step
 from teleport_argocd.renewal import fingerprint, renewal_due
@@ -60,7 +61,7 @@ class KeptIdentities:
         self, output: OutputConfig, teleport_cluster: str, identity: Identity, ca_pems: Sequence[bytes]
     ) -> None:
         """Keep `identity`, with which this run writes Secrets rendered with `ca_pems`."""
-        kept = _Kept(identity, _digest(ca_pems), output.credential_ttl)
+        kept = _Kept(identity, _ca_set(ca_pems), output.credential_ttl)
         with self._lock:
             held = self._kept.setdefault((output.name, teleport_cluster), [])
             if all(k.identity.cert_pem != identity.cert_pem for k in held):
@@ -72,20 +73,19 @@ class KeptIdentities:
         output: OutputConfig,
         teleport_cluster: str,
         fresh: Identity,
-        ca_pems: Sequence[bytes],
+        ca_digest: str,
         cert_expires: datetime,
         now: datetime,
     ) -> Identity | None:
         """The kept identity a Secret recorded as written with a certificate expiring at `cert_expires`
-        may be rewritten with, or None (see the module's rules)."""
-        digest = _digest(ca_pems)
+        may be rewritten with, or None (see the module's rules); `ca_digest` is the run's host CA set's."""
         with self._lock:
             held = list(self._kept.get((output.name, teleport_cluster), ()))
         for kept in held:
             identity = kept.identity
             if (
                 identity.expires == cert_expires
-                and kept.ca_digest == digest
+                and kept.ca_digest == ca_digest
                 and kept.credential_ttl == output.credential_ttl
                 and _principal(identity) == _principal(fresh)
                 and identity.expires > now
@@ -109,8 +109,10 @@ class KeptIdentities:
         Secret holds (found by the registration's `cert_expires`); keeps the run's `fresh` identity
         when any write still uses it."""
 
+        digest = _ca_set(ca_pems)
+
         def find(cert_expires: datetime) -> Identity | None:
-            return self.find(output, teleport_cluster, fresh, ca_pems, cert_expires, now)
+            return self.find(output, teleport_cluster, fresh, digest, cert_expires, now)
 
         fresh_used = False
         steps: list[Step] = []
@@ -123,7 +125,7 @@ class KeptIdentities:
         return replace(decided, steps=tuple(steps))
 
     def forget(self) -> None:
-        """Drop every kept identity (a test's fresh process)."""
+        """Drop every kept identity, as a new execution environment starts without any."""
         with self._lock:
             self._kept.clear()
 
@@ -136,6 +138,7 @@ def _reused(
     render: Render,
     now: datetime,
 ) -> Step | None:
+    """The step rendered with the kept identity its Secret holds, or None to write the fresh one."""
     reg, secret = step.registration, step.secret
     if (
         (scope.renew is Renewal.ALL and scope.clusters is None)
@@ -152,7 +155,10 @@ def _reused(
     identity = find(reg.cert_expires)
     if identity is None:
         return None
-    rendered = render(identity, secret)
+    try:
+        rendered = render(identity, secret)
+    except RenderError:  # it rendered with the fresh identity: write that rather than fail
+        return None
     if fingerprint(rendered) != step.fingerprint:
         return None  # another signer or CA set: the Secret needs the fresh certificate
     return replace(step, secret=rendered, cert_expires=identity.expires)
@@ -168,7 +174,8 @@ def _principal(identity: Identity) -> tuple[object, ...]:
     )
 
 
-def _digest(ca_pems: Sequence[bytes]) -> str:
+def _ca_set(ca_pems: Sequence[bytes]) -> str:
+    """A host CA set, as `find` compares it."""
     return hashlib.sha256(b"\0".join(ca_pems)).hexdigest()
 
 
