@@ -47,13 +47,11 @@ def discovery(stack: LocalStack) -> None:
 
 
 def secrets(stack: LocalStack) -> dict[str, dict[str, Any]]:
+    """The Secrets of CLUSTERS now (a missing one is a KeyError at its use)."""
     assert stack.kube is not None
-    found = {}
-    for cluster in CLUSTERS:
-        secret = stack.kube.secret(ARGOCD_NAMESPACE, secret_name("teleport.argocd-cluster", "root", cluster))
-        assert secret is not None, cluster
-        found[cluster] = secret
-    return found
+    names = {c: secret_name("teleport.argocd-cluster", "root", c) for c in CLUSTERS}
+    found = {c: stack.kube.secret(ARGOCD_NAMESPACE, name) for c, name in names.items()}
+    return {c: secret for c, secret in found.items() if secret is not None}
 
 
 def tls(secret: dict[str, Any]) -> dict[str, str]:

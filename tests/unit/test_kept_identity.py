@@ -19,6 +19,7 @@ from teleport_argocd.kept_identity import KeptIdentities
 from teleport_argocd.model import Identity, KubeCluster
 from teleport_argocd.plan import Renewal, Scope
 from teleport_argocd.reconcile import Reconciler, Trigger
+from teleport_argocd.report import OutputReport
 
 from .fakes import Clock, FakeSession, FakeState, FakeStore, output, reconciler
 
@@ -78,38 +79,48 @@ def cert_data(store: FakeStore, cluster: str) -> str:
     return str(config["tlsClientConfig"]["certData"])
 
 
-def relabel(session: MintingSession, cluster: str, team: str) -> None:
-    session.clusters[cluster] = KubeCluster(cluster, {"env": "prod", "team": team})
-
-
-def test_a_label_change_in_a_warm_worker_keeps_config_byte_identical_and_changes_the_labels() -> None:
+def started() -> tuple[Clock, Reconciler, FakeState, FakeStore, MintingSession]:
+    """A warm worker that has registered every cluster."""
     clock = Clock()
     rec, state, store, session = warm(clock)
     rec.run(LABELLED, RENEWAL)
+    return clock, rec, state, store, session
+
+
+def relabelled(
+    clock: Clock,
+    rec: Reconciler,
+    session: MintingSession,
+    cluster: str,
+    team: str,
+    after: timedelta = timedelta(minutes=2),
+    **settings: Any,
+) -> OutputReport:
+    """`after` on, `cluster`'s team label is `team`, and discovery runs (with `settings`, if any)."""
+    clock.advance(after)
+    session.clusters[cluster] = KubeCluster(cluster, {"env": "prod", "team": team})
+    out = output(secret_labels=dict(LABELLED.secret_labels), **settings) if settings else LABELLED
+    return rec.run(out, DISCOVERY)
+
+
+def test_a_label_change_in_a_warm_worker_keeps_config_byte_identical_and_changes_the_labels() -> None:
+    clock, rec, state, store, session = started()
     before = secret(store, "a")
     written_until = state.regs[("main", "example.teleport.sh", "a")].cert_expires
-    clock.advance(timedelta(minutes=5))
-    relabel(session, "a", "checkout")
 
-    report = rec.run(LABELLED, DISCOVERY)
+    report = relabelled(clock, rec, session, "a", "checkout")
 
-    assert [(c.kube_cluster, c.action) for c in report.clusters if c.action == "updated"] == [
-        ("a", "updated")
-    ]
+    updated = [c.kube_cluster for c in report.clusters if c.action == "updated"]
+    assert updated == ["a"]
     after = secret(store, "a")
     assert after["data"]["config"] == before["data"]["config"]
-    assert (before["metadata"]["labels"]["team"], after["metadata"]["labels"]["team"]) == (
-        "payments",
-        "checkout",
-    )
+    assert [s["metadata"]["labels"]["team"] for s in (before, after)] == ["payments", "checkout"]
     # The registration still records the certificate the Secret holds, so its renewal is not postponed.
     assert state.regs[("main", "example.teleport.sh", "a")].cert_expires == written_until
 
 
 def test_a_kube_update_event_rewrites_its_cluster_with_the_certificate_it_holds() -> None:
-    clock = Clock()
-    rec, _state, store, _session = warm(clock)
-    rec.run(LABELLED, RENEWAL)
+    clock, rec, _state, store, _session = started()
     before, writes = secret(store, "a")["data"]["config"], len(store.writes)
     clock.advance(timedelta(minutes=5))
 
@@ -120,65 +131,47 @@ def test_a_kube_update_event_rewrites_its_cluster_with_the_certificate_it_holds(
 
 
 def test_a_forced_reload_and_a_due_renewal_write_a_new_certificate() -> None:
-    clock = Clock()
-    rec, _state, store, session = warm(clock)
-    rec.run(LABELLED, RENEWAL)
+    clock, rec, _state, store, session = started()
     first = cert_data(store, "a")
     clock.advance(timedelta(minutes=5))
     rec.run(LABELLED, FORCED)
     forced = cert_data(store, "a")
     assert forced != first
-    # 20 minutes after the forced reload's certificate: it is due (renewal_interval), so a label
+    # 20 minutes after the forced reload's certificate it is due (renewal_interval), so a label
     # change rewrites with a new one although discovery renews nothing.
-    clock.advance(timedelta(minutes=20))
-    relabel(session, "a", "checkout")
-    rec.run(LABELLED, DISCOVERY)
+    relabelled(clock, rec, session, "a", "checkout", after=timedelta(minutes=20))
     assert cert_data(store, "a") not in (first, forced)
 
 
 def test_a_changed_host_ca_set_or_user_ca_signer_writes_a_new_certificate() -> None:
-    clock = Clock()
-    rec, _state, store, session = warm(clock)
-    rec.run(LABELLED, RENEWAL)
+    clock, rec, _state, store, session = started()
     first = {c: cert_data(store, c) for c in CLUSTERS}
-    clock.advance(timedelta(minutes=2))
     # A host CA rotation's init: another trusted host CA; every Secret is rewritten, none with the kept one.
     session.host_cas = [*session.host_cas, CertAuthority("example.teleport.sh").cert_pem]
+    clock.advance(timedelta(minutes=2))
     rec.run(LABELLED, DISCOVERY)
     second = {c: cert_data(store, c) for c in CLUSTERS}
     assert all(second[c] != first[c] for c in CLUSTERS)
-    clock.advance(timedelta(minutes=2))
     # update_clients of the user CA: the run's certificate has another signer than the kept one.
     session.signer = CertAuthority("example.teleport.sh")
-    relabel(session, "b", "checkout")
-    rec.run(LABELLED, DISCOVERY)
+    relabelled(clock, rec, session, "b", "checkout")
     assert cert_data(store, "b") != second["b"]
 
 
 def test_changed_roles_or_credential_ttl_write_a_new_certificate() -> None:
-    clock = Clock()
-    rec, _state, store, session = warm(clock)
-    rec.run(LABELLED, RENEWAL)
+    clock, rec, _state, store, session = started()
     first = cert_data(store, "a")
-    clock.advance(timedelta(minutes=2))
     session.roles = ("kube", "kube-admin")
-    relabel(session, "a", "checkout")
-    rec.run(LABELLED, DISCOVERY)
+    relabelled(clock, rec, session, "a", "checkout")
     with_roles = cert_data(store, "a")
     assert with_roles != first
-    clock.advance(timedelta(minutes=2))
-    shorter = output(
-        secret_labels={"team": '{{ index .Labels "team" }}'}, credential_ttl="30m", renewal_interval="20m"
-    )
-    relabel(session, "a", "search")
-    rec.run(shorter, DISCOVERY)
+    # A shorter credential_ttl: the kept certificate would outlive what the output now allows.
+    relabelled(clock, rec, session, "a", "search", credential_ttl="30m", renewal_interval="20m")
     assert cert_data(store, "a") != with_roles
 
 
 def test_a_cold_worker_or_another_workers_write_means_a_new_certificate() -> None:
-    clock = Clock()
-    rec, state, store, session = warm(clock)
-    rec.run(LABELLED, RENEWAL)
+    clock, rec, state, store, session = started()
     first = cert_data(store, "a")
     clock.advance(timedelta(minutes=2))
     # Another warm worker (its own memory, the same table and Secrets) forces a reload: the
@@ -192,15 +185,11 @@ def test_a_cold_worker_or_another_workers_write_means_a_new_certificate() -> Non
     )
     other.run(LABELLED, FORCED)
     by_other = cert_data(store, "a")
-    clock.advance(timedelta(minutes=2))
-    relabel(session, "a", "checkout")
-    rec.run(LABELLED, DISCOVERY)
+    relabelled(clock, rec, session, "a", "checkout")
     assert cert_data(store, "a") not in (first, by_other)
     # A cold worker holds nothing.
     assert rec.kept is not None
     rec.kept.forget()
-    kept_by_none = cert_data(store, "a")
-    clock.advance(timedelta(minutes=2))
-    relabel(session, "a", "search")
-    rec.run(LABELLED, DISCOVERY)
-    assert cert_data(store, "a") != kept_by_none
+    before_cold = cert_data(store, "a")
+    relabelled(clock, rec, session, "a", "search")
+    assert cert_data(store, "a") != before_cold
