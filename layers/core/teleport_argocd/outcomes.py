@@ -189,7 +189,7 @@ def _written(step: Step, done: StepOutcome, where: Where) -> Registration:
         first_written=reg.first_written if reg and reg.first_written and reg.deleted_at is None else now,
         last_written=now,
         last_attempt=now,
-        cert_expires=where.cert_expires,
+        cert_expires=step.cert_expires or where.cert_expires,
         cluster_name=step.secret.argocd_name,
     )
     if reg is None:

@@ -97,6 +97,8 @@ class Step:
     clock: Mapping[str, Any] | None = None
     # Its grace ran out in a run that could prune: deleted now unless Applications or the budget hold it.
     due: bool = False
+    # The expiry of the certificate `secret` carries when it is not the run's own (`kept_identity`).
+    cert_expires: datetime | None = None
 
     @property
     def writes(self) -> bool:

@@ -22,10 +22,11 @@ from datetime import UTC, datetime, timedelta
 
 from teleport_argocd import __version__, evidence
 from teleport_argocd.applications import ApplicationCheck
-from teleport_argocd.argocd import RenderedSecret, render_secrets
+from teleport_argocd.argocd import RenderedSecret, render_secret, render_secrets
 from teleport_argocd.config.types import Destination, OutputConfig
 from teleport_argocd.errors import ClusterNotListed, TeleportArgoCDError
 from teleport_argocd.execution import CheckConnection, apply_all, checks_due, work
+from teleport_argocd.kept_identity import KeptIdentities
 from teleport_argocd.model import Identity, KubeCluster, KubeEndpoint, Registration
 from teleport_argocd.outcomes import Tally, Where
 from teleport_argocd.plan import Plan, Renewal, Scope, plan
@@ -86,6 +87,8 @@ class Reconciler:
     sleep: Callable[[float], None] = time.sleep
     # Checks that a Secret connects as Argo CD will (teleport_argocd.probe); None: no checks.
     check: CheckConnection | None = None
+    # The certificates this process wrote, reused for a rewrite that is not a renewal; None: never.
+    kept: KeptIdentities | None = None
 
     def run(self, output: OutputConfig, trigger: Trigger) -> OutputReport:
         """Reconcile one output as far as `trigger` asks, or mark it pending if another run holds it."""
@@ -306,7 +309,7 @@ class Reconciler:
         planned: Plan | None,
     ) -> Lease:
         """Record what takes no request, then carry out the rest; every outcome goes to `tally`."""
-        decided = planned or self._plan(output, scope, listing)
+        decided = self._with_kept(output, scope, listing, planned or self._plan(output, scope, listing))
         now = self.clock()
         where = Where(output.name, self._teleport().teleport_cluster, listing.identity.expires)
         self.state.put_registrations(tally.without_requests(decided, now, where))
@@ -332,6 +335,22 @@ class Reconciler:
             every=self.lease_duration.total_seconds() / 3,
         )
         return lease
+
+    def _with_kept(self, output: OutputConfig, scope: Scope, listing: _Listing, decided: Plan) -> Plan:
+        """Rewrites that are not renewals keep the certificate their Secret holds, so `config` stays."""
+        if self.kept is None or not decided.writes:
+            return decided
+        conn, now = self._teleport(), self.clock()
+        cas = conn.session.host_ca_pems
+        render = functools.partial(
+            render_secret, output, teleport_cluster=conn.teleport_cluster, endpoint=conn.endpoint
+        )
+
+        def rendered(identity: Identity, secret: RenderedSecret) -> RenderedSecret:
+            return render(secret.cluster, identity=identity, ca_pems=cas, now=now, version=__version__)
+
+        fresh = listing.identity
+        return self.kept.reuse(decided, output, scope, conn.teleport_cluster, fresh, cas, rendered, now)
 
     def _checks_due(self, decided: Plan) -> bool:
         return self.check is not None and bool(checks_due(decided, self.clock()))

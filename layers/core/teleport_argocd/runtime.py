@@ -26,6 +26,7 @@ from teleport_argocd.config import load_config
 from teleport_argocd.config.types import Config, Destination, OutputConfig
 from teleport_argocd.errors import ConfigError, ConfigProblem, JoinError, NotConfigured, UnknownOutput
 from teleport_argocd.fanout import requeue, shard_count
+from teleport_argocd.kept_identity import KEPT
 from teleport_argocd.model import Registration
 from teleport_argocd.reconcile import Connection, Reconciler, Trigger
 from teleport_argocd.report import OutputReport
@@ -149,6 +150,7 @@ class Runtime:
             concurrency=settings.concurrency,
             clock=clock,
             check=probe.check_connection,
+            kept=KEPT,
         )
 
     def __enter__(self) -> Runtime:
