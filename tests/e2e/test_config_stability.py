@@ -85,10 +85,18 @@ def test_config_changes_only_for_a_new_certificate_or_ca(stack: LocalStack) -> N
     assert relabelled["prod-us-east"]["data"]["config"] == first["prod-us-east"]["data"]["config"]
     assert relabelled["prod-eu-west"] == first["prod-eu-west"]
 
-    # The audit function's environment did not write the Secret: its kube.update writes a new
-    # certificate (one cache rebuild, as before); its next kube.update keeps that one.
+    # A kube.update that changes nothing rendered writes nothing at all.
     KEPT.forget()
     [output] = invoke("audit_event", kube_update("prod-eu-west", {"env": "prod", "team": "platform"}))[
+        "outputs"
+    ]
+    assert output["clusters"] == [] and output["counts"]["unchanged"] == 1
+    assert secrets(stack)["prod-eu-west"] == first["prod-eu-west"]
+
+    # The audit function's environment did not write the Secret: a kube.update that changes its
+    # labels writes a new certificate (one cache rebuild, as before); its next kube.update keeps it.
+    teleport.update_kube_cluster("prod-eu-west", labels={"env": "prod", "team": "platform-2"})
+    [output] = invoke("audit_event", kube_update("prod-eu-west", {"env": "prod", "team": "platform-2"}))[
         "outputs"
     ]
     assert [(c["kube_cluster"], c["action"]) for c in output["clusters"]] == [("prod-eu-west", "updated")]

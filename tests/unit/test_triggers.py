@@ -59,14 +59,27 @@ class Case:
 
 
 CASES = {
+    # kube.create and kube.update: what is new, changed or failed is written, nothing else renewed.
     "kube.create selected by labels": Case(
-        event("kube.create", "eu-1", {"env": "prod"}), ["prod"], wait=WAIT, clusters=frozenset({"eu-1"})
+        event("kube.create", "eu-1", {"env": "prod"}),
+        ["prod"],
+        wait=WAIT,
+        clusters=frozenset({"eu-1"}),
+        renew=Renewal.NONE,
     ),
     "kube.create selected by name": Case(
-        event("kube.create", "special"), ["named"], wait=WAIT, clusters=frozenset({"special"})
+        event("kube.create", "special"),
+        ["named"],
+        wait=WAIT,
+        clusters=frozenset({"special"}),
+        renew=Renewal.NONE,
     ),
     "kube.create no output selects": Case(
-        event("kube.create", "qa-1", {"env": "qa"}), [], wait=WAIT, clusters=frozenset({"qa-1"})
+        event("kube.create", "qa-1", {"env": "qa"}),
+        [],
+        wait=WAIT,
+        clusters=frozenset({"qa-1"}),
+        renew=Renewal.NONE,
     ),
     "kube.update away from the labels, still registered": Case(
         event("kube.update", "eu-1", {"env": "qa"}),
@@ -74,6 +87,7 @@ CASES = {
         {"prod": [registered("prod", "eu-1")]},
         wait=WAIT,
         clusters=frozenset({"eu-1"}),
+        renew=Renewal.NONE,
     ),
     "kube.update registered but already unmatched": Case(
         event("kube.update", "eu-1", {"env": "qa"}),
@@ -81,6 +95,7 @@ CASES = {
         {"prod": [registered("prod", "eu-1", matches=False, unmatched_since=BEFORE)]},
         wait=WAIT,
         clusters=frozenset({"eu-1"}),
+        renew=Renewal.NONE,
     ),
     # kube.delete: only the outputs that have it; nothing to renew, nothing to wait for.
     "kube.delete of a registered cluster": Case(
@@ -107,6 +122,7 @@ CASES = {
         {"prod": [registered("prod", "eu-1", matches=False, unmatched_since=AFTER)]},
         wait=timedelta(0),
         clusters=frozenset({"eu-1"}),
+        renew=Renewal.NONE,
     ),
     "kube.create newer than a processed kube.delete": Case(
         event("kube.create", "eu-1", {"env": "prod"}),
@@ -114,6 +130,7 @@ CASES = {
         {"prod": [registered("prod", "eu-1", matches=False, unmatched_since=BEFORE)]},
         wait=WAIT,
         clusters=frozenset({"eu-1"}),
+        renew=Renewal.NONE,
     ),
     "kube.create with an unreadable time waits": Case(
         event("kube.create", "eu-1", {"env": "prod"}, time="yesterday"),
@@ -121,6 +138,7 @@ CASES = {
         {"prod": [registered("prod", "eu-1", matches=False, unmatched_since=AFTER)]},
         wait=WAIT,
         clusters=frozenset({"eu-1"}),
+        renew=Renewal.NONE,
     ),
     # Role and bot events: everything, only when they are about our bot.
     "our bot": Case(event("bot.update", "argocd"), ["prod", "named"], bot=BOT),

@@ -44,9 +44,9 @@ def runs_for(
     reason = f"{event.type} {event.name} ({event.uid})"
     if event.type in KUBE_EVENTS:
         removed = event.type == "kube.delete"
-        scope = Scope(
-            renew=Renewal.NONE if removed else Renewal.ALL, clusters=frozenset({event.name}), removed=removed
-        )
+        # What is new, changed or failed is written; an unchanged Secret is not rewritten, so its
+        # `config` (and Argo CD's cache of the cluster) changes only with a new certificate or CA.
+        scope = Scope(renew=Renewal.NONE, clusters=frozenset({event.name}), removed=removed)
         concerned = kube_event_outputs(outputs, event, registrations)
         happened = event.happened
         wait = listing_wait
