@@ -77,7 +77,7 @@ class _Shared:
     teleport_cluster: str
     endpoint: KubeEndpoint
     bot_name: str
-    config_json: bytes = field(repr=False)
+    config_b64: str = field(repr=False)  # the `config` data value, the same in every Secret: encoded once
     updated: str
     version: str
 
@@ -172,7 +172,7 @@ def _shared(
         teleport_cluster=teleport_cluster,
         endpoint=endpoint,
         bot_name=identity.bot_name,
-        config_json=config_json,
+        config_b64=_b64(config_json),
         updated=now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         version=version,
     )
@@ -221,19 +221,19 @@ def _render(output: OutputConfig, cluster: KubeCluster, shared: _Shared) -> tupl
 
     argocd_name = render(output.cluster_name_template)
     server = server_url(shared.endpoint, shared.teleport_cluster, cluster.name)
-    data = {"name": argocd_name.encode(), "server": server.encode(), "config": shared.config_json}
+    data = {"name": _b64(argocd_name.encode()), "server": _b64(server.encode()), "config": shared.config_b64}
     # tbot fixes project and namespaces per output; here they are templates rendered per cluster
     # (a plain string renders to itself, byte for byte as tbot writes it).
     if output.project:
         # Any text, as tbot writes it (Argo CD reports a project it does not know); never empty.
-        data["project"] = _name(render(output.project), "project", lambda _: True, "")
+        data["project"] = _b64(_name(render(output.project), "project", lambda _: True, ""))
     if output.namespaces:
         namespaces = [
             _name(render(text), f"namespaces[{i}]", is_dns_label, "a namespace name")
             for i, text in enumerate(output.namespaces)
         ]
-        data["namespaces"] = b",".join(namespaces)
-        data["clusterResources"] = b"true" if output.cluster_resources else b"false"
+        data["namespaces"] = _b64(b",".join(namespaces))
+        data["clusterResources"] = _b64(b"true" if output.cluster_resources else b"false")
 
     name = secret_name(output.secret_name_prefix, shared.teleport_cluster, cluster.name)
     manifest = {
@@ -246,7 +246,7 @@ def _render(output: OutputConfig, cluster: KubeCluster, shared: _Shared) -> tupl
             "labels": labels,
             "annotations": annotations,
         },
-        "data": {key: _b64(value) for key, value in data.items()},
+        "data": data,
     }
     secret = RenderedSecret(cluster, output.secret_namespace, name, server, manifest, argocd_name)
     return secret, argocd_name

@@ -8,6 +8,7 @@ import functools
 import hashlib
 import json
 from datetime import datetime, timedelta
+from typing import Any
 
 from teleport_argocd.argocd import RenderedSecret
 from teleport_argocd.config.types import OutputConfig
@@ -41,13 +42,9 @@ def fingerprint(secret: RenderedSecret) -> str:
     """
     manifest = secret.manifest
     meta = manifest["metadata"]
-    data = dict(manifest.get("data") or {})
+    data: dict[str, Any] = dict(manifest.get("data") or {})
     if "config" in data:
-        config = json.loads(base64.b64decode(data["config"]))
-        tls = dict(config.get("tlsClientConfig") or {})
-        tls["certData"] = _signer(str(tls.get("certData", "")))
-        tls.pop("keyData", None)
-        data["config"] = {**config, "tlsClientConfig": tls}
+        data["config"] = _stable_config(data["config"])
     stable = {
         "name": meta["name"],
         "namespace": meta["namespace"],
@@ -57,6 +54,18 @@ def fingerprint(secret: RenderedSecret) -> str:
         "data": data,
     }
     return hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()[:32]
+
+
+@functools.lru_cache(maxsize=8)
+def _stable_config(config_b64: str) -> dict[str, Any]:
+    """The `config` data without what changes on every write: the certificate becomes its signer,
+    the key goes. Every Secret of a run carries the same `config`, so this is worked out once per
+    run; the dict returned is shared between calls and only ever read (serialised)."""
+    config = json.loads(base64.b64decode(config_b64))
+    tls = dict(config.get("tlsClientConfig") or {})
+    tls["certData"] = _signer(str(tls.get("certData", "")))
+    tls.pop("keyData", None)
+    return {**config, "tlsClientConfig": tls}
 
 
 @functools.lru_cache(maxsize=8)
