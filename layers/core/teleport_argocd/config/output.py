@@ -244,15 +244,20 @@ def _name_template(reader: Reader, text: str, path: str, valid: Callable[[str], 
     actions renders to itself). What its static text makes invalid for every
     cluster is refused here; what depends on a cluster's labels is judged when it renders."""
     template = _template(reader, text, path)
-    if template is None:
-        return
-    try:
-        sample = template.render(ClusterName="a", KubeName="a", Labels=_AnyLabel())
-    except gotemplate.TemplateError:
-        return
+    sample = None if template is None else _sample(template)
     if sample and not valid(sample):
         example = "" if sample == text else f" (it renders to {sample!r} with every label 'a')"
         reader.problem(path, f"{text!r} is not {what}{example}")
+
+
+def _sample(template: gotemplate.Template) -> str | None:
+    """The template rendered with every variable "a": what is invalid in it is in the static text and
+    always will be. None where the rendering depends on the real labels (e.g. an index past "a"):
+    that is judged per cluster when it renders."""
+    try:
+        return template.render(ClusterName="a", KubeName="a", Labels=_AnyLabel())
+    except gotemplate.TemplateError:
+        return None
 
 
 def _cluster_name_template(reader: Reader, value: Any, path: str) -> str:
@@ -271,14 +276,8 @@ def _secret_label(reader: Reader, key: str, text: str, path: str) -> None:
     elif problem := k8snames.qualified_name_problem(key):
         reader.problem(path, f"invalid label key: {problem}")
     template = _template(reader, text, path)
-    if template is None:
-        return
-    # Fill every variable with "a": what remains invalid is in the static text and always will be.
-    try:
-        sample = template.render(ClusterName="a", KubeName="a", Labels=_AnyLabel())
-    except gotemplate.TemplateError:
-        return  # depends on the real labels (e.g. an index past "a"): judged per cluster at render
-    if problem := k8snames.label_value_problem(sample):
+    sample = None if template is None else _sample(template)
+    if sample is not None and (problem := k8snames.label_value_problem(sample)):
         reader.problem(path, f"invalid label value {text!r}: {problem}")
 
 
