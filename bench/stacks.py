@@ -12,7 +12,7 @@ from typing import Any
 
 from warm import WRITE_METHODS
 
-from standins.handlers import event
+from standins import handlers
 from standins.kubeapi import KubeApiServer
 from standins.stack import LocalStack
 
@@ -31,7 +31,7 @@ def function_env(stack: LocalStack) -> dict[str, str]:
 
 def kube_create(name: str, labels: Mapping[str, str] = LABELS) -> dict[str, Any]:
     """The EventBridge envelope of a `kube.create` audit event, unique so idempotency never drops it."""
-    envelope = event("kube_create.json")
+    envelope = handlers.event("kube_create.json")
     envelope["id"] = str(uuid.uuid4())
     envelope["detail"].update(uid=str(uuid.uuid4()), name=name, kube_labels=dict(labels))
     return envelope
@@ -62,14 +62,5 @@ def median_counts(samples: Iterable[Mapping[str, float]]) -> dict[str, float]:
 
 def sqs_record(body: str) -> dict[str, Any]:
     """One message as Lambda's SQS event source hands it to the worker (batch size 1 in the template)."""
-    return {
-        "messageId": str(uuid.uuid4()),
-        "receiptHandle": "bench",
-        "body": body,
-        "attributes": {},
-        "messageAttributes": {},
-        "md5OfBody": "",
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:teleport-argocd-output-runs",
-        "awsRegion": "us-east-1",
-    }
+    message = {"MessageId": str(uuid.uuid4()), "ReceiptHandle": "bench", "Body": body, "MD5OfBody": ""}
+    return handlers.sqs_record(message, "arn:aws:sqs:us-east-1:123456789012:teleport-argocd-output-runs")
