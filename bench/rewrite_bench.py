@@ -16,6 +16,8 @@ reload functions (outputs run inside the invocation), through this sequence, `--
 - *label change, then discovery*: one cluster's Teleport label that feeds the `secret_labels`
   template changes;
 - *kube.create* of one new cluster, and *kube.update* of an existing one (audit events);
+- *label change, then kube.update, in another process*: the audit function in an environment of its
+  own (a second process that has written nothing), as on Lambda, where the worker writes renewals;
 - *reload*, forced (`events/reload.json`);
 - then, once: the configuration switched to `credential_ttl` equal to `renewal_interval` and a
   forced reload, so every certificate is due as soon as written (as any certificate is once it is
@@ -128,12 +130,15 @@ def measure(size: int, repeat: int, latency_ms: float = 0.0) -> Result:
         assert kube is not None and teleport is not None
         names: set[str] = set()
 
-        with WarmFunction(function_env(stack), ["renew", "audit_event", "reload"]) as warm:
+        with (
+            WarmFunction(function_env(stack), ["renew", "audit_event", "reload"]) as warm,
+            WarmFunction(function_env(stack), ["audit_event"]) as other,
+        ):
 
-            def step(trigger: str, function: str, payload: dict[str, Any]) -> None:
+            def step(trigger: str, function: str, payload: dict[str, Any], via: WarmFunction = warm) -> None:
                 before_requests = len(kube.requests)
                 before = _snapshot(kube, names)
-                answer = warm.invoke(function, payload)["answer"]
+                answer = via.invoke(function, payload)["answer"]
                 if "outputs" in answer and any(o.get("errors") for o in answer["outputs"]):
                     raise RuntimeError(f"{trigger}: the run failed: {answer['outputs']}")
                 writes = [
@@ -164,6 +169,10 @@ def measure(size: int, repeat: int, latency_ms: float = 0.0) -> Result:
                 update = kube_create("cluster-00001")
                 update["detail-type"] = update["detail"]["event"] = "kube.update"
                 step("kube.update (existing cluster)", "audit_event", update)
+                teleport.update_kube_cluster("cluster-00002", labels={**LABELS, "team": f"moved-{i}"})
+                relabel = kube_create("cluster-00002", {**LABELS, "team": f"moved-{i}"})
+                relabel["detail-type"] = relabel["detail"]["event"] = "kube.update"
+                step("label change, then kube.update, in another process", "audit_event", relabel, other)
                 step("reload, forced", "reload", event("reload.json"))
             # Certificates issued under credential_ttl = renewal_interval are due at every tick.
             stack.put_config(due_now)

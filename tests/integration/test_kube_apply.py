@@ -358,3 +358,105 @@ def test_write_and_delete_calls(server: KubeApiServer, store: SecretStore) -> No
     for call in calls:
         call()
     assert store.calls == 20
+
+
+# Labels and annotations alone (`SecretStore.relabel`): a JSON patch (RFC 6902) under our field manager,
+# which the API server records as an `Update` owning what it changed (standins.ssa follows
+# k8s.io/apimachinery's fieldmanager); the data, so Argo CD's `config`, stays byte for byte.
+
+
+def test_a_relabel_changes_labels_and_annotations_and_keeps_the_data(
+    server: KubeApiServer, store: SecretStore, name: str
+) -> None:
+    first = store.write(rendered(name, labels={TEAM: "a"}, tls={"certData": b"CERT-1"}), None)
+    argocd_touches(server, name)
+    before = stored(server, name)
+    server.requests.clear()
+
+    manifest = rendered(name, updated="t2", labels={TEAM: "b", "tier": "1"}, tls={"certData": b"CERT-2"})
+    result = store.relabel(manifest, first.version)
+
+    after = stored(server, name)
+    assert result is not None and (result.action, result.requests, sent(server)) == (
+        "updated",
+        1,
+        [("PATCH", 200)],
+    )
+    assert result.version == SecretVersion(first.version.uid, after["metadata"]["resourceVersion"])
+    assert after["data"] == before["data"]
+    assert after["metadata"]["labels"] == {
+        "argocd.argoproj.io/secret-type": "cluster",
+        ARGOCD_VERSION_LABEL: "1.33",
+        TEAM: "b",
+        "tier": "1",
+    }
+    annotations = after["metadata"]["annotations"]
+    assert (
+        annotations["teleport.dev/updated"] == "t2" and annotations[ARGOCD_REFRESH] == "2026-11-21T10:00:00Z"
+    )
+
+
+def test_a_relabel_removes_what_we_stop_rendering_and_keeps_what_others_own(
+    server: KubeApiServer, store: SecretStore, name: str
+) -> None:
+    first = store.write(
+        rendered(name, labels={TEAM: "a", "old": "1"}, annotations={"example.com/x": "1"}), None
+    )
+    argocd_touches(server, name)
+    server.edit_secret(
+        "argocd", name, lambda s: s["metadata"]["labels"].update({"theirs": "1"}), manager="kubectl"
+    )
+    data = stored(server, name)["data"]
+    server.requests.clear()
+
+    result = store.relabel(rendered(name, updated="t2", labels={TEAM: "a"}), first.version)
+
+    meta = stored(server, name)["metadata"]
+    assert result is not None and sent(server) == [("PATCH", 200), ("PATCH", 200)]
+    assert set(meta["labels"]) == {"argocd.argoproj.io/secret-type", TEAM, ARGOCD_VERSION_LABEL, "theirs"}
+    assert "example.com/x" not in meta["annotations"] and ARGOCD_REFRESH in meta["annotations"]
+    assert stored(server, name)["data"] == data
+
+
+def test_a_whole_write_after_a_relabel_removes_a_label_only_the_relabel_set(
+    server: KubeApiServer, store: SecretStore, name: str
+) -> None:
+    """An apply keeps a key another entry co-owns, and the relabel's `Update` entry owns what it set:
+    handing that entry over must also remove the keys we no longer render."""
+    first = store.write(rendered(name, labels={TEAM: "a"}), None)
+    relabelled = store.relabel(rendered(name, labels={TEAM: "a", "extra": "1"}), first.version)
+    assert relabelled is not None and stored(server, name)["metadata"]["labels"]["extra"] == "1"
+
+    store.write(
+        rendered(name, updated="t3", labels={TEAM: "a"}, tls={"certData": b"NEW"}), relabelled.version
+    )
+
+    secret = stored(server, name)
+    assert "extra" not in secret["metadata"]["labels"] and secret["metadata"]["labels"][TEAM] == "a"
+    assert managers(secret) == {(FIELD_MANAGER, "Apply")}
+
+
+def test_a_relabel_of_a_secret_deleted_or_replaced_since_is_not_made(
+    server: KubeApiServer, store: SecretStore, name: str
+) -> None:
+    first = store.write(rendered(name, labels={TEAM: "a"}), None)
+    server.remove_secret("argocd", name)
+    assert store.relabel(rendered(name, labels={TEAM: "b"}), first.version) is None
+    again = store.write(rendered(name, labels={TEAM: "a"}), None)
+    assert again.version.uid != first.version.uid
+
+    assert store.relabel(rendered(name, labels={TEAM: "b"}), first.version) is None
+    assert stored(server, name)["metadata"]["labels"][TEAM] == "a"
+
+
+def test_a_relabel_of_a_secret_no_longer_marked_ours_is_refused_by_the_admission_policy(
+    server: KubeApiServer, store: SecretStore, name: str
+) -> None:
+    first = store.write(rendered(name, labels={TEAM: "a"}), None)
+    server.edit_secret(
+        "argocd", name, lambda s: s["metadata"]["annotations"].pop(VERSION_ANNOTATION), manager="kubectl"
+    )
+
+    with pytest.raises(ForeignSecretError, match="admission policy"):
+        store.relabel(rendered(name, labels={TEAM: "b"}), first.version)
+    assert stored(server, name)["metadata"]["labels"][TEAM] == "a"

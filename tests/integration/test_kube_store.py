@@ -451,3 +451,32 @@ def test_no_list_or_watch(server: KubeApiServer, store: SecretStore, name: str) 
     store.delete("argocd", name, first.version)
 
     assert {r.verb for r in server.requests} == {"get", "create", "update", "delete"}
+
+
+def test_a_relabel_reads_and_writes_back_our_labels_with_the_secrets_own_config(
+    server: KubeApiServer, store: SecretStore, name: str
+) -> None:
+    first = store.write(rendered(name, labels={"team": "a"}, tls={"certData": b"CERT-1"}), None)
+    before = stored(server, name)
+    server.requests.clear()
+
+    result = store.relabel(
+        rendered(name, "t2", labels={"team": "b"}, tls={"certData": b"CERT-2"}), first.version
+    )
+
+    after = stored(server, name)
+    assert result is not None and result.action == "updated"
+    assert [r.method for r in server.requests] == ["GET", "PUT"]
+    assert after["data"] == before["data"] and after["metadata"]["labels"]["team"] == "b"
+    assert result.version == SecretVersion(first.version.uid, after["metadata"]["resourceVersion"])
+
+
+def test_a_relabel_of_a_secret_changed_since_our_write_is_not_made(
+    server: KubeApiServer, store: SecretStore, name: str
+) -> None:
+    """Its `config` may no longer be the one we wrote: the caller writes the Secret whole."""
+    first = store.write(rendered(name, labels={"team": "a"}), None)
+    argocd_touches(server, name)()
+
+    assert store.relabel(rendered(name, "t2", labels={"team": "b"}), first.version) is None
+    assert stored(server, name)["metadata"]["labels"]["team"] == "a"

@@ -116,6 +116,7 @@ class FakeStore:
         self.versions: dict[str, SecretVersion] = {}
         self.failing: set[str] = set()
         self.writes: list[str] = []
+        self.relabels: list[str] = []  # clusters whose labels or annotations alone were written
         # Argo CD Applications by namespace; a namespace in `refusing` answers with that error.
         self.applications: dict[str, list[Application]] = {}
         self.refusing: dict[str, Exception] = {}
@@ -137,6 +138,19 @@ class FakeStore:
                 version if current is None else SecretVersion(current.uid, version.resource_version)
             )
             return Written(action, self.versions[name])
+
+    def relabel(self, manifest: Mapping[str, Any], known: SecretVersion) -> Written | None:
+        """Only labels and annotations, over the Secret we wrote (same uid); None otherwise."""
+        name = manifest["metadata"]["name"]
+        with self._lock:
+            current = self.versions.get(name)
+            if current is None or current.uid != known.uid:
+                return None
+            self.relabels.append(manifest["metadata"]["annotations"]["teleport.dev/kubernetes-cluster-name"])
+            version = SecretVersion(current.uid, f"{current.resource_version}+")
+            self.secrets[name] = {**self.secrets[name], "metadata": dict(manifest["metadata"])}
+            self.versions[name] = version
+            return Written(Outcome.UPDATED, version)
 
     def delete(self, namespace: str, name: str, known: SecretVersion) -> bool:
         """Deletes only the Secret we wrote: same uid (the real store also checks our annotation)."""

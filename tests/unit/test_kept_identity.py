@@ -1,7 +1,11 @@
-"""A warm worker rewrites a Secret whose rendering changed but whose certificate is not due with the
+"""A warm worker rewrites a Secret whose data changed but whose certificate is not due with the
 certificate it holds, so Argo CD, which rebuilds a cluster's cache whenever `config` changes
-(`handleModEvent`, argoproj/argo-cd controller/cache/cache.go), sees labels change and `config` not;
-and it never does so past the certificate's renewal, across a CA change or for other settings."""
+(`handleModEvent`, argoproj/argo-cd controller/cache/cache.go), sees the Secret change and `config`
+not; and it never does so past the certificate's renewal, across a CA change or for other settings.
+
+Here a cluster's `team` label renders both a Secret label and the Argo CD `project` (data), so a
+team change is not labels alone (those need no certificate at all: tests/unit/test_relabel.py).
+"""
 
 from __future__ import annotations
 
@@ -24,7 +28,8 @@ from teleport_argocd.report import OutputReport
 from .fakes import Clock, FakeSession, FakeState, FakeStore, output, reconciler
 
 CLUSTERS = {"a": {"env": "prod", "team": "payments"}, "b": {"env": "prod", "team": "search"}}
-LABELLED = output(secret_labels={"team": '{{ index .Labels "team" }}'})
+TEAM = '{{ index .Labels "team" }}'
+LABELLED = output(secret_labels={"team": TEAM}, project=TEAM)
 RENEWAL = Trigger("schedule", "tick", Scope(renew=Renewal.DUE))
 DISCOVERY = Trigger("discovery", "tick", Scope(renew=Renewal.NONE))
 FORCED = Trigger("reload", "manual", Scope(renew=Renewal.ALL))
@@ -99,7 +104,9 @@ def relabelled(
     """`after` on, `cluster`'s team label is `team`, and discovery runs (with `settings`, if any)."""
     clock.advance(after)
     session.clusters[cluster] = KubeCluster(cluster, {"env": "prod", "team": team})
-    out = output(secret_labels=dict(LABELLED.secret_labels), **settings) if settings else LABELLED
+    out = (
+        output(secret_labels=dict(LABELLED.secret_labels), project=TEAM, **settings) if settings else LABELLED
+    )
     return rec.run(out, DISCOVERY)
 
 

@@ -106,7 +106,7 @@ def test_a_label_change_rewrites_that_cluster_only() -> None:
     session.clusters["b"] = session.clusters["b"].__class__("b", {"env": "prod", "team": "payments"})
     report = rec.run(out, DISCOVERY)
     assert [(c.kube_cluster, c.action, c.reason) for c in report.clusters if c.action != "unchanged"] == [
-        ("b", "updated", "changed")
+        ("b", "updated", "labels or annotations changed")
     ]
 
 

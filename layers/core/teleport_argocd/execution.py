@@ -54,7 +54,13 @@ def apply_step(
             store.delete(reg.secret_namespace, reg.secret_name, reg.version)
             return StepOutcome(Outcome.DELETED, clock())
         assert step.secret is not None
-        result = None if step.action is Outcome.UNCHANGED else store.write(step.secret.manifest, step.known)
+        result, relabeled = None, False
+        if step.action is not Outcome.UNCHANGED:
+            known = step.known
+            if step.relabel and known is not None:
+                result = store.relabel(step.secret.manifest, known)
+                relabeled = result is not None
+            result = result or store.write(step.secret.manifest, known)
         checked = check(step.secret, clock()) if check is not None else None
     except Exception as exc:  # one cluster's failure never stops the others
         if not isinstance(exc, TeleportArgoCDError):
@@ -63,7 +69,7 @@ def apply_step(
         return StepOutcome(Outcome.REFUSED if refused else Outcome.FAILED, clock(), error=_describe(exc))
     if result is None:  # checked only
         return StepOutcome(Outcome.UNCHANGED, clock(), check=checked)
-    return StepOutcome(result.action, clock(), version=result.version, check=checked)
+    return StepOutcome(result.action, clock(), version=result.version, check=checked, relabeled=relabeled)
 
 
 def apply_all(
@@ -164,7 +170,9 @@ def needs_check(step: Step, now: datetime) -> bool:
         return False  # someone else's Secret, left alone: nothing of ours to check
     if reg is None or check_due(reg.connection_at, now, reg.connection):
         return True
-    changed = reg.fingerprint != step.fingerprint or reg.last_error is not None or not reg.matches
+    # Labels or annotations alone (`relabel`) leave what a check tries as it was.
+    changed = (reg.fingerprint != step.fingerprint and not step.relabel) or reg.last_error is not None
+    changed = changed or not reg.matches
     return step.writes and (changed or reg.connection != OK)
 
 

@@ -3,8 +3,9 @@ a Secret's `config` byte for byte.
 
 Argo CD invalidates and rebuilds a cluster's cache whenever its Secret's `config` changes
 (`handleModEvent`, argoproj/argo-cd controller/cache/cache.go), and every run mints a fresh
-certificate. Without this, a change of labels alone (a Teleport label feeding `secret_labels`, a
-`kube.update`) would write a new certificate and cost Argo CD a rebuild. Private keys are never
+certificate. A change of labels or annotations alone needs no certificate (`Step.relabel`); without
+this, a change of other data (an Argo CD name, `project` or `namespaces` rendered from a Teleport
+label) would write a new certificate and cost Argo CD a rebuild. Private keys are never
 stored (DynamoDB, logs) and the apply writer cannot read a Secret back, so the certificate in a
 Secret can only be known by the process that wrote it: a cold worker holds nothing and writes the
 fresh certificate, as before.
@@ -143,6 +144,7 @@ def _reused(
     if (
         (scope.renew is Renewal.ALL and scope.clusters is None)
         or step.action is not Outcome.WOULD_UPDATE
+        or step.relabel  # its certificate is not sent at all
         or secret is None
         or reg is None
         or reg.version is None

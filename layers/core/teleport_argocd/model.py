@@ -143,6 +143,8 @@ class Registration:
     server: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     fingerprint: str = ""
+    # The part of `fingerprint` without labels and annotations (renewal.data_fingerprint).
+    data_fingerprint: str = ""
     version: SecretVersion | None = None
     matches: bool = True
     last_error: str | None = None

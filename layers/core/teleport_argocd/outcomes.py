@@ -44,6 +44,8 @@ class StepOutcome:
     version: SecretVersion | None = None
     check: ConnectionCheck | None = None
     error: str | None = None
+    # Only labels and annotations were written: the Secret keeps the certificate it had.
+    relabeled: bool = False
 
 
 @dataclass(frozen=True)
@@ -184,12 +186,13 @@ def _written(step: Step, done: StepOutcome, where: Where) -> Registration:
         server=step.secret.server,
         labels=step.labels,
         fingerprint=step.fingerprint,
+        data_fingerprint=step.data_fingerprint,
         version=done.version,
         matches=True,
         first_written=reg.first_written if reg and reg.first_written and reg.deleted_at is None else now,
         last_written=now,
         last_attempt=now,
-        cert_expires=step.cert_expires or where.cert_expires,
+        cert_expires=reg.cert_expires if done.relabeled and reg else step.cert_expires or where.cert_expires,
         cluster_name=step.secret.argocd_name,
     )
     if reg is None:

@@ -33,7 +33,7 @@ from teleport_argocd.pruning import (
     prune_due_at,
     prune_guard,
 )
-from teleport_argocd.renewal import fingerprint, renewal_due
+from teleport_argocd.renewal import data_fingerprint, fingerprint, renewal_due
 
 
 class Renewal(StrEnum):
@@ -99,6 +99,10 @@ class Step:
     due: bool = False
     # The expiry of the certificate `secret` carries when it is not the run's own (`kept_identity`).
     cert_expires: datetime | None = None
+    # `fingerprint` without labels and annotations; and whether only those changed, so the write
+    # changes them alone and the Secret keeps its certificate (`SecretStore.relabel`).
+    data_fingerprint: str = ""
+    relabel: bool = False
 
     @property
     def writes(self) -> bool:
@@ -344,10 +348,23 @@ def _write_step(
     renew: Renewal,
 ) -> Step:
     digest = fingerprint(secret)
+    # Unchanged with the fingerprint, so only worked out again when the fingerprint changed.
+    data = reg.data_fingerprint if reg and reg.fingerprint == digest and reg.data_fingerprint else ""
+    data = data or data_fingerprint(secret)
     labels = dict(secret.cluster.labels)
 
-    def step(action: Outcome, reason: str) -> Step:
-        return Step(secret.cluster.name, action, reason, secret, reg, labels, digest)
+    def step(action: Outcome, reason: str, relabel: bool = False) -> Step:
+        return Step(
+            secret.cluster.name,
+            action,
+            reason,
+            secret,
+            reg,
+            labels,
+            digest,
+            data_fingerprint=data,
+            relabel=relabel,
+        )
 
     # A relinquished Secret is left alone until its rendering changes or a forced reload tries again.
     if (
@@ -363,10 +380,13 @@ def _write_step(
         return step(Outcome.WOULD_UPDATE, "failed last time")
     if not reg.matches:
         return step(Outcome.WOULD_UPDATE, "selected again")
+    due = renew is Renewal.ALL or (renew is Renewal.DUE and renewal_due(output, reg.cert_expires, now))
     if reg.fingerprint != digest:
+        if reg.data_fingerprint == data and not due and not renewal_due(output, reg.cert_expires, now):
+            return step(Outcome.WOULD_UPDATE, "labels or annotations changed", relabel=True)
         return step(Outcome.WOULD_UPDATE, "changed")
     if renew is Renewal.ALL:
         return step(Outcome.WOULD_UPDATE, "forced")
-    if renew is Renewal.DUE and renewal_due(output, reg.cert_expires, now):
+    if due:
         return step(Outcome.WOULD_UPDATE, "renewal due")
     return step(Outcome.UNCHANGED, "up to date")

@@ -40,19 +40,31 @@ def fingerprint(secret: RenderedSecret) -> str:
     signed the certificate, so each rotation phase that changes either (`init`, `update_clients`,
     `rollback`, `standby`) rewrites every Secret in the run that first sees it, as tbot does.
     """
+    meta = secret.manifest["metadata"]
+    stable = {
+        **_stable_data(secret),
+        "labels": meta.get("labels") or {},
+        "annotations": {k: v for k, v in (meta.get("annotations") or {}).items() if k != UPDATED_ANNOTATION},
+    }
+    return _digest(stable)
+
+
+def data_fingerprint(secret: RenderedSecret) -> str:
+    """The part of `fingerprint` that is not labels or annotations: where it is unchanged, a rewrite
+    needs no new certificate (`destination.relabel`), and Argo CD's `config` stays byte for byte."""
+    return _digest(_stable_data(secret))
+
+
+def _stable_data(secret: RenderedSecret) -> dict[str, Any]:
     manifest = secret.manifest
     meta = manifest["metadata"]
     data: dict[str, Any] = dict(manifest.get("data") or {})
     if "config" in data:
         data["config"] = _stable_config(data["config"])
-    stable = {
-        "name": meta["name"],
-        "namespace": meta["namespace"],
-        "labels": meta.get("labels") or {},
-        "annotations": {k: v for k, v in (meta.get("annotations") or {}).items() if k != UPDATED_ANNOTATION},
-        "type": manifest.get("type"),
-        "data": data,
-    }
+    return {"name": meta["name"], "namespace": meta["namespace"], "type": manifest.get("type"), "data": data}
+
+
+def _digest(stable: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()[:32]
 
 

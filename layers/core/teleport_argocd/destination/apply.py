@@ -85,6 +85,48 @@ class ApplyWriter(Writer):
             raise self._refused(op, response, ForeignSecretError)
         raise self.conflicted(op)
 
+    def relabel(self, manifest: Mapping[str, Any], known: SecretVersion) -> WriteResult | None:
+        """One JSON patch of our labels and annotations, conditional on the uid we wrote; None
+        when it does not apply (the Secret is gone, replaced, or lost its labels or annotations).
+
+        Not an apply: an apply without the data would remove the data keys we own. The patch's
+        `add` sets each rendered key (RFC 6902 §4.1: it replaces a member that exists). The keys
+        we no longer render are then removed where nobody else owns them, as an apply would
+        (`_unrendered`), conditional on the version just patched; the field manager's `Update`
+        entry it leaves is handed to our apply at the next whole write (`_handover`).
+        """
+        secret = _marked(manifest)
+        meta = secret["metadata"]
+        op = SecretOp("relabel", meta["namespace"], meta["name"])
+        patch: list[dict[str, Any]] = [{"op": "test", "path": "/metadata/uid", "value": known.uid}]
+        patch += [
+            {"op": "add", "path": _pointer(part, key), "value": value}
+            for part in ("labels", "annotations")
+            for key, value in meta[part].items()
+        ]
+        path = secret_path(op.namespace, op.name)
+        response = self.send(op, "PATCH", path, patch, JSON_PATCH)
+        status = response.status_code
+        if status == HTTPStatus.NOT_FOUND or (
+            status == HTTPStatus.UNPROCESSABLE_ENTITY and not _admission_refusal(response)
+        ):
+            logger.info("%s: not the Secret we wrote (%d); writing it whole", op, status)
+            return None
+        if status != HTTPStatus.OK:
+            raise self._refused(op, response, ForeignSecretError)
+        live = json_object(response)
+        stale = _unrendered(secret, live)
+        if stale:
+            version = (live.get("metadata") or {}).get("resourceVersion")
+            removal = [{"op": "test", "path": "/metadata/resourceVersion", "value": version}]
+            removal += [{"op": "remove", "path": _pointer(part, key)} for part, key in stale]
+            response = self.send(op, "PATCH", path, removal, JSON_PATCH)
+            if response.status_code == HTTPStatus.OK:
+                live = json_object(response)
+            else:
+                logger.info("%s: keys no longer rendered not removed (%d)", op, response.status_code)
+        return _result(op, Outcome.UPDATED, live)
+
     def delete(self, namespace: str, name: str, known: SecretVersion) -> bool:
         """One DELETE, conditional on the uid we wrote; the admission policy refuses a Secret
         without our annotation."""
@@ -151,7 +193,7 @@ class ApplyWriter(Writer):
         """`refusal` when the admission policy denied the request (the Secret is not ours), else
         the error for the status."""
         message = status_message(response)
-        if response.status_code in (401, 403, 422) and "ValidatingAdmissionPolicy" in message:
+        if _admission_refusal(response):
             hint = (
                 ". Delete or rename it, or choose another secret_name_prefix"
                 if refusal is ForeignSecretError
@@ -162,6 +204,11 @@ class ApplyWriter(Writer):
                 f"teleport-argocd's or tbot's for this cluster ({message}); it is left untouched{hint}"
             )
         return self.api.error(op, response)
+
+
+def _admission_refusal(response: Response) -> bool:
+    """Whether the admission policy (not the request itself) refused a request."""
+    return response.status_code in (401, 403, 422) and "ValidatingAdmissionPolicy" in status_message(response)
 
 
 def _result(op: SecretOp, action: Outcome, live: Mapping[str, Any]) -> WriteResult:
@@ -216,6 +263,7 @@ def _handover(secret: Mapping[str, Any], live: Mapping[str, Any]) -> list[dict[s
         stale.append(("annotations", MANAGED_KEYS_ANNOTATION))
     if TBOT_VERSION_ANNOTATION in annotations:
         stale.append(("annotations", TBOT_VERSION_ANNOTATION))
+    stale += _unrendered(secret, live)
     if kept == entries and not stale:
         return None
     patch: list[dict[str, Any]] = [
@@ -225,6 +273,27 @@ def _handover(secret: Mapping[str, Any], live: Mapping[str, Any]) -> list[dict[s
         patch.append({"op": "replace", "path": "/metadata/managedFields", "value": kept})
     patch += [{"op": "remove", "path": _pointer(part, key)} for part, key in dict.fromkeys(stale)]
     return patch
+
+
+def _unrendered(secret: Mapping[str, Any], live: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The labels and annotations of `live` that `secret` does not render and that only our field
+    manager owns (its apply or a relabel's update): what an apply of `secret` alone would remove.
+    A key with no owner, or with another, stays, as it would under an apply."""
+    meta = live.get("metadata") or {}
+    owners: dict[tuple[str, str], set[str]] = {}
+    for entry in meta.get("managedFields") or []:
+        tracked = ((entry.get("fieldsV1") or {}).get("f:metadata")) or {}
+        for part in ("labels", "annotations"):
+            for field in tracked.get(f"f:{part}") or {}:
+                if field.startswith("f:"):
+                    owners.setdefault((part, field[2:]), set()).add(str(entry.get("manager")))
+    rendered = secret["metadata"]
+    return [
+        (part, key)
+        for part in ("labels", "annotations")
+        for key in meta.get(part) or {}
+        if key not in rendered[part] and owners.get((part, key)) == {FIELD_MANAGER}
+    ]
 
 
 def _marked(manifest: Mapping[str, Any]) -> dict[str, Any]:

@@ -67,6 +67,32 @@ class ReadFirstWriter(Writer):
                 raise self.api.error(op, response)
         return self._write_over(op, secret)
 
+    def relabel(self, manifest: Mapping[str, Any], known: SecretVersion) -> WriteResult | None:
+        """Read the Secret; if it is still the version we last wrote, write it back with our
+        labels and annotations and its own `config` (two requests). None otherwise, or when the
+        write meets a change: the caller writes the Secret whole, as before."""
+        secret = _owned(manifest)
+        meta = secret["metadata"]
+        op = SecretOp("relabel", meta["namespace"], meta["name"])
+        current = self.get(op)
+        live = (current or {}).get("metadata") or {}
+        config = ((current or {}).get("data") or {}).get("config")
+        if (
+            current is None
+            or config is None
+            or SecretVersion(live.get("uid", ""), live.get("resourceVersion", "")) != known
+        ):
+            logger.info("%s: not the version we wrote; writing it whole", op)
+            return None
+        self._check_adoptable(op, current, meta)
+        kept = {**secret, "data": {**(secret.get("data") or {}), "config": config}}
+        response = self.send(op, "PUT", secret_path(op.namespace, op.name), merge(current, kept))
+        if response.status_code == HTTPStatus.OK:
+            return self._written(op, Outcome.UPDATED, response, secret)
+        if response.status_code not in (HTTPStatus.CONFLICT, HTTPStatus.NOT_FOUND):
+            raise self.api.error(op, response)
+        return None
+
     def apply(self, manifest: Mapping[str, Any]) -> WriteResult:
         """Read, then create or update: for callers that keep no `SecretVersion` (two requests)."""
         secret = _owned(manifest)

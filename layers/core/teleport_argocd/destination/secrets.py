@@ -93,6 +93,14 @@ class SecretStore:
             return self._apply.write(manifest, known)
         return self._read_first.write(manifest, known)
 
+    def relabel(self, manifest: Mapping[str, Any], known: SecretVersion) -> WriteResult | None:
+        """Write only the labels and annotations of a rendered Secret over the Secret we last wrote
+        (`known`), keeping its data, so its `config`, as it is; None when that Secret is no longer
+        there as we wrote it, so the caller writes the Secret whole."""
+        if self.mode == "apply":
+            return self._apply.relabel(manifest, known)
+        return self._read_first.relabel(manifest, known)
+
     def apply(self, manifest: Mapping[str, Any]) -> WriteResult:
         """Read, then create or update: for callers that keep no `SecretVersion` (two requests)."""
         return self._read_first.apply(manifest)

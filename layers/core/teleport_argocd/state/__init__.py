@@ -28,6 +28,7 @@ output's registrations once and writes back only those that changed, whole, in b
     teleport_cluster, kube_cluster, secret_namespace, secret_name, server         S
     labels           M     the cluster's labels when last planned
     fingerprint      S     digest of what was rendered, certificate left out: a change means a rewrite
+    data_fingerprint S     the same without labels and annotations: unchanged, a rewrite keeps the certificate
     secret_uid, resource_version  S  the Secret as we last wrote it: the next write's precondition
     first_written, last_written, last_attempt, cert_expires, last_error_at        S
     unmatched_since  S     when the selectors stopped picking the cluster

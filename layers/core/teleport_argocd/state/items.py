@@ -39,6 +39,8 @@ def reg_item(reg: Registration) -> dict[str, Any]:
     if reg.version is not None:
         item["secret_uid"] = s(reg.version.uid)
         item["resource_version"] = s(reg.version.resource_version)
+    if reg.data_fingerprint:
+        item["data_fingerprint"] = s(reg.data_fingerprint)
     if reg.last_error is not None:
         item["last_error"] = s(truncate(reg.last_error, MAX_ERROR))
     if reg.absence:
@@ -72,6 +74,7 @@ def registration(output: str, item: Mapping[str, Any]) -> Registration:
         server=string(item, "server") or "",
         labels={k: v["S"] for k, v in item.get("labels", {}).get("M", {}).items()},
         fingerprint=string(item, "fingerprint") or "",
+        data_fingerprint=string(item, "data_fingerprint") or "",
         # An empty resourceVersion is the store's way of saying "read before the next write".
         version=SecretVersion(uid, resource_version or "") if uid else None,
         matches=item["matches"]["BOOL"],
