@@ -11,7 +11,7 @@ Secret can only be known by the process that wrote it: a cold worker holds nothi
 fresh certificate, as before.
 
 When a kept certificate goes stale, and the fresh one is written instead:
-- the registration does not record it (its `cert_expires` is another certificate's), or the
+- the registration does not record it (its `cert_id` is another certificate's, or none), or the
   step is a renewal, a retry after a failure, or a forced rewrite of the whole output (a forced
   reload, a role or bot event); an event's rewrite of its one cluster (`kube.create`,
   `kube.update`) keeps the certificate;
@@ -75,17 +75,17 @@ class KeptIdentities:
         teleport_cluster: str,
         fresh: Identity,
         ca_digest: str,
-        cert_expires: datetime,
+        cert_id: str,
         now: datetime,
     ) -> Identity | None:
-        """The kept identity a Secret recorded as written with a certificate expiring at `cert_expires`
-        may be rewritten with, or None (see the module's rules); `ca_digest` is the run's host CA set's."""
+        """The kept identity a Secret recorded as written with the certificate `cert_id` may be
+        rewritten with, or None (see the module's rules); `ca_digest` is the run's host CA set's."""
         with self._lock:
             held = list(self._kept.get((output.name, teleport_cluster), ()))
         for kept in held:
             identity = kept.identity
             if (
-                identity.expires == cert_expires
+                identity.cert_id == cert_id
                 and kept.ca_digest == ca_digest
                 and kept.credential_ttl == output.credential_ttl
                 and _principal(identity) == _principal(fresh)
@@ -107,13 +107,13 @@ class KeptIdentities:
         now: datetime,
     ) -> Plan:
         """The plan with each rewrite that is not a renewal rendered with the kept certificate its
-        Secret holds (found by the registration's `cert_expires`); keeps the run's `fresh` identity
+        Secret holds (found by the registration's `cert_id`); keeps the run's `fresh` identity
         when any write still uses it."""
 
         digest = _ca_set(ca_pems)
 
-        def find(cert_expires: datetime) -> Identity | None:
-            return self.find(output, teleport_cluster, fresh, digest, cert_expires, now)
+        def find(cert_id: str) -> Identity | None:
+            return self.find(output, teleport_cluster, fresh, digest, cert_id, now)
 
         fresh_used = False
         steps: list[Step] = []
@@ -135,7 +135,7 @@ def _reused(
     step: Step,
     output: OutputConfig,
     scope: Scope,
-    find: Callable[[datetime], Identity | None],
+    find: Callable[[str], Identity | None],
     render: Render,
     now: datetime,
 ) -> Step | None:
@@ -150,11 +150,11 @@ def _reused(
         or reg.version is None
         or reg.deleted_at is not None
         or reg.last_error is not None
-        or reg.cert_expires is None
+        or not reg.cert_id
         or renewal_due(output, reg.cert_expires, now)
     ):
         return None
-    identity = find(reg.cert_expires)
+    identity = find(reg.cert_id)
     if identity is None:
         return None
     try:
@@ -163,7 +163,7 @@ def _reused(
         return None
     if fingerprint(rendered) != step.fingerprint:
         return None  # another signer or CA set: the Secret needs the fresh certificate
-    return replace(step, secret=rendered, cert_expires=identity.expires)
+    return replace(step, secret=rendered, cert_expires=identity.expires, cert_id=identity.cert_id)
 
 
 def _principal(identity: Identity) -> tuple[object, ...]:

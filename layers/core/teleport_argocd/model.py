@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -76,6 +77,11 @@ class Identity:
     roles: tuple[str, ...] = ()
     # Bot and impersonated certificates carry the bot instance they belong to ("" when none).
     bot_instance_id: str = ""
+
+    @property
+    def cert_id(self) -> str:
+        """A digest of the certificate: which one a Secret holds, without storing the certificate."""
+        return hashlib.sha256(self.cert_pem).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -152,6 +158,8 @@ class Registration:
     last_written: datetime | None = None
     last_attempt: datetime | None = None
     cert_expires: datetime | None = None
+    # Which certificate the Secret holds (`Identity.cert_id`), so a warm process knows it holds it.
+    cert_id: str = ""
     last_error_at: datetime | None = None
     unmatched_since: datetime | None = None
     deleted_at: datetime | None = None

@@ -50,12 +50,13 @@ class StepOutcome:
 
 @dataclass(frozen=True)
 class Where:
-    """The run's facts a new registration carries: the output, the Teleport cluster, and when the
-    certificate the run wrote expires."""
+    """The run's facts a new registration carries: the output, the Teleport cluster, and the
+    certificate the run writes (its expiry and `Identity.cert_id`)."""
 
     output: str
     teleport_cluster: str
     cert_expires: datetime | None
+    cert_id: str = ""
 
 
 @dataclass
@@ -193,6 +194,7 @@ def _written(step: Step, done: StepOutcome, where: Where) -> Registration:
         last_written=now,
         last_attempt=now,
         cert_expires=reg.cert_expires if done.relabeled and reg else step.cert_expires or where.cert_expires,
+        cert_id=reg.cert_id if done.relabeled and reg else step.cert_id or where.cert_id,
         cluster_name=step.secret.argocd_name,
     )
     if reg is None:

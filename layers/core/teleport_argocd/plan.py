@@ -97,8 +97,9 @@ class Step:
     clock: Mapping[str, Any] | None = None
     # Its grace ran out in a run that could prune: deleted now unless Applications or the budget hold it.
     due: bool = False
-    # The expiry of the certificate `secret` carries when it is not the run's own (`kept_identity`).
+    # The certificate `secret` carries when it is not the run's own (`kept_identity`): expiry, digest.
     cert_expires: datetime | None = None
+    cert_id: str = ""
     # `fingerprint` without labels and annotations; and whether only those changed, so the write
     # changes them alone and the Secret keeps its certificate (`SecretStore.relabel`).
     data_fingerprint: str = ""

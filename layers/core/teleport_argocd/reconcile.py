@@ -311,7 +311,8 @@ class Reconciler:
         """Record what takes no request, then carry out the rest; every outcome goes to `tally`."""
         decided = self._with_kept(output, scope, listing, planned or self._plan(output, scope, listing))
         now = self.clock()
-        where = Where(output.name, self._teleport().teleport_cluster, listing.identity.expires)
+        identity = listing.identity
+        where = Where(output.name, self._teleport().teleport_cluster, identity.expires, identity.cert_id)
         self.state.put_registrations(tally.without_requests(decided, now, where))
         tally.notes = tuple(decided.notes)
         steps = work(decided, self.check is not None, self.clock())

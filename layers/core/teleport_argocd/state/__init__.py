@@ -31,6 +31,7 @@ output's registrations once and writes back only those that changed, whole, in b
     data_fingerprint S     the same without labels and annotations: unchanged, a rewrite keeps the certificate
     secret_uid, resource_version  S  the Secret as we last wrote it: the next write's precondition
     first_written, last_written, last_attempt, cert_expires, last_error_at        S
+    cert_id          S     digest of the certificate written (never the certificate itself)
     unmatched_since  S     when the selectors stopped picking the cluster
     deleted_at       S     tombstone: when its Secret was pruned
     absence          S     why it is unmatched: vanished, deselected or deleted (sets its grace period)

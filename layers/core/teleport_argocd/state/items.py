@@ -41,6 +41,8 @@ def reg_item(reg: Registration) -> dict[str, Any]:
         item["resource_version"] = s(reg.version.resource_version)
     if reg.data_fingerprint:
         item["data_fingerprint"] = s(reg.data_fingerprint)
+    if reg.cert_id:
+        item["cert_id"] = s(reg.cert_id)
     if reg.last_error is not None:
         item["last_error"] = s(truncate(reg.last_error, MAX_ERROR))
     if reg.absence:
@@ -75,6 +77,7 @@ def registration(output: str, item: Mapping[str, Any]) -> Registration:
         labels={k: v["S"] for k, v in item.get("labels", {}).get("M", {}).items()},
         fingerprint=string(item, "fingerprint") or "",
         data_fingerprint=string(item, "data_fingerprint") or "",
+        cert_id=string(item, "cert_id") or "",
         # An empty resourceVersion is the store's way of saying "read before the next write".
         version=SecretVersion(uid, resource_version or "") if uid else None,
         matches=item["matches"]["BOOL"],
