@@ -200,3 +200,18 @@ def test_a_cold_worker_or_another_workers_write_means_a_new_certificate() -> Non
     before_cold = cert_data(store, "a")
     relabelled(clock, rec, session, "a", "search")
     assert cert_data(store, "a") != before_cold
+
+
+def test_two_certificates_with_one_expiry_are_told_apart_by_their_digest() -> None:
+    """A new cluster registered in the same second as the others gets another certificate with the
+    same expiry; a later rewrite of an older Secret must use the certificate that Secret holds."""
+    clock, rec, state, store, session = started()
+    held_by_a = cert_data(store, "a")
+    session.clusters["c"] = KubeCluster("c", {"env": "prod", "team": "data"})
+    rec.run(LABELLED, DISCOVERY)  # no time passes: c's certificate expires when a's does
+    regs = {c: state.regs[("main", "example.teleport.sh", c)] for c in ("a", "c")}
+    assert regs["a"].cert_expires == regs["c"].cert_expires and regs["a"].cert_id != regs["c"].cert_id
+
+    relabelled(clock, rec, session, "a", "checkout")
+
+    assert cert_data(store, "a") == held_by_a
