@@ -233,8 +233,15 @@ def join(
     route and Teleport starts a new bot instance. `conn_upgrade`, when known from an earlier join,
     spares the test for an L7 load balancer.
     """
+    # One web context for the discovery, the upgrade test and the join route, used in turn.
+    web = web_context(ca_pem=ca_pem, insecure=insecure)
     proxy = find_proxy(
-        proxy_addr, ca_pem=ca_pem, insecure=insecure, timeout=CONNECT_TIMEOUT, conn_upgrade=conn_upgrade
+        proxy_addr,
+        ca_pem=ca_pem,
+        insecure=insecure,
+        timeout=CONNECT_TIMEOUT,
+        conn_upgrade=conn_upgrade,
+        context=web,
     )
     host, port = split_address(proxy_addr)
     upgrade = None
@@ -260,7 +267,7 @@ def join(
     elif upgrade is not None and not insecure:
         context, server_name, check_peer = upgraded_join_context(), host, check_teleport_host_cert
     else:
-        context, server_name = join_context(ca_pem=ca_pem, insecure=insecure), host
+        context, server_name = join_context(web=web), host
     with Tunnel(
         host, port, context, server_name, timeout=CONNECT_TIMEOUT, upgrade=upgrade, check_peer=check_peer
     ) as tunnel:
