@@ -73,6 +73,9 @@ class Row:
     # invocation records the run and the idempotency result after it), median and max.
     cold_secret_seconds: float
     cold_secret_max_seconds: float
+    # CPU-seconds of the cold invocation in the function's process, median: what Lambda's CPU share
+    # (in proportion to memory) stretches, and what a loaded machine's wall time hides.
+    cold_cpu_seconds: float
     cold_dynamodb: dict[str, float]
     cold_query_s: float
 
@@ -131,6 +134,7 @@ def measure(size: int, latency_ms: float, repeat: int) -> Row:
         cold_max_seconds=max(cold),
         cold_secret_seconds=statistics.median(cold_secret),
         cold_secret_max_seconds=max(cold_secret),
+        cold_cpu_seconds=statistics.median(c["cpu_seconds"] for c in colds),
         cold_dynamodb=median_counts(c["dynamodb"]["requests"] for c in colds),
         cold_query_s=statistics.median(c["dynamodb"]["seconds"].get("Query", 0.0) for c in colds),
     )
@@ -165,14 +169,15 @@ def markdown(rows: list[Row], repeat: int) -> str:
         )
     lines += [
         "",
-        f"| clusters | cold event → Secret s (≤ {TARGET_S:g}) | max s | invocation s | max s "
+        f"| clusters | cold event → Secret s (≤ {TARGET_S:g}) | max s | invocation s | max s | CPU-s "
         "| of which Query s | DynamoDB requests |",
-        "|---:|---:|---:|---:|---:|---:|---|",
+        "|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r.clusters:,} | {r.cold_secret_seconds:.3f} | {r.cold_secret_max_seconds:.3f} "
-            f"| {r.cold_seconds:.3f} | {r.cold_max_seconds:.3f} | {r.cold_query_s:.3f} "
+            f"| {r.cold_seconds:.3f} | {r.cold_max_seconds:.3f} | {r.cold_cpu_seconds:.3f} "
+            f"| {r.cold_query_s:.3f} "
             f"| {ops(r.cold_dynamodb)} |"
         )
     lines += [
@@ -180,7 +185,8 @@ def markdown(rows: list[Row], repeat: int) -> str:
         f"Cold: the event for a new cluster is the first invocation of a fresh process (package imported "
         f"before the clock); medians of {repeat}. 'Event → Secret': from the invocation's start to the "
         "Kubernetes stand-in's answer to the Secret's write; 'invocation': until the handler returns "
-        "(the run record, the lease's release and the idempotency record come after the write).",
+        "(the run record, the lease's release and the idempotency record come after the write); CPU-s: "
+        "the invocation's, in the function's process.",
         "",
         f"Warm audit function (one process, one unmeasured event first); Kubernetes stand-in latency "
         f"{rows[0].latency_ms:g} ms per request; medians of {repeat} events, each for a cluster enrolled "
