@@ -435,3 +435,28 @@ def test_a_role_without_one_needed_action_is_refused() -> None:
         assert denial["action"] == "dynamodb:GetItem"
         assert denial["resource"] == stack.deployment.attribute("StateTable", "Arn")
         assert "RenewFunction" in denial["principal"]
+
+
+def test_the_worker_without_batch_get_item_cannot_run_a_queued_event() -> None:
+    """The worker's ReadNamedRegistrations is what an event's run queued again needs: without it the
+    worker's read of the cluster's registration is refused and the Secret is not written."""
+    with DeployedStack(
+        CLUSTERS,
+        environment=SHORT_WAIT,
+        revoke={"WorkerFunction": "dynamodb:BatchGetItem"},
+        derive=lambda s: {"DestinationKubeconfigSecretArn": s.secret_arns["argocd-kubeconfig"]},
+    ) as stack:
+        stack.put_config([output("main", kubeconfig(stack, "argocd-kubeconfig"))])
+        detail = {**event("kube_create.json")["detail"], "name": "prod-late", "kube_labels": {"env": "prod"}}
+        put_audit_event(stack, detail)
+        [answer] = deliver_audit_events(stack)
+        assert answer["status"] == "waiting"
+        assert stack.denials() == []  # the audit function's own BatchGetItem is granted
+        stack.teleport.add_kube_cluster("prod-late", labels={"env": "prod"})
+        stack.advance_sqs_clock(15)
+        assert len(run_queued(stack)) == 1
+        assert stack.kube.secret("argocd", secret_name("main-cluster", "root", "prod-late")) is None
+        [denial] = stack.denials()
+        assert denial["action"] == "dynamodb:BatchGetItem"
+        assert denial["resource"] == stack.deployment.attribute("StateTable", "Arn")
+        assert "WorkerFunction" in denial["principal"]
