@@ -123,10 +123,11 @@ def serve(functions: list[str]) -> None:
     for line in sys.stdin:
         command = json.loads(line)
         counter.reset()
-        started, cpu = time.perf_counter(), time.process_time()
+        started_at, started, cpu = time.time(), time.perf_counter(), time.process_time()
         answer = invoke(command["function"], command["event"])
         seconds = time.perf_counter() - started
         result = {
+            "started_at": started_at,  # epoch seconds, to compare with what a stand-in recorded
             "seconds": seconds,
             "cpu_seconds": time.process_time() - cpu,
             "dynamodb": counter.snapshot(),

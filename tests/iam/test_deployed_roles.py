@@ -12,6 +12,8 @@ event source, "Adding a destination").
 
 What moto cannot check is checked from the translated template instead: kms:Decrypt happens inside
 SSM and Secrets Manager (kms:ViaService), and logs, X-Ray and ENIs are used by Lambda itself.
+Every other action a statement grants must be used by some path here (`every_statement_used`): a
+statement no path uses is either a path the suite does not run or a permission nothing needs.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
+from fnmatch import fnmatchcase
 from typing import Any
 
 import pytest
 
 from standins.aws import ACCOUNT_ID, REGION
-from standins.deployed import DeployedStack
+from standins.deployed import DeployedStack, as_list
 from standins.handlers import event, sqs_record
+from standins.lambdas import FunctionError
 from teleport_argocd.argocd import secret_name
 
 CLUSTERS = {
@@ -34,6 +38,12 @@ CLUSTERS = {
     "dev-sandbox": {"env": "dev", "team": "payments"},
 }
 KMS_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+# The audit function waits a second, not the deployed ten, for a cluster to be listed before it
+# queues the run again: a wait changes no call.
+SHORT_WAIT = {"AuditEventFunction": {"EVENT_LISTING_WAIT_SECONDS": "1"}}
+# Actions moto never sees: used by Lambda itself (logs, X-Ray, ENIs) or inside SSM and Secrets
+# Manager (kms:Decrypt); the template's statements for them are checked by tests/unit/test_template.
+NOT_CALLED_BY_HANDLERS = ("logs:", "xray:", "ec2:", "kms:")
 
 
 def output(name: str, destination: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
@@ -73,6 +83,7 @@ CASES: dict[str, Case] = {
     "defaults": Case(
         lambda: DeployedStack(
             CLUSTERS,
+            environment=SHORT_WAIT,
             kubeconfig_secrets=(),
             eks_clusters=("argocd",),
             parameters={"DestinationEksCluster": "argocd"},
@@ -81,18 +92,22 @@ CASES: dict[str, Case] = {
     ),
     "kubeconfig-only": Case(
         lambda: DeployedStack(
-            CLUSTERS, derive=lambda s: {"DestinationKubeconfigSecretArn": s.secret_arns["argocd-kubeconfig"]}
+            CLUSTERS,
+            environment=SHORT_WAIT,
+            derive=lambda s: {"DestinationKubeconfigSecretArn": s.secret_arns["argocd-kubeconfig"]},
         ),
         lambda s: [output("main", kubeconfig(s, "argocd-kubeconfig"))],
     ),
     "several-destinations-kms": Case(
         lambda: DeployedStack(
             CLUSTERS,
+            environment=SHORT_WAIT,
             kubeconfig_secrets=("kc-a", "kc-b"),
             eks_clusters=("argocd",),
             derive=lambda s: {
-                "DestinationEksCluster": "argocd",
-                "AllowedEksClusters": f"{REGION}/argocd-dr,eu-west-1/argocd",
+                # The EKS destination is reached through the allowed list alone (DescribeAllowedClusters);
+                # "defaults" reaches it as DestinationEksCluster (DescribeDestinationCluster).
+                "AllowedEksClusters": f"{REGION}/argocd,eu-west-1/argocd-dr",
                 "AllowedKubeconfigSecretArns": f"{s.secret_arns['kc-a']},{s.secret_arns['kc-b']}",
                 "KmsKeyArns": KMS_KEY,
                 "ConfigKmsKeyArn": KMS_KEY,
@@ -107,6 +122,7 @@ CASES: dict[str, Case] = {
     "ingest-and-stream": Case(
         lambda: DeployedStack(
             CLUSTERS,
+            environment=SHORT_WAIT,
             audit_table=True,
             derive=lambda s: {
                 "DestinationKubeconfigSecretArn": s.secret_arns["argocd-kubeconfig"],
@@ -121,6 +137,7 @@ CASES: dict[str, Case] = {
     "vpc-and-tracing": Case(
         lambda: DeployedStack(
             CLUSTERS,
+            environment=SHORT_WAIT,
             derive=lambda s: {
                 "DestinationKubeconfigSecretArn": s.secret_arns["argocd-kubeconfig"],
                 "SubnetIds": "subnet-0a1b,subnet-0c2d",
@@ -226,6 +243,100 @@ def audit_event(stack: DeployedStack, names: list[str]) -> None:
     assert_no_denials(stack, "audit event")
 
 
+def put_audit_event(stack: DeployedStack, detail: Mapping[str, Any]) -> None:
+    """An event on the bus as the ingest puts it there."""
+    entry = {"Source": "teleport.audit", "DetailType": detail["event"], "Detail": json.dumps(detail)}
+    entry["EventBusName"] = stack.deployment.ref("AuditEventBus")
+    stack.client("events").put_events(Entries=[entry])
+
+
+def delayed_runs(stack: DeployedStack) -> int:
+    attributes = stack.client("sqs").get_queue_attributes(
+        QueueUrl=stack.queue_url("OutputRunsQueue"), AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessagesDelayed"])
+
+
+def events_waiting_in_the_queue(stack: DeployedStack, names: list[str]) -> None:
+    """kube.create of two clusters Teleport does not list yet: the audit function queues each run
+    again with a delay (its RequeueEventRuns); one cluster is listed meanwhile, and the worker reads
+    each run's named registrations (its ReadNamedRegistrations: one BatchGetItem), writes that
+    cluster's Secret and queues the other run again (its RequeueEventRuns)."""
+    late, never = "prod-late", "prod-never"
+    for cluster in (late, never):
+        base = event("kube_create.json")["detail"]
+        put_audit_event(
+            stack, {**base, "name": cluster, "uid": f"{cluster}-create", "kube_labels": {"env": "prod"}}
+        )
+    answers = deliver_audit_events(stack)
+    assert [(a["status"], a["retry_in_seconds"]) for a in answers] == [("waiting", 15)] * 2, answers
+    assert delayed_runs(stack) == 2 * len(names)
+    assert run_queued(stack) == []  # delayed: nothing to receive yet
+    stack.teleport.add_kube_cluster(late, labels={"env": "prod", "team": "platform"})
+    stack.advance_sqs_clock(15)
+    assert run_queued(stack) == [{"batchItemFailures": []}] * (2 * len(names))
+    for name in names:
+        written = {
+            cluster
+            for cluster in (late, never)
+            if stack.kube.secret("argocd", secret_name(f"{name}-cluster", "root", cluster)) is not None
+        }
+        assert written == {late}, name
+    assert delayed_runs(stack) == len(names)  # the run of the cluster still not listed, queued again
+    assert_no_denials(stack, "an event's run waiting in the queue")
+
+
+def role_event_and_failed_event(stack: DeployedStack, outputs: list[dict[str, Any]]) -> None:
+    """A role event naming a role our bot impersonates runs every output in full, so the audit
+    function reads whole registries (its Query); an event that fails (the configuration no longer
+    parses) releases its idempotency record, so Lambda's retry runs it again (its DeleteItem)."""
+    detail = {**event("kube_create.json")["detail"], "event": "role.updated", "code": "T9001I"}
+    put_audit_event(stack, {**detail, "name": "argocd-clusters", "uid": "role-updated"})
+    [answer] = deliver_audit_events(stack)
+    assert answer["status"] == "processed"
+    assert [o["status"] for o in answer["outputs"]] == ["completed"] * len(outputs), answer
+    stack.client("ssm").put_parameter(
+        Name=stack.deployment.cfn.params["ConfigParameterName"], Value="outputs: [", Overwrite=True
+    )
+    retried = {**event("kube_create.json")["detail"], "name": "prod-eu-west", "uid": "bad-config"}
+    put_audit_event(stack, retried)
+    with pytest.raises(FunctionError, match="ConfigError"):
+        deliver_audit_events(stack)
+    stack.put_config(outputs)
+    put_audit_event(stack, retried)  # Lambda's retry: run afresh, not refused as still in progress
+    [answer] = deliver_audit_events(stack)
+    assert answer["status"] == "processed", answer
+    assert_no_denials(stack, "role event and failed event")
+
+
+# Granted, and used by no path that can be driven here: Powertools reads an idempotency record with
+# GetItem only when DynamoDB's ConditionalCheckFailed comes without the item
+# (ReturnValuesOnConditionCheckFailure, which DynamoDB and moto both honour); its documentation
+# lists GetItem among the permissions the idempotency utility needs.
+UNUSED_BY_DESIGN = {("AuditEventFunction", "IdempotencyRecords", "dynamodb:GetItem")}
+
+
+def every_statement_used(stack: DeployedStack) -> None:
+    """Each action of each statement of each function's role was allowed, on one of the statement's
+    resources, to some call the paths made with that role (`NOT_CALLED_BY_HANDLERS` aside)."""
+    d = stack.deployment
+    calls = stack.granted()
+    unused = []
+    for function in d.functions():
+        role = f":assumed-role/{d.ref(d.role(function))}/"
+        made = [(c["action"], c["resource"]) for c in calls if role in c["principal"]]
+        for statement in d.statements(function):
+            resources = as_list(statement["Resource"])
+            for action in as_list(statement["Action"]):
+                if action.startswith(NOT_CALLED_BY_HANDLERS):
+                    continue
+                if (function, statement.get("Sid"), action) in UNUSED_BY_DESIGN:
+                    continue
+                if not any(a == action and any(fnmatchcase(r, p) for p in resources) for a, r in made):
+                    unused.append(f"{function} {statement.get('Sid', '?')} {action} on {resources}")
+    assert unused == [], "granted but used by no path:\n" + "\n".join(unused)
+
+
 def stream_ingest(stack: DeployedStack) -> None:
     """A kube.update written to Teleport's audit table, read as the stream's event source mapping reads it."""
     record = event("ingest_stream.json")["Records"][0]
@@ -300,10 +411,13 @@ def test_every_path_runs_under_exactly_the_template_statements(case: tuple[Deplo
     schedule_and_discovery(stack, names)
     reload(stack, names)
     audit_event(stack, names)
+    events_waiting_in_the_queue(stack, names)
+    role_event_and_failed_event(stack, outputs)
     if "IngestStreamFunction" in stack.deployment.functions():
         stream_ingest(stack)
     pruning(stack, outputs)
     failure_destinations(stack)
+    every_statement_used(stack)
 
 
 def test_a_role_without_one_needed_action_is_refused() -> None:
@@ -321,3 +435,28 @@ def test_a_role_without_one_needed_action_is_refused() -> None:
         assert denial["action"] == "dynamodb:GetItem"
         assert denial["resource"] == stack.deployment.attribute("StateTable", "Arn")
         assert "RenewFunction" in denial["principal"]
+
+
+def test_the_worker_without_batch_get_item_cannot_run_a_queued_event() -> None:
+    """The worker's ReadNamedRegistrations is what an event's run queued again needs: without it the
+    worker's read of the cluster's registration is refused and the Secret is not written."""
+    with DeployedStack(
+        CLUSTERS,
+        environment=SHORT_WAIT,
+        revoke={"WorkerFunction": "dynamodb:BatchGetItem"},
+        derive=lambda s: {"DestinationKubeconfigSecretArn": s.secret_arns["argocd-kubeconfig"]},
+    ) as stack:
+        stack.put_config([output("main", kubeconfig(stack, "argocd-kubeconfig"))])
+        detail = {**event("kube_create.json")["detail"], "name": "prod-late", "kube_labels": {"env": "prod"}}
+        put_audit_event(stack, detail)
+        [answer] = deliver_audit_events(stack)
+        assert answer["status"] == "waiting"
+        assert stack.denials() == []  # the audit function's own BatchGetItem is granted
+        stack.teleport.add_kube_cluster("prod-late", labels={"env": "prod"})
+        stack.advance_sqs_clock(15)
+        assert len(run_queued(stack)) == 1
+        assert stack.kube.secret("argocd", secret_name("main-cluster", "root", "prod-late")) is None
+        [denial] = stack.denials()
+        assert denial["action"] == "dynamodb:BatchGetItem"
+        assert denial["resource"] == stack.deployment.attribute("StateTable", "Arn")
+        assert "WorkerFunction" in denial["principal"]

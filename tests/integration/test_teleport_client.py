@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import gc
 import os
+import ssl
 import subprocess
 import sys
 import threading
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -116,6 +118,26 @@ def test_join_with_the_new_protocol(env: Env, session: TeleportSession) -> None:
     key = serialization.load_pem_private_key(bot.key_pem, password=None)
     assert _cert(bot.cert_pem).public_key() == key.public_key()
     assert env.teleport.rpc_calls["/teleport.join.v1.JoinService/Join"] >= 1
+
+
+def test_a_join_loads_the_system_trust_roots_once(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The proxy discovery, the connection upgrade test and the join route verify the proxy's web
+    certificate with one context: each load of the system roots is tens of milliseconds of CPU in
+    a cold start. The context each of them used offered its own ALPN list (the join: Teleport's)."""
+    loads: list[ssl.SSLContext] = []
+    original = ssl.SSLContext.load_default_certs
+
+    def counting(self: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+        loads.append(self)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_default_certs", counting)
+    before = env.teleport.rpc_calls["/teleport.join.v1.JoinService/Join"]
+    with env.join() as joined:
+        assert joined.bot.bot_name == "argo"
+        assert joined.proxy.conn_upgrade is False  # the upgrade test ran, and on this context
+    assert len(loads) == 1
+    assert env.teleport.rpc_calls["/teleport.join.v1.JoinService/Join"] == before + 1
 
 
 def test_join_falls_back_to_the_legacy_protocol(env: Env) -> None:

@@ -55,6 +55,9 @@ class MotoServer:
     # to `denials` as JSON lines. `admin` then signs what `client()` sends by default.
     iam: bool = False
     denials: Path | None = None
+    # Calls IAM allowed, as JSON lines; and the file of seconds SQS's clock runs ahead (moto_iam.py).
+    granted: Path | None = None
+    clock: Path | None = None
     admin: AwsCredentials | None = None
     port: int = field(default_factory=free_port)
     _proc: subprocess.Popen[bytes] | None = None
@@ -75,6 +78,10 @@ class MotoServer:
         env = {**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"}
         if self.denials is not None:
             env["MOTO_DENIALS"] = str(self.denials)
+        if self.granted is not None:
+            env["MOTO_GRANTED"] = str(self.granted)
+        if self.clock is not None:
+            env["MOTO_CLOCK"] = str(self.clock)
         self._proc = subprocess.Popen(
             [*cmd, "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL,

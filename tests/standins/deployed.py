@@ -177,6 +177,9 @@ class DeployedStack:
     eks_clusters: Sequence[str] = ()
     audit_table: bool = False  # Teleport's DynamoDB audit events table, with a stream
     revoke: Mapping[str, str] = field(default_factory=dict)  # function → action left out of its role
+    # function → variables the template leaves to the code's defaults, set to shorten a wait: they
+    # change how long a function waits, never what it calls or with which role.
+    environment: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     parameters: dict[str, str] = field(default_factory=dict)
     # Parameters that name what `start` created first (secret ARNs, the audit stream).
     derive: Callable[[DeployedStack], Mapping[str, str]] | None = None
@@ -201,7 +204,10 @@ class DeployedStack:
         self.stop()
 
     def start(self) -> DeployedStack:
-        self.moto = MotoServer(iam=True, denials=Path(self._tmp.name) / "denials.jsonl").start()
+        tmp = Path(self._tmp.name)
+        self.moto = MotoServer(
+            iam=True, denials=tmp / "denials.jsonl", granted=tmp / "granted.jsonl", clock=tmp / "sqs-clock"
+        ).start()
         self.moto.admin = self._admin()
         self.teleport = TeleportStandin(sts_endpoint=self.moto.endpoint).start()
         self.teleport.add_role("argocd-clusters", kubernetes_labels={"*": "*"})
@@ -386,6 +392,9 @@ class DeployedStack:
                 "AWS_ENDPOINT_URL": self.moto.endpoint,
                 "AWS_LAMBDA_FUNCTION_NAME": d.ref(logical_id),
             }
+            overrides = self.environment.get(logical_id, {})
+            assert not overrides.keys() & d.environment(logical_id).keys(), "the template sets these"
+            env.update(overrides)
             self._environments[logical_id] = ExecutionEnvironment(
                 d.folder(logical_id), env, handler=d.handler(logical_id)
             ).start()
@@ -408,8 +417,21 @@ class DeployedStack:
 
     def denials(self) -> list[dict[str, str]]:
         """Every call moto refused since the stack started: action, resource, principal."""
-        path = Path(self._tmp.name) / "denials.jsonl"
+        return self._decisions("denials.jsonl")
+
+    def granted(self) -> list[dict[str, str]]:
+        """Every call moto allowed since the stack started: action, resource, principal."""
+        return self._decisions("granted.jsonl")
+
+    def _decisions(self, name: str) -> list[dict[str, str]]:
+        path = Path(self._tmp.name) / name
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    def advance_sqs_clock(self, seconds: float) -> None:
+        """Move SQS's clock forward, as if `seconds` had passed (a delayed message becomes visible)."""
+        path = Path(self._tmp.name) / "sqs-clock"
+        ahead = float(path.read_text()) if path.exists() else 0.0
+        path.write_text(str(ahead + seconds))
 
     def queue_url(self, logical_id: str) -> str:
         return f"{self.moto.endpoint}/{ACCOUNT_ID}/{self.deployment.attribute(logical_id, 'QueueName')}"

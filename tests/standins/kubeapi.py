@@ -38,7 +38,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -416,6 +416,8 @@ class Request:
     name: str
     user: str
     status: int
+    # When it was answered (epoch seconds): a bench measures from an event to the Secret's write.
+    at: float = field(default_factory=time.time, compare=False)
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,15 @@ the batch action's own name, so the names are mapped back here. moto also miscom
 of a request without a body that it has parsed parameters for (EKS's GET): that is mended too.
 
 Every refusal is appended as a JSON line to the file named by `MOTO_DENIALS`, so a suite can fail
-on any AccessDenied even where the function under test only logs it. An EKS cluster created with
-the tags `standin:endpoint` and `standin:ca` describes itself with that endpoint and CA (moto's are
-random), so a destination reached through DescribeCluster can be the Kubernetes stand-in.
+on any AccessDenied even where the function under test only logs it; every call allowed, to the file
+named by `MOTO_GRANTED`, so a suite can tell which of a role's statements its paths used.
+SQS reads its clock with an offset of the seconds written in the file named by `MOTO_CLOCK`: a test
+moves SQS's time forward instead of sleeping through a message's DelaySeconds (delays, visibility
+timeouts and retention all follow the one clock, as they would had the time really passed).
+
+An EKS cluster created with the tags `standin:endpoint` and `standin:ca` describes itself with that
+endpoint and CA (moto's are random), so a destination reached through DescribeCluster can be the
+Kubernetes stand-in.
 
 Run as `python moto_iam.py -H 127.0.0.1 -p PORT` (the arguments of moto's own server).
 """
@@ -30,9 +36,12 @@ from __future__ import annotations
 import json
 import os
 import sys
+from datetime import datetime
 from typing import Any
 
+import moto.sqs.models as sqs_models
 from moto.core.responses import BaseResponse
+from moto.core.utils import unix_time
 from moto.dynamodb.responses import DynamoHandler
 from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 from moto.eks.models import EKSBackend
@@ -119,6 +128,7 @@ def _install() -> None:
     original_init = IAMRequestBase.__init__
     original_check = IAMRequestBase.check_action_permitted
     denials = os.environ.get("MOTO_DENIALS")
+    granted = os.environ.get("MOTO_GRANTED")
 
     def init(self: IAMRequestBase, *args: Any, **kwargs: Any) -> None:
         original_init(self, *args, **kwargs)
@@ -128,11 +138,9 @@ def _install() -> None:
         try:
             original_check(self, resource)
         except Exception:
-            if denials:
-                line = {"action": self._action, "resource": resource, "principal": self._access_key.arn}
-                with open(denials, "a") as out:
-                    out.write(json.dumps(line) + "\n")
+            _record(denials, self, resource)
             raise
+        _record(granted, self, resource)
 
     original_request = IAMRequestBase._create_aws_request
 
@@ -159,6 +167,37 @@ def _install() -> None:
         return cluster
 
     EKSBackend.create_cluster = create_cluster  # type: ignore[method-assign]
+    _offset_sqs_clock(os.environ.get("MOTO_CLOCK"))
+
+
+def _record(path: str | None, request: IAMRequestBase, resource: str) -> None:
+    """Append one authorization decision (action, resource, principal) to `path` as a JSON line."""
+    if path:
+        line = {"action": request._action, "resource": resource, "principal": request._access_key.arn}
+        with open(path, "a") as out:
+            out.write(json.dumps(line) + "\n")
+
+
+def _offset_sqs_clock(path: str | None) -> None:
+    """SQS's clock, `path`'s seconds ahead of the machine's (none while the file is absent)."""
+    if not path:
+        return
+
+    def offset() -> float:
+        try:
+            with open(path) as f:
+                return float(f.read() or 0)
+        except FileNotFoundError:
+            return 0.0
+
+    def seconds(dt: datetime | None = None) -> float:
+        return unix_time(dt) + (offset() if dt is None else 0.0)
+
+    def millis(dt: datetime | None = None) -> float:
+        return seconds(dt) * 1000.0
+
+    sqs_models.unix_time = seconds  # type: ignore[attr-defined]
+    sqs_models.unix_time_millis = millis  # type: ignore[attr-defined]
 
 
 if __name__ == "__main__":

@@ -128,29 +128,36 @@ class Reconciler:
     def _list(self, output: OutputConfig, trigger: Trigger) -> _Listing:
         """Mint the output's certificate, list what the selectors (or the event) name, render."""
         conn = self._teleport()
-        identity = conn.session.impersonate(output.credential_ttl)
         scope = trigger.scope
         errors: list[str] = []
-        if scope.clusters is not None:
-            # A kube.delete is believed only if Teleport no longer lists the cluster: a stale or
-            # forged one must not unregister a cluster that is still there.
-            wait = timedelta(0) if scope.removed else trigger.wait_for_listing
-            clusters: tuple[KubeCluster, ...] = self._list_named(output, conn, identity, scope.clusters, wait)
-        else:
+        # The CAs (one Auth call a session) are read beside the impersonation and the listing, which
+        # do not need them: a cold targeted run waited for the three calls in turn.
+        with ThreadPoolExecutor(max_workers=1) as side:
+            ca_pems = side.submit(lambda: conn.session.host_ca_pems)
+            identity = conn.session.impersonate(output.credential_ttl)
+            if scope.clusters is not None:
+                # A kube.delete is believed only if Teleport no longer lists the cluster: a stale or
+                # forged one must not unregister a cluster that is still there.
+                wait = timedelta(0) if scope.removed else trigger.wait_for_listing
+                clusters: tuple[KubeCluster, ...] = self._list_named(
+                    output, conn, identity, scope.clusters, wait
+                )
+            else:
 
-            def fetch(query: ClusterQuery) -> list[KubeCluster]:
-                return conn.session.list_kube_clusters(identity, name=query.name, labels=query.labels)
+                def fetch(query: ClusterQuery) -> list[KubeCluster]:
+                    return conn.session.list_kube_clusters(identity, name=query.name, labels=query.labels)
 
-            selection = select(output.selectors, fetch)
-            clusters = tuple(c for c in selection.clusters if scope.covers(c.name))
-            errors = [str(e) for e in selection.errors]
+                selection = select(output.selectors, fetch)
+                clusters = tuple(c for c in selection.clusters if scope.covers(c.name))
+                errors = [str(e) for e in selection.errors]
+            host_ca_pems = ca_pems.result()
         rendered, failures = render_secrets(
             output,
             clusters,
             teleport_cluster=conn.teleport_cluster,
             endpoint=conn.endpoint,
             identity=identity,
-            ca_pems=conn.session.host_ca_pems,
+            ca_pems=host_ca_pems,
             now=self.clock(),
             version=__version__,
         )

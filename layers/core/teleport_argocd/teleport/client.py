@@ -19,6 +19,7 @@ through the proxy's connection-upgrade endpoint (`wstunnel`), with the same TLS 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -76,6 +77,10 @@ class TeleportSession:
         self._host, self._port = split_address(proxy_addr)
         self._clients: dict[bytes, AuthClient] = {}
         self._authorities: Authorities | None = None
+        # A run reads the CAs beside its impersonation and listing (reconcile): one Auth tunnel per
+        # identity, and one CA read per session, whichever thread asks first.
+        self._clients_lock = threading.Lock()
+        self._authorities_lock = threading.Lock()
         self._impersonated_roles: tuple[str, ...] | None = None
         # Set when an impersonated certificate came back shorter than asked because a role's
         # max_session_ttl caps it (teleport.lifecycle): Teleport says so only in the NotAfter.
@@ -97,14 +102,15 @@ class TeleportSession:
         CA set just read: so Auth is still trusted once it presents a certificate of the new host CA
         (`update_servers`), provided one run saw `init` or `update_clients`.
         """
-        if self._authorities is None:
-            found = self._client(self.bot).cert_authorities(issuer_name(self.bot.cert_pem))
-            for authority in (found.host, found.user):
-                if authority is not None and authority.rotating:
-                    logger.info("Teleport %s", authority.describe())
-            self._authorities = found
-            self.trusted_ca_pems = found.trust_roots
-        return self._authorities
+        with self._authorities_lock:
+            if self._authorities is None:
+                found = self._client(self.bot).cert_authorities(issuer_name(self.bot.cert_pem))
+                for authority in (found.host, found.user):
+                    if authority is not None and authority.rotating:
+                        logger.info("Teleport %s", authority.describe())
+                self._authorities = found
+                self.trusted_ca_pems = found.trust_roots
+            return self._authorities
 
     @property
     def host_ca_pems(self) -> list[bytes]:
@@ -186,7 +192,8 @@ class TeleportSession:
 
     def close(self) -> None:
         """Closes every Auth tunnel this session opened."""
-        clients, self._clients = self._clients, {}
+        with self._clients_lock:
+            clients, self._clients = self._clients, {}
         for client in clients.values():
             client.close()
 
@@ -197,19 +204,20 @@ class TeleportSession:
         self.close()
 
     def _client(self, identity: Identity) -> AuthClient:
-        client = self._clients.get(identity.cert_pem)
-        if client is None:
-            client = AuthClient(
-                self._host,
-                self._port,
-                cluster_name=self.proxy.cluster_name,
-                identity=identity,
-                trusted_ca_pems=self.trusted_ca_pems,
-                timeout=CONNECT_TIMEOUT,
-                upgrade=self.upgrade,
-            )
-            self._clients[identity.cert_pem] = client
-        return client
+        with self._clients_lock:
+            client = self._clients.get(identity.cert_pem)
+            if client is None:
+                client = AuthClient(
+                    self._host,
+                    self._port,
+                    cluster_name=self.proxy.cluster_name,
+                    identity=identity,
+                    trusted_ca_pems=self.trusted_ca_pems,
+                    timeout=CONNECT_TIMEOUT,
+                    upgrade=self.upgrade,
+                )
+                self._clients[identity.cert_pem] = client
+            return client
 
 
 def join(
@@ -233,8 +241,15 @@ def join(
     route and Teleport starts a new bot instance. `conn_upgrade`, when known from an earlier join,
     spares the test for an L7 load balancer.
     """
+    # One web context for the discovery, the upgrade test and the join route, used in turn.
+    web = web_context(ca_pem=ca_pem, insecure=insecure)
     proxy = find_proxy(
-        proxy_addr, ca_pem=ca_pem, insecure=insecure, timeout=CONNECT_TIMEOUT, conn_upgrade=conn_upgrade
+        proxy_addr,
+        ca_pem=ca_pem,
+        insecure=insecure,
+        timeout=CONNECT_TIMEOUT,
+        conn_upgrade=conn_upgrade,
+        context=web,
     )
     host, port = split_address(proxy_addr)
     upgrade = None
@@ -260,7 +275,7 @@ def join(
     elif upgrade is not None and not insecure:
         context, server_name, check_peer = upgraded_join_context(), host, check_teleport_host_cert
     else:
-        context, server_name = join_context(ca_pem=ca_pem, insecure=insecure), host
+        context, server_name = join_context(web=web), host
     with Tunnel(
         host, port, context, server_name, timeout=CONNECT_TIMEOUT, upgrade=upgrade, check_peer=check_peer
     ) as tunnel:

@@ -57,12 +57,15 @@ def find_proxy(
     insecure: bool = False,
     timeout: float = 10.0,
     conn_upgrade: bool | None = None,
+    context: ssl.SSLContext | None = None,
 ) -> ProxyInfo:
     """Asks the proxy at `addr` (`host[:port]`, port 443 by default) about its cluster.
 
     The proxy's certificate is verified against the system roots plus `ca_pem`; `insecure` turns
     verification off for test clusters and says so in the log on every call. Whether connections
-    need the upgrade is tested (`upgrade`) unless `conn_upgrade` already says.
+    need the upgrade is tested (`upgrade`) unless `conn_upgrade` already says. `context`: the
+    `web_context` of the same `ca_pem` and `insecure` to verify with, both here and in the upgrade
+    test (each use sets its ALPN list before its handshake), so the system roots load once.
     """
     host, port = split_address(addr)
     if insecure:
@@ -72,9 +75,8 @@ def find_proxy(
     url = f"https://{join_host_port(host, port)}/webapi/find"
     try:
         # trust_env=False: the gRPC routes cannot go through an HTTP proxy, so discovery does not either.
-        with httpx.Client(
-            verify=web_context(ca_pem=ca_pem, insecure=insecure), timeout=timeout, trust_env=False
-        ) as client:
+        web = context or web_context(ca_pem=ca_pem, insecure=insecure)
+        with httpx.Client(verify=web, timeout=timeout, trust_env=False) as client:
             response = client.get(url, headers={"Accept": "application/json"})
     except httpx.TimeoutException as exc:
         raise ProxyError(f"Teleport proxy {addr} did not answer within {timeout:g}s") from exc
@@ -95,8 +97,7 @@ def find_proxy(
         raise ProxyError(f"{addr} is not a Teleport proxy: GET /webapi/find did not describe a cluster")
     if conn_upgrade is None:
         addrs = (join_host_port(host, port), addr)
-        context = web_context(ca_pem=ca_pem, insecure=insecure)
-        conn_upgrade = conn_upgrade_required(host, port, addrs, context, timeout=timeout)
+        conn_upgrade = conn_upgrade_required(host, port, addrs, web, timeout=timeout)
     return _proxy_info(addr, host, port, body, conn_upgrade)
 
 

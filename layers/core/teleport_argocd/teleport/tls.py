@@ -44,9 +44,14 @@ def web_context(*, ca_pem: bytes | None = None, insecure: bool = False) -> ssl.S
     return context
 
 
-def join_context(*, ca_pem: bytes | None = None, insecure: bool = False) -> ssl.SSLContext:
-    """The web certificate check, offering the proxy's unauthenticated gRPC (join) service."""
-    context = web_context(ca_pem=ca_pem, insecure=insecure)
+def join_context(
+    *, ca_pem: bytes | None = None, insecure: bool = False, web: ssl.SSLContext | None = None
+) -> ssl.SSLContext:
+    """The web certificate check, offering the proxy's unauthenticated gRPC (join) service.
+
+    `web`: a context `web_context` made for the same `ca_pem` and `insecure`, whose ALPN list this
+    sets, so a join loads the system roots once (each load costs tens of milliseconds of CPU)."""
+    context = web or web_context(ca_pem=ca_pem, insecure=insecure)
     context.set_alpn_protocols([PROXY_GRPC_ALPN, "h2"])
     return context
 
