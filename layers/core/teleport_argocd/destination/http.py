@@ -95,6 +95,7 @@ class Client:
         self._token = access.token
         self._lock = threading.Lock()
         self._calls = 0
+        self.last_request = time.monotonic()  # when a request last started (from creation until one does)
         self._server = access.server
         self._timeout = timeout
         self._headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
@@ -177,6 +178,7 @@ class Client:
         op.requests += 1
         with self._lock:
             self._calls += 1
+            self.last_request = time.monotonic()
 
 
 def _pool_manager(access: ClusterAccess, timeout: urllib3.Timeout) -> urllib3.PoolManager:
