@@ -20,7 +20,17 @@ from typing import Any
 import pytest
 
 from standins.handlers import event, invoke, load_handler, unload_handlers
-from standins.stack import ARGOCD_NAMESPACE, STATE_TABLE, LocalStack, default_outputs
+from standins.kubeapi import APPLICATIONS, KubeApiServer
+from standins.stack import (
+    ARGOCD_NAMESPACE,
+    KUBECONFIG_SECRET,
+    STATE_TABLE,
+    WRITER,
+    LocalStack,
+    default_outputs,
+    rbac,
+    writer_kubeconfig,
+)
 from teleport_argocd.argocd import secret_name
 from teleport_argocd.state import StateStore
 
@@ -330,4 +340,31 @@ def test_a_name_selector_that_matches_nothing_fails_the_run_but_not_the_others(s
     assert {c["kube_cluster"]: c["action"] for c in result["clusters"]} == {
         "prod-us-east": "created",
         "prod-eu-west": "created",
+    }
+
+
+def test_a_warm_process_writes_to_where_the_kubeconfig_now_points_not_through_its_kept_connections(
+    stack: LocalStack,
+) -> None:
+    """A warm process keeps the destination's store and its open connections for the next invocation
+    (`destination.connect.connect_kept`) only while the kubeconfig it was made from is unchanged.
+    Between two warm invocations the kubeconfig is moved to another API server (another address and
+    CA): the second renewal writes every Secret there and sends nothing through the kept connections."""
+    assert stack.kube is not None
+    first = invoke("reload", event("reload.json"))["outputs"][0]
+    assert first["status"] == "completed"
+    old_requests = len(stack.kube.requests)
+    with KubeApiServer() as moved:
+        moved.allow(user=WRITER, verbs=rbac.VERBS["apply"], namespaces=(ARGOCD_NAMESPACE,))
+        moved.allow(user=WRITER, verbs=("list",), resources=(APPLICATIONS,), namespaces=(ARGOCD_NAMESPACE,))
+        stack.aws.client("secretsmanager").put_secret_value(
+            SecretId=KUBECONFIG_SECRET, SecretString=writer_kubeconfig(moved)
+        )
+        second = invoke("reload", event("reload.json"))["outputs"][0]
+        written = {r.name for r in moved.requests if r.verb == "patch" and r.status < 300}
+
+    assert second["status"] == "completed", second
+    assert len(stack.kube.requests) == old_requests  # not one request to the old server
+    assert written == {
+        secret_name("teleport.argocd-cluster", "root", k) for k in ("prod-us-east", "prod-eu-west")
     }

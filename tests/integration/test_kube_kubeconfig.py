@@ -21,7 +21,8 @@ import yaml
 from standins.aws import REGION, MotoServer
 from standins.kubeapi import KubeApiServer, cluster_secret
 from teleport_argocd.config import KubeconfigSecretDestination
-from teleport_argocd.destination.connect import connect
+from teleport_argocd.destination import connect as connecting
+from teleport_argocd.destination.connect import connect, connect_kept
 from teleport_argocd.destination.kubeconfig import kubeconfig_from_secret
 from teleport_argocd.errors import DestinationUnreachable
 
@@ -75,6 +76,70 @@ def test_token_kubeconfig_without_tls_verification(
     with connect(KubeconfigSecretDestination(secret_id, None, None), session=session) as store:
         assert store.write(cluster_secret("kc-token"), None).action == "created"
     assert server.requests[-1].user == "token-user"
+
+
+def test_a_warm_process_keeps_the_store_while_its_kubeconfig_is_unchanged(
+    server: KubeApiServer, moto: MotoServer, session: boto3.Session
+) -> None:
+    destination = KubeconfigSecretDestination(
+        stored(moto, yaml.safe_dump(server.kubeconfig("ci", ["writers"]))), None, None
+    )
+    first = connect_kept(destination, session=session)
+    assert first.write(cluster_secret("kept-1"), None).action == "created"
+
+    again = connect_kept(destination, session=session)  # the next warm invocation
+    assert again is first
+    assert again.write(cluster_secret("kept-2"), None).action == "created"
+
+
+def test_a_kept_store_is_not_used_once_the_kubeconfigs_ca_changed(
+    server: KubeApiServer, moto: MotoServer, session: boto3.Session
+) -> None:
+    """The CA changed between two warm invocations (here to one that did not sign the server's
+    certificate): the kept store, whose connections were verified against the old CA, is not used;
+    a store made from the new kubeconfig verifies against the new CA and refuses the server."""
+    kubeconfig = server.kubeconfig("ci", ["writers"])
+    secret_id = stored(moto, yaml.safe_dump(kubeconfig))
+    destination = KubeconfigSecretDestination(secret_id, None, None)
+    kept = connect_kept(destination, session=session)
+    assert kept.write(cluster_secret("ca-1"), None).action == "created"
+
+    with KubeApiServer() as other:  # another CA
+        other_ca = other.kubeconfig("ci")["clusters"][0]["cluster"]["certificate-authority-data"]
+    kubeconfig["clusters"][0]["cluster"]["certificate-authority-data"] = other_ca
+    moto.client("secretsmanager").put_secret_value(
+        SecretId=secret_id, SecretString=yaml.safe_dump(kubeconfig)
+    )
+    fresh = connect_kept(destination, session=session)
+
+    assert fresh is not kept
+    with pytest.raises(DestinationUnreachable, match="CERTIFICATE_VERIFY_FAILED"):
+        fresh.write(cluster_secret("ca-2"), None)
+    assert server.secret("argocd", "ca-2") is None
+
+
+@pytest.mark.parametrize("rule", ["another session", "idle", "age"])
+def test_a_kept_store_is_replaced_with_another_session_or_when_idle_or_old(
+    server: KubeApiServer,
+    moto: MotoServer,
+    session: boto3.Session,
+    monkeypatch: pytest.MonkeyPatch,
+    rule: str,
+) -> None:
+    destination = KubeconfigSecretDestination(
+        stored(moto, yaml.safe_dump(server.kubeconfig("ci", ["writers"]))), None, None
+    )
+    kept = connect_kept(destination, session=session)
+    kept.write(cluster_secret(f"rule-{rule.replace(' ', '-')}"), None)
+    if rule == "another session":
+        session = boto3.Session(aws_access_key_id="other", aws_secret_access_key="other", region_name=REGION)
+    else:
+        monkeypatch.setattr(connecting, "KEPT_IDLE" if rule == "idle" else "KEPT_FOR", 0.0)
+
+    fresh = connect_kept(destination, session=session)
+
+    assert fresh is not kept
+    assert fresh.get("argocd", f"rule-{rule.replace(' ', '-')}") is not None
 
 
 class ConnectProxy(socketserver.ThreadingTCPServer):

@@ -160,13 +160,12 @@ class Runtime:
         self.close()
 
     def close(self) -> None:
-        """Release the Teleport tunnel so nothing leaks into the next warm invocation."""
+        """Release the Teleport tunnel so nothing leaks into the next warm invocation. The destination
+        stores stay open for it: `connect_kept` decides whether they are still good then."""
         if self._teleport is not None:
             self._teleport.close()
             self._teleport = None
         self._connection = None
-        for store in self._stores.values():
-            store.close()
         self._stores.clear()
 
     def outputs(self, names: Sequence[str] = ()) -> list[OutputConfig]:
@@ -344,10 +343,10 @@ class Runtime:
     def _connect_destination(self, destination: Destination) -> SecretStore:
         # Imported here: the HTTP client and the EKS and kubeconfig code are a third of a cold
         # start, and dropped events, queued runs and status reports never reach a destination.
-        from teleport_argocd.destination.connect import connect
+        from teleport_argocd.destination.connect import connect_kept
 
         if destination not in self._stores:
-            self._stores[destination] = connect(destination, session=self.session)
+            self._stores[destination] = connect_kept(destination, session=self.session)
         return self._stores[destination]
 
 

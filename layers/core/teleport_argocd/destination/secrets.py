@@ -80,6 +80,11 @@ class SecretStore:
         """API requests made so far, retries included."""
         return self._api.calls
 
+    @property
+    def last_request(self) -> float:
+        """When (`time.monotonic`) the store last sent a request, or was made if it has sent none."""
+        return self._api.last_request
+
     def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The Secret as the API returns it, or None if it does not exist."""
         return self._read_first.get(SecretOp("get", namespace, name))
