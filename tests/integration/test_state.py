@@ -9,7 +9,6 @@ import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,7 +19,6 @@ from standins.template import create_tables
 from teleport_argocd.errors import StateError
 from teleport_argocd.model import Absence, Registration, SecretVersion
 from teleport_argocd.state import REGISTRY_MAX_AGE, Lease, RunRecord, StateStore
-from teleport_argocd.state.items import reg_item, reg_key
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=5)
@@ -368,91 +366,28 @@ def test_a_put_replaces_the_whole_registration(store: StateStore) -> None:
 
 def test_unprocessed_items_are_retried(table: str, dynamodb: Any, clock: Clock) -> None:
     """BatchWriteItem may leave items unprocessed under throttling (DynamoDB API reference,
-    BatchWriteItem: "UnprocessedItems"); they are sent again until none is left. The first answer
-    here writes only the first item and hands the rest back, in place of the HTTP request
-    (botocore's `before-call` event, which sees the request as sent)."""
-    store = StateStore(table, client=dynamodb, clock=clock)
-    sent: list[int] = []
+    BatchWriteItem: "UnprocessedItems"); they are sent again until none is left."""
 
-    def partly_throttled(params: dict[str, Any], **_: Any) -> Any:
-        [(name, requests)] = json.loads(params["body"])["RequestItems"].items()
-        sent.append(len(requests))
-        if len(sent) > 1 or name != table:
-            return None  # the real request
-        dynamodb.batch_write_item(RequestItems={name: requests[:1]})
-        http = SimpleNamespace(status_code=200, headers={}, content=b"")
-        return http, {"UnprocessedItems": {name: requests[1:]}, "ResponseMetadata": {"HTTPStatusCode": 200}}
+    class Throttling:
+        def __init__(self) -> None:
+            self.calls = 0
 
-    dynamodb.meta.events.register("before-call.dynamodb.BatchWriteItem", partly_throttled)
-    try:
-        store.put_registrations([registration(f"c{i}") for i in range(5)])
-    finally:
-        dynamodb.meta.events.unregister("before-call.dynamodb.BatchWriteItem", partly_throttled)
-    assert sent == [5, 1, 4]  # the batch, the first item written by the hook, the 4 left over
-    assert store.writes == 2
-    assert len(store.registrations("main")) == 5
-
-
-def test_a_batch_we_encode_is_the_request_botocore_would_have_sent(
-    table: str, dynamodb: Any, clock: Clock
-) -> None:
-    """`put_registrations` encodes each batch itself rather than through botocore's serialiser
-    (`state.table._BODY`): the request DynamoDB receives is the one botocore sends for the same
-    items (the same JSON document), and the items it stores are the same, non-ASCII text included."""
-    odd = {"labels": {"team": "réseau", "emoji": "\U0001f680"}, "last_error": "é" * 1200, "last_error_at": T0}
-    regs = [registration(f"c{i}", **(odd if i % 2 else {})) for i in range(3)]
-    bodies: list[bytes] = []
-    serialised_items: list[list[Any]] = []  # what botocore's serialiser was given
-
-    def capture(request: Any, **_: Any) -> None:
-        bodies.append(request.body)
-
-    def given(params: dict[str, Any], **_: Any) -> None:
-        serialised_items.append(params["RequestItems"][table])
-
-    dynamodb.meta.events.register("before-parameter-build.dynamodb.BatchWriteItem", given)
-    dynamodb.meta.events.register("before-send.dynamodb.BatchWriteItem", capture)
-    try:
-        ours = StateStore(table, client=dynamodb, clock=clock)
-        ours.put_registrations(regs)
-        ours_items = {r.kube_cluster: _raw_item(dynamodb, table, r) for r in regs}
-        requests = [{"PutRequest": {"Item": reg_item(r)}} for r in regs]
-        dynamodb.batch_write_item(RequestItems={table: requests})  # botocore serialises these
-    finally:
-        dynamodb.meta.events.unregister("before-send.dynamodb.BatchWriteItem", capture)
-        dynamodb.meta.events.unregister("before-parameter-build.dynamodb.BatchWriteItem", given)
-
-    assert [len(items) for items in serialised_items] == [1, 3]  # ours: the placeholder's empty item
-    assert serialised_items[0] == [{"PutRequest": {"Item": {}}}]
-    [encoded, serialised] = bodies
-    assert json.loads(encoded) == json.loads(serialised)
-    assert {r.kube_cluster: _raw_item(dynamodb, table, r) for r in regs} == ours_items
-    assert ours_items["c1"]["labels"]["M"]["team"] == {"S": "réseau"}
-
-
-def test_a_client_without_botocore_events_is_given_the_items(table: str, dynamodb: Any, clock: Clock) -> None:
-    """A stand-in client with no `meta.events` cannot swap a body in: it gets the items to serialise."""
-
-    class Plain:
-        def batch_write_item(self, RequestItems: dict[str, Any]) -> Any:
-            [(_, requests)] = RequestItems.items()
-            assert requests, "sent a batch without its items"
-            return dynamodb.batch_write_item(RequestItems=RequestItems)
+        def batch_write_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+            self.calls += 1
+            [(name, requests)] = RequestItems.items()
+            if self.calls == 1:  # the first answer processes only the first item
+                dynamodb.batch_write_item(RequestItems={name: requests[:1]})
+                return {"UnprocessedItems": {name: requests[1:]}}
+            return dynamodb.batch_write_item(RequestItems=RequestItems)  # type: ignore[no-any-return]
 
         def __getattr__(self, name: str) -> Any:
-            if name == "meta":
-                raise AttributeError(name)
             return getattr(dynamodb, name)
 
-    plain = StateStore(table, client=Plain(), clock=clock)
-    plain.put_registrations([registration(f"c{i}") for i in range(3)])
-    assert len(StateStore(table, client=dynamodb, clock=clock).registrations("main")) == 3
-
-
-def _raw_item(dynamodb: Any, table: str, reg: Registration) -> dict[str, Any]:
-    key = {"pk": {"S": f"output#{reg.output}"}, "sk": {"S": reg_key(reg.teleport_cluster, reg.kube_cluster)}}
-    item: dict[str, Any] = dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"]
-    return item
+    client = Throttling()
+    store = StateStore(table, client=client, clock=clock)
+    store.put_registrations([registration(f"c{i}") for i in range(5)])
+    assert client.calls == 2
+    assert len(store.registrations("main")) == 5
 
 
 def test_errors_are_truncated(store: StateStore) -> None:

@@ -6,7 +6,6 @@ Reads are consistent; a write's failed condition is an answer (None or False), n
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
@@ -31,36 +30,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-# A batch's body, encoded by `_batch_write` for the `BatchWriteItem` this thread is sending.
-#
-# botocore serialises a call's parameters by walking the operation's model member by member, even
-# when they are already DynamoDB's JSON, as the items this project writes are (built in that form by
-# `state.items`): for 25 registrations the walk cost a quarter of the call's CPU, more than signing
-# it (bench/renewal_bench.py). No library sends wire-form items through botocore as they are (boto3's
-# TypeSerializer turns Python values into that form; it does not skip the walk), and leaving botocore
-# would mean rewriting its signing, retries and error parsing. So the body is encoded here with json,
-# which is all botocore's serializer ends in, botocore serialises a placeholder naming the same
-# table (one empty item: nothing to walk), and `_swap_in_body` puts the body in place of the placeholder
-# before botocore signs, sends and, where needed, retries the request as it does any other.
-_BODY = threading.local()
-_BODY_HANDLER = "teleport-argocd-prebuilt-batch-write-body"
-# One empty item: what botocore's parameter validation accepts (a batch has at least one request),
-# and what DynamoDB would refuse (no key) if it were ever sent.
-_PLACEHOLDER: list[dict[str, Any]] = [{"PutRequest": {"Item": {}}}]
-
-
-def _swap_in_body(params: dict[str, Any], **_: Any) -> None:
-    """botocore's `before-call` event for `BatchWriteItem`: the encoded batch in place of the
-    placeholder, only when this thread encoded one and the request is that placeholder."""
-    body: tuple[str, bytes] | None = getattr(_BODY, "pending", None)
-    if body is None:
-        return
-    table, encoded = body
-    if json.loads(params["body"]) == {"RequestItems": {table: _PLACEHOLDER}}:
-        params["body"] = encoded
-        _BODY.pending = None
-
-
 class Table:
     """The state table and the client that reaches it; counts the requests that write."""
 
@@ -70,14 +39,6 @@ class Table:
         self._clock = clock
         self.writes = 0  # requests that write, for the benches; batches are sent from several threads
         self._writes_lock = threading.Lock()
-        # First, so that a handler registered before it (a test's) sees the batch as sent. A client
-        # without botocore's events (none in the functions) is given the items to serialise itself.
-        events = getattr(getattr(client, "meta", None), "events", None)
-        self._encodes_batches = events is not None
-        if events is not None:
-            events.register_first(
-                "before-call.dynamodb.BatchWriteItem", _swap_in_body, unique_id=_BODY_HANDLER
-            )
 
     def _batch_get(self, keys: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """The items of `keys` that exist, read consistently, 100 keys to a `BatchGetItem`."""
@@ -107,7 +68,7 @@ class Table:
             with self._writes_lock:
                 self.writes += 1
             try:
-                response = self._send_batch(requests)
+                response = self._client.batch_write_item(RequestItems={self._table: requests})
             except (ClientError, BotoCoreError) as exc:
                 raise self._error("batch_write_item", exc) from exc
             requests = response.get("UnprocessedItems", {}).get(self._table, [])
@@ -117,20 +78,6 @@ class Table:
             f"DynamoDB batch_write_item on table {self._table}: {len(requests)} items still unprocessed "
             f"after {_BATCH_ATTEMPTS} attempts"
         )
-
-    def _send_batch(self, requests: list[dict[str, Any]]) -> dict[str, Any]:
-        """One `BatchWriteItem` of `requests` (wire-form items), encoded here (see `_BODY`)."""
-        if not self._encodes_batches:
-            response: dict[str, Any] = self._client.batch_write_item(RequestItems={self._table: requests})
-            return response
-        _BODY.pending = (self._table, json.dumps({"RequestItems": {self._table: requests}}).encode())
-        try:
-            response = self._client.batch_write_item(RequestItems={self._table: _PLACEHOLDER})
-            if _BODY.pending is not None:  # answered without our batch (DynamoDB refuses the placeholder)
-                raise StateError(f"DynamoDB batch_write_item on table {self._table}: the batch was not sent")
-        finally:
-            _BODY.pending = None
-        return response
 
     def _query(self, output: str, prefix: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Items of `output` whose sort key starts with `prefix`, across pages."""
