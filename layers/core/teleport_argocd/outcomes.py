@@ -178,6 +178,8 @@ def registration_after(step: Step, done: StepOutcome, where: Where) -> Registrat
 def _written(step: Step, done: StepOutcome, where: Where) -> Registration:
     assert step.secret is not None and done.version is not None
     now, reg = done.at, step.registration
+    # A relabel left the certificate the Secret held; any other write carries the step's or the run's.
+    kept = reg if done.relabeled and reg else None
     written = Registration(
         output=where.output,
         teleport_cluster=where.teleport_cluster,
@@ -193,8 +195,8 @@ def _written(step: Step, done: StepOutcome, where: Where) -> Registration:
         first_written=reg.first_written if reg and reg.first_written and reg.deleted_at is None else now,
         last_written=now,
         last_attempt=now,
-        cert_expires=reg.cert_expires if done.relabeled and reg else step.cert_expires or where.cert_expires,
-        cert_id=reg.cert_id if done.relabeled and reg else step.cert_id or where.cert_id,
+        cert_expires=kept.cert_expires if kept else step.cert_expires or where.cert_expires,
+        cert_id=kept.cert_id if kept else step.cert_id or where.cert_id,
         cluster_name=step.secret.argocd_name,
     )
     if reg is None:

@@ -381,13 +381,17 @@ def _write_step(
         return step(Outcome.WOULD_UPDATE, "failed last time")
     if not reg.matches:
         return step(Outcome.WOULD_UPDATE, "selected again")
-    due = renew is Renewal.ALL or (renew is Renewal.DUE and renewal_due(output, reg.cert_expires, now))
     if reg.fingerprint != digest:
-        if reg.data_fingerprint == data and not due and not renewal_due(output, reg.cert_expires, now):
+        # Labels or annotations alone, and a certificate nothing renews now: the Secret keeps it.
+        if (
+            reg.data_fingerprint == data
+            and renew is not Renewal.ALL
+            and not renewal_due(output, reg.cert_expires, now)
+        ):
             return step(Outcome.WOULD_UPDATE, "labels or annotations changed", relabel=True)
         return step(Outcome.WOULD_UPDATE, "changed")
     if renew is Renewal.ALL:
         return step(Outcome.WOULD_UPDATE, "forced")
-    if due:
+    if renew is Renewal.DUE and renewal_due(output, reg.cert_expires, now):
         return step(Outcome.WOULD_UPDATE, "renewal due")
     return step(Outcome.UNCHANGED, "up to date")
