@@ -180,7 +180,7 @@ def _written(step: Step, done: StepOutcome, where: Where) -> Registration:
     now, reg = done.at, step.registration
     # A relabel left the certificate the Secret held; any other write carries the step's or the run's.
     kept = reg if done.relabeled and reg else None
-    written = Registration(
+    return Registration(
         output=where.output,
         teleport_cluster=where.teleport_cluster,
         kube_cluster=step.kube_cluster,
@@ -198,15 +198,10 @@ def _written(step: Step, done: StepOutcome, where: Where) -> Registration:
         cert_expires=kept.cert_expires if kept else step.cert_expires or where.cert_expires,
         cert_id=kept.cert_id if kept else step.cert_id or where.cert_id,
         cluster_name=step.secret.argocd_name,
-    )
-    if reg is None:
-        return written
-    # A write that was not checked keeps the last check.
-    return replace(
-        written,
-        connection=reg.connection,
-        connection_at=reg.connection_at,
-        connection_message=reg.connection_message,
+        # A write that was not checked keeps the last check.
+        connection=reg.connection if reg else "",
+        connection_at=reg.connection_at if reg else None,
+        connection_message=reg.connection_message if reg else "",
     )
 
 

@@ -280,6 +280,15 @@ def _unrendered(secret: Mapping[str, Any], live: Mapping[str, Any]) -> list[tupl
     manager owns (its apply or a relabel's update): what an apply of `secret` alone would remove.
     A key with no owner, or with another, stays, as it would under an apply."""
     meta = live.get("metadata") or {}
+    rendered = secret["metadata"]
+    unrendered = [
+        (part, key)
+        for part in ("labels", "annotations")
+        for key in meta.get(part) or {}
+        if key not in rendered[part]
+    ]
+    if not unrendered:  # the usual write: nothing there that we do not render, no ownership to read
+        return []
     owners: dict[tuple[str, str], set[str]] = {}
     for entry in meta.get("managedFields") or []:
         tracked = ((entry.get("fieldsV1") or {}).get("f:metadata")) or {}
@@ -287,13 +296,7 @@ def _unrendered(secret: Mapping[str, Any], live: Mapping[str, Any]) -> list[tupl
             for field in tracked.get(f"f:{part}") or {}:
                 if field.startswith("f:"):
                     owners.setdefault((part, field[2:]), set()).add(str(entry.get("manager")))
-    rendered = secret["metadata"]
-    return [
-        (part, key)
-        for part in ("labels", "annotations")
-        for key in meta.get(part) or {}
-        if key not in rendered[part] and owners.get((part, key)) == {FIELD_MANAGER}
-    ]
+    return [(part, key) for part, key in unrendered if owners.get((part, key)) == {FIELD_MANAGER}]
 
 
 def _marked(manifest: Mapping[str, Any]) -> dict[str, Any]:
