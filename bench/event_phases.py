@@ -128,10 +128,12 @@ def child() -> None:
 
 
 def run_cold(env: dict[str, str], event: dict[str, Any]) -> dict[str, Any]:
+    from warm import LOG_LEVEL
+
     done = subprocess.run(
         [sys.executable, __file__, "--child"],
         input=json.dumps(event),
-        env={**env, "PYTHONPATH": os.pathsep.join(PATHS), "POWERTOOLS_LOG_LEVEL": "ERROR"},
+        env={**env, "PYTHONPATH": os.pathsep.join(PATHS), "POWERTOOLS_LOG_LEVEL": LOG_LEVEL},
         capture_output=True,
         text=True,
         check=False,

@@ -54,6 +54,7 @@ sys.path[:0] = [str(BENCH), str(ROOT / "layers" / "core"), str(ROOT / "tests")]
 from cpu_share import CpuShare, vcpus  # noqa: E402
 from kube_patterns import Target, precreate, secret_names  # noqa: E402
 from lambda_process import RESULT_MARK  # noqa: E402
+from warm import LOG_LEVEL  # noqa: E402
 
 from standins.kubeapi import KubeApiServer  # noqa: E402
 
@@ -204,7 +205,7 @@ def measure(
         target_file = Path(tmp, "target.json")
         target_file.write_text(json.dumps(asdict(target)))
         precreate(kube, target, secret_names("bench-floor", size) + secret_names("bench-tbot", size))
-        env = {**os.environ, **stack.env(), "POWERTOOLS_LOG_LEVEL": "ERROR"}
+        env = {**os.environ, **stack.env(), "POWERTOOLS_LOG_LEVEL": LOG_LEVEL}
         env.pop("PYTHONPATH", None)
         create = _worker(env, kube, size, runs=1)
         runs: dict[str, list[Timed]] = {f"floor {c}": [] for c in clients}

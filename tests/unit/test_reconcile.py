@@ -4,6 +4,7 @@ to Kubernetes and to the state table, and what it leaves alone."""
 from __future__ import annotations
 
 import base64
+import logging
 import time
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -18,6 +19,7 @@ from standins.teleport.ca import CertAuthority
 from teleport_argocd.applications import Application
 from teleport_argocd.argocd import RenderedSecret
 from teleport_argocd.errors import DestinationForbidden, DestinationUnreachable, StateError
+from teleport_argocd.model import KubeCluster
 from teleport_argocd.plan import Renewal, Scope, shard_of
 from teleport_argocd.probe import ConnectionCheck
 from teleport_argocd.reconcile import Trigger
@@ -845,3 +847,25 @@ def test_a_state_table_outage_is_reported_not_raised() -> None:
     report = rec.run(output(), RENEWAL)
     assert report.status == "failed" and "Could not connect" in report.errors[0]
     assert store.writes == []
+
+
+def test_info_logs_what_changed_and_debug_a_renewal_alone(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rec, _state, _store, session = reconciler(PROD)
+    caplog.set_level(logging.DEBUG, logger="teleport_argocd.execution")
+
+    def lines(level: int) -> set[str]:
+        return {r.getMessage() for r in caplog.records if r.levelno == level}
+
+    labelled = output(secret_labels={"team": '{{ index .Labels "team" }}'})
+    rec.run(labelled, RENEWAL)
+    assert lines(logging.INFO) == {f"output main: cluster {n} created (new)" for n in "abc"}
+    caplog.clear()
+    rec.run(labelled, FORCED)
+    assert not lines(logging.INFO)
+    assert lines(logging.DEBUG) == {f"output main: cluster {n} updated (forced)" for n in "abc"}
+    caplog.clear()
+    session.clusters["a"] = KubeCluster("a", {"env": "prod", "team": "payments"})
+    rec.run(labelled, DISCOVERY)
+    assert lines(logging.INFO) == {"output main: cluster a updated (labels or annotations changed)"}

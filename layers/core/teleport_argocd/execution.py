@@ -21,7 +21,7 @@ from teleport_argocd.argocd import RenderedSecret
 from teleport_argocd.errors import ForeignSecretError, NotManagedError, TeleportArgoCDError
 from teleport_argocd.model import Outcome, Registration
 from teleport_argocd.outcomes import StepOutcome, Tally, Where, registration_after
-from teleport_argocd.plan import Plan, Step
+from teleport_argocd.plan import RENEWALS, Plan, Step
 from teleport_argocd.ports import SecretStoreLike
 from teleport_argocd.probe import OK, ConnectionCheck, check_due
 
@@ -204,8 +204,16 @@ def needs_check(step: Step, now: datetime) -> bool:
 
 
 def _log(output: str, step: Step, done: StepOutcome, record: Registration | None) -> None:
+    """INFO for what changed the output (a cluster registered, changed or pruned), WARNING for a
+    failure; a renewal alone only at DEBUG: at thousands a run, those lines were a sixth of a
+    renewal's CPU (Powertools' JSON) and most of its log volume, and the run's summary counts them."""
     if done.outcome is Outcome.DELETED:
         logger.info("output %s: cluster %s pruned (%s)", output, step.kube_cluster, step.reason)
+    elif done.outcome in (Outcome.CREATED, Outcome.UPDATED):
+        level = logging.DEBUG if step.reason in RENEWALS else logging.INFO
+        logger.log(
+            level, "output %s: cluster %s %s (%s)", output, step.kube_cluster, done.outcome, step.reason
+        )
     elif record is not None and done.outcome is Outcome.REFUSED and record.relinquished_at is not None:
         logger.warning(
             "output %s: cluster %s relinquished after %d refusals: %s",

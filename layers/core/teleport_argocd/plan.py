@@ -35,6 +35,12 @@ from teleport_argocd.pruning import (
 )
 from teleport_argocd.renewal import data_fingerprint, fingerprint, renewal_due
 
+# Why an unchanged Secret is written: a new certificate and nothing else. Routine, so each such
+# write is logged at DEBUG; the run's summary counts them.
+FORCED = "forced"
+RENEWAL_DUE = "renewal due"
+RENEWALS = frozenset({FORCED, RENEWAL_DUE})
+
 
 class Renewal(StrEnum):
     """Which unchanged, healthy registrations a run rewrites with a fresh certificate."""
@@ -391,7 +397,7 @@ def _write_step(
             return step(Outcome.WOULD_UPDATE, "labels or annotations changed", relabel=True)
         return step(Outcome.WOULD_UPDATE, "changed")
     if renew is Renewal.ALL:
-        return step(Outcome.WOULD_UPDATE, "forced")
+        return step(Outcome.WOULD_UPDATE, FORCED)
     if renew is Renewal.DUE and renewal_due(output, reg.cert_expires, now):
-        return step(Outcome.WOULD_UPDATE, "renewal due")
+        return step(Outcome.WOULD_UPDATE, RENEWAL_DUE)
     return step(Outcome.UNCHANGED, "up to date")

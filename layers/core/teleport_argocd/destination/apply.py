@@ -214,7 +214,7 @@ def _admission_refusal(response: Response) -> bool:
 def _result(op: SecretOp, action: Outcome, live: Mapping[str, Any]) -> WriteResult:
     meta = live.get("metadata") or {}
     version = SecretVersion(meta.get("uid", ""), meta.get("resourceVersion", ""))
-    logger.info("%s: %s (resourceVersion %s)", op, action, version.resource_version)
+    logger.debug("%s: %s (resourceVersion %s)", op, action, version.resource_version)
     return WriteResult(op.namespace, op.name, action, version, op.requests)
 
 

@@ -192,7 +192,7 @@ class ReadFirstWriter(Writer):
         # A Secret that also carries others' keys cannot be replaced blind next time (see SecretVersion).
         blind_ok = _metadata_keys(meta) == _metadata_keys(secret["metadata"])
         version = SecretVersion(meta.get("uid", ""), meta.get("resourceVersion", "") if blind_ok else "")
-        logger.info("%s: %s (resourceVersion %s)", op, action, meta.get("resourceVersion"))
+        logger.debug("%s: %s (resourceVersion %s)", op, action, meta.get("resourceVersion"))
         return WriteResult(op.namespace, op.name, action, version, op.requests)
 
 
