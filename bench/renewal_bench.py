@@ -18,9 +18,11 @@ interleaved, each a fresh child process that measures itself:
   through other clients too (their CPU per write is what the renewal's writer could reach);
 - tbot's pattern (`kube_patterns.py tbot`): GET then PUT per Secret, one after another;
 - the project (`lambda_process.py`): the worker's real handler, invoked with an SQS event asking
-  for a forced renewal, twice in one fresh process: *cold* (the clock starts before the handler
-  and the layer are imported) and *warm* (the second invocation, as the discovery schedule keeps a
-  worker). A first, unreported-in-the-ratios child creates the Secrets.
+  for a forced renewal, four times in one fresh process: *cold* (the clock starts before the
+  handler and the layer are imported) and *warm*, the mean of the next three invocations, as the
+  discovery schedule keeps a worker (the first of them often carries the full garbage collection
+  the cold run's survivors cause, which a warm environment pays about once in eight runs; a
+  mean of three weighs it more, not less). A first, unreported-in-the-ratios child creates the Secrets.
 
 With `--memory-mb`, each repeat also runs the worker's cold and warm invocations once per memory
 size with the CPU share Lambda gives that size (`cpu_share.py`: a cgroup CPU quota of M / 1,769 of
@@ -62,6 +64,7 @@ FUNCTION_TIMEOUT = 300.0  # seconds, the functions' timeout in template.yaml
 CHILD_TIMEOUT = 900.0  # a run past this is broken, not slow
 OUTPUT = "production"  # the stack's one output (standins.stack.default_outputs)
 PATTERNS = "bench-patterns"  # the Kubernetes user of the floor and tbot's pattern
+WARM_RUNS = 3  # warm invocations after the cold one in each worker process
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,7 @@ class Row:
     create: Timed
     cold: Timed  # a fresh process: import, join, registry Query, writes
     cold_import: Timed
-    warm: Timed  # the second invocation in that process
+    warm: Timed  # the mean of the WARM_RUNS invocations after the cold one in that process
     warm_over_floor: float
     cold_over_floor: float
     tbot_over_warm: float
@@ -162,6 +165,12 @@ def _worker(
     return report
 
 
+def _mean(runs: list[dict[str, Any]]) -> Timed:
+    """The mean of warm invocations' reports: CPU is billed in aggregate, so a run that pays a
+    full garbage collection counts as much as one that does not."""
+    return Timed(statistics.mean(r["seconds"] for r in runs), statistics.mean(r["cpu_seconds"] for r in runs))
+
+
 def _median(timings: list[Timed]) -> Timed:
     return Timed(
         statistics.median(t.seconds for t in timings), statistics.median(t.cpu_seconds for t in timings)
@@ -177,11 +186,11 @@ def _at_memory(
 ) -> tuple[float, float]:
     """One cold-then-warm worker process at `memory_mb`'s CPU share; its throttled seconds and share."""
     with CpuShare(memory_mb) as share:
-        report = _worker(env, kube, size, runs=2, share=share)
+        report = _worker(env, kube, size, runs=1 + WARM_RUNS, share=share)
         throttling = share.throttling()
-    cold, warm = report["runs"]
+    cold, *warm = report["runs"]
     runs["cold"].append(Timed(cold["seconds"], cold["cpu_seconds"]))
-    runs["warm"].append(Timed(warm["seconds"], warm["cpu_seconds"]))
+    runs["warm"].append(_mean(warm))
     return throttling.throttled_seconds, throttling.throttled_periods / max(1, throttling.periods)
 
 
@@ -220,21 +229,22 @@ def measure(
                     _pattern("floor", target_file, "bench-floor", size, workers, client)
                 )
             runs["tbot"].append(_pattern("tbot", target_file, "bench-tbot", size, workers, "urllib3"))
-            report = _worker(env, kube, size, runs=2)
-            cold, warm = report["runs"]
+            report = _worker(env, kube, size, runs=1 + WARM_RUNS)
+            cold, *warm = report["runs"]
             runs["cold"].append(Timed(cold["seconds"], cold["cpu_seconds"]))
             runs["cold import"].append(Timed(report["import_seconds"], report["import_cpu_seconds"]))
-            runs["warm"].append(Timed(warm["seconds"], warm["cpu_seconds"]))
-            kube_counts.append(report["kube_requests"])  # two renewals' requests: halved below
-            dynamodb += [cold["dynamodb_writes"], warm["dynamodb_writes"]]
+            runs["warm"].append(_mean(warm))
+            kube_counts.append(report["kube_requests"])  # every renewal's requests: divided below
+            dynamodb += [r["dynamodb_writes"] for r in report["runs"]]
             waits["cold"].append(cold["dynamodb_seconds"])
-            waits["warm"].append(warm["dynamodb_seconds"])
+            waits["warm"] += [r["dynamodb_seconds"] for r in warm]
             peaks.append(report["peak_mb"])
             for mb in memory:
                 throttled[mb].append(_at_memory(env, kube, size, mb, at_memory[mb]))
     medians = {name: _median(timings) for name, timings in runs.items()}
     floor, warm, cold = medians[f"floor {clients[0]}"], medians["warm"], medians["cold"]
     methods = sorted({m for c in kube_counts for m in c})
+    renewals = (1 + WARM_RUNS) * size  # Secrets written by each worker process
     first = create["runs"][0]
     return Row(
         clusters=size,
@@ -250,10 +260,8 @@ def measure(
         cold_over_floor=cold.seconds / floor.seconds,
         tbot_over_warm=medians["tbot"].seconds / warm.seconds,
         warm_cpu_over_floor_cpu=warm.cpu_seconds / floor.cpu_seconds,
-        kube_requests_per_cluster=statistics.median(c.total() for c in kube_counts) / (2 * size),
-        kube_requests_by_method={
-            m: statistics.median(c[m] for c in kube_counts) / (2 * size) for m in methods
-        },
+        kube_requests_per_cluster=statistics.median(c.total() for c in kube_counts) / renewals,
+        kube_requests_by_method={m: statistics.median(c[m] for c in kube_counts) / renewals for m in methods},
         dynamodb_writes_per_cluster=statistics.median(dynamodb) / size,
         dynamodb_seconds_cold=_median_by_key(waits["cold"]),
         dynamodb_seconds_warm=_median_by_key(waits["warm"]),
@@ -316,8 +324,9 @@ def markdown(rows: list[Row], repeat: int, workers: int) -> str:
         f"sharing one pool, ratios against the {clients[0]} floor; medians of {repeat}; each figure measured "
         "by the process that did the work, none by the one hosting the stand-ins. Worker: its handler "
         "with an SQS event in a fresh process, 'cold' including the handler's import (itself in "
-        f"parentheses, CPU-s), 'warm' the second invocation. At {largest.clusters:,} clusters a cold "
-        f"renewal takes {largest.cold.seconds:.1f} s of the {FUNCTION_TIMEOUT:.0f} s timeout. Load average "
+        f"parentheses, CPU-s), 'warm' the mean of the {WARM_RUNS} invocations after it. At "
+        f"{largest.clusters:,} clusters a cold renewal takes {largest.cold.seconds:.1f} s of the "
+        f"{FUNCTION_TIMEOUT:.0f} s timeout. Load average "
         "(1 min) before and after each size: "
         + ", ".join(f"{r.clusters:,}: {r.load_average[0]:.1f} → {r.load_average[1]:.1f}" for r in rows)
         + f" ({os.cpu_count()} CPUs).",
