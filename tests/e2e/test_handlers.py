@@ -368,3 +368,30 @@ def test_a_warm_process_writes_to_where_the_kubeconfig_now_points_not_through_it
     assert written == {
         secret_name("teleport.argocd-cluster", "root", k) for k in ("prod-us-east", "prod-eu-west")
     }
+
+
+def test_a_destination_dropped_from_the_configuration_has_its_kept_connections_closed(
+    stack: LocalStack,
+) -> None:
+    """Between two warm invocations the output is moved to another destination (another kubeconfig
+    secret, another API server): the next invocation closes the connections the process kept to the
+    old one instead of holding them until the execution environment ends."""
+    assert stack.kube is not None
+    assert invoke("reload", event("reload.json"))["outputs"][0]["status"] == "completed"
+    assert stack.kube.open_connections > 0  # kept for the next invocation
+    with KubeApiServer() as moved:
+        moved.allow(user=WRITER, verbs=rbac.VERBS["apply"], namespaces=(ARGOCD_NAMESPACE,))
+        moved.allow(user=WRITER, verbs=("list",), resources=(APPLICATIONS,), namespaces=(ARGOCD_NAMESPACE,))
+        stack.aws.client("secretsmanager").create_secret(
+            Name="teleport-argocd/moved-kubeconfig", SecretString=writer_kubeconfig(moved)
+        )
+        outputs = default_outputs()
+        outputs[0]["destination"] = {"kubeconfig_secret": {"secret_id": "teleport-argocd/moved-kubeconfig"}}
+        stack.put_config(outputs)
+        second = invoke("reload", event("reload.json"))["outputs"][0]
+
+        deadline = time.monotonic() + 5
+        while stack.kube.open_connections and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert second["status"] == "completed", second
+        assert stack.kube.open_connections == 0

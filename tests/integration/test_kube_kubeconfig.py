@@ -10,6 +10,7 @@ import socketserver
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from standins.aws import REGION, MotoServer
 from standins.kubeapi import KubeApiServer, cluster_secret
 from teleport_argocd.config import KubeconfigSecretDestination
 from teleport_argocd.destination import connect as connecting
-from teleport_argocd.destination.connect import connect, connect_kept
+from teleport_argocd.destination.connect import connect, connect_kept, release_others
 from teleport_argocd.destination.kubeconfig import kubeconfig_from_secret
 from teleport_argocd.errors import DestinationUnreachable
 
@@ -140,6 +141,36 @@ def test_a_kept_store_is_replaced_with_another_session_or_when_idle_or_old(
 
     assert fresh is not kept
     assert fresh.get("argocd", f"rule-{rule.replace(' ', '-')}") is not None
+
+
+def test_the_kept_store_of_a_destination_no_longer_configured_is_closed(
+    server: KubeApiServer, moto: MotoServer, session: boto3.Session
+) -> None:
+    """A warm invocation whose configuration dropped a destination closes that destination's kept
+    connections; the destinations still configured keep theirs."""
+    release_others(())  # what earlier tests kept
+    settled(server, 0)
+    kubeconfig = yaml.safe_dump(server.kubeconfig("ci", ["writers"]))
+    staying = KubeconfigSecretDestination(stored(moto, kubeconfig), None, None)
+    dropped = KubeconfigSecretDestination(stored(moto, kubeconfig), None, None)
+    kept = connect_kept(staying, session=session)
+    kept.write(cluster_secret("staying"), None)
+    connect_kept(dropped, session=session).write(cluster_secret("dropped"), None)
+    assert server.open_connections == 2
+
+    release_others({staying})
+
+    assert settled(server, 1) == 1  # the dropped store's connection is closed, the other is open
+    assert connect_kept(staying, session=session) is kept
+
+
+def settled(server: KubeApiServer, expected: int) -> int:
+    """The server's open connections once they reach `expected` (a client's close reaches it shortly
+    after), or after five seconds."""
+    deadline = time.monotonic() + 5
+    while server.open_connections != expected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return server.open_connections
 
 
 class ConnectProxy(socketserver.ThreadingTCPServer):

@@ -486,6 +486,7 @@ class KubeApiServer:
         self.sts = PresignedSts()
         self.now: Callable[[], datetime] = lambda: datetime.now(UTC)
         self.requests: list[Request] = []
+        self.open_connections = 0  # client connections open now, TLS handshake done
         self._lock = threading.RLock()
         self._rv = 0
         self._namespaces: dict[str, dict[str, Any]] = {}
@@ -1458,10 +1459,14 @@ class _HttpServer(ThreadingHTTPServer):
             _linger(tls)  # the client refused our certificate, we refused its, or it went away
             tls.close()
             return
+        with self.api._lock:
+            self.api.open_connections += 1
         try:
             self.RequestHandlerClass(tls, client_address, self)  # type: ignore[arg-type]
         finally:
             tls.close()
+            with self.api._lock:
+                self.api.open_connections -= 1
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Clients dropping connections is normal here; anything else is a stand-in bug worth a traceback."""

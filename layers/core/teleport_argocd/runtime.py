@@ -343,8 +343,10 @@ class Runtime:
     def _connect_destination(self, destination: Destination) -> SecretStore:
         # Imported here: the HTTP client and the EKS and kubeconfig code are a third of a cold
         # start, and dropped events, queued runs and status reports never reach a destination.
-        from teleport_argocd.destination.connect import connect_kept
+        from teleport_argocd.destination.connect import connect_kept, release_others
 
+        if not self._stores:  # the first this invocation: let go of what the configuration dropped
+            release_others({o.destination for o in self.config.outputs})
         if destination not in self._stores:
             self._stores[destination] = connect_kept(destination, session=self.session)
         return self._stores[destination]

@@ -11,7 +11,7 @@ import hashlib
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +85,15 @@ def connect_kept(destination: Destination, *, session: boto3.Session) -> SecretS
     if kept is not None:
         kept.store.close()
     return store
+
+
+def release_others(configured: Collection[Destination]) -> None:
+    """Close the kept stores of destinations no longer `configured`: a destination removed from the
+    configuration would otherwise hold its connections until the execution environment ends."""
+    with _KEPT_LOCK:
+        removed = [_KEPT.pop(d) for d in list(_KEPT) if d not in configured]
+    for kept in removed:
+        kept.store.close()
 
 
 def _source(
