@@ -171,6 +171,16 @@ def _mean(runs: list[dict[str, Any]]) -> Timed:
     return Timed(statistics.mean(r["seconds"] for r in runs), statistics.mean(r["cpu_seconds"] for r in runs))
 
 
+def _paired(these: list[Timed], those: list[Timed], measure: str) -> float:
+    """The median of each repeat's ratio: the two were measured a minute apart at most. The CPU of
+    this shared machine is not equally fast from one minute to the next (the same import took 0.38
+    and 0.71 CPU-s within one run), so a ratio of two medians can divide a slow minute's figure by a
+    fast one's."""
+    return statistics.median(
+        getattr(a, measure) / getattr(b, measure) for a, b in zip(these, those, strict=True)
+    )
+
+
 def _median(timings: list[Timed]) -> Timed:
     return Timed(
         statistics.median(t.seconds for t in timings), statistics.median(t.cpu_seconds for t in timings)
@@ -256,10 +266,10 @@ def measure(
         cold=cold,
         cold_import=medians["cold import"],
         warm=warm,
-        warm_over_floor=warm.seconds / floor.seconds,
-        cold_over_floor=cold.seconds / floor.seconds,
-        tbot_over_warm=medians["tbot"].seconds / warm.seconds,
-        warm_cpu_over_floor_cpu=warm.cpu_seconds / floor.cpu_seconds,
+        warm_over_floor=_paired(runs["warm"], runs[f"floor {clients[0]}"], "seconds"),
+        cold_over_floor=_paired(runs["cold"], runs[f"floor {clients[0]}"], "seconds"),
+        tbot_over_warm=_paired(runs["tbot"], runs["warm"], "seconds"),
+        warm_cpu_over_floor_cpu=_paired(runs["warm"], runs[f"floor {clients[0]}"], "cpu_seconds"),
         kube_requests_per_cluster=statistics.median(c.total() for c in kube_counts) / renewals,
         kube_requests_by_method={m: statistics.median(c[m] for c in kube_counts) / renewals for m in methods},
         dynamodb_writes_per_cluster=statistics.median(dynamodb) / size,
@@ -321,8 +331,9 @@ def markdown(rows: list[Row], repeat: int, workers: int) -> str:
     lines += [
         "",
         f"Kubernetes stand-in latency {rows[0].latency_ms:g} ms per request; floor: {workers} threads "
-        f"sharing one pool, ratios against the {clients[0]} floor; medians of {repeat}; each figure measured "
-        "by the process that did the work, none by the one hosting the stand-ins. Worker: its handler "
+        f"sharing one pool, ratios against the {clients[0]} floor (the median of each repeat's ratio); "
+        f"medians of {repeat}; each figure measured by the process that did the work, none by the one "
+        "hosting the stand-ins. Worker: its handler "
         "with an SQS event in a fresh process, 'cold' including the handler's import (itself in "
         f"parentheses, CPU-s), 'warm' the mean of the {WARM_RUNS} invocations after it. At "
         f"{largest.clusters:,} clusters a cold renewal takes {largest.cold.seconds:.1f} s of the "
