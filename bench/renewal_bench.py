@@ -43,6 +43,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -112,6 +113,7 @@ class Row:
     dynamodb_seconds_warm: dict[str, float]
     peak_mb: float
     load_average: tuple[float, float]  # the machine's 1-minute load average before and after
+    speed: tuple[float, float]  # CPU-s of a fixed loop (`_speed`) before and after: how fast this machine ran
     runs: dict[str, list[Timed]] = field(default_factory=dict)
     by_memory: list[MemoryRow] = field(default_factory=list)  # with --memory-mb
 
@@ -171,6 +173,16 @@ def _mean(runs: list[dict[str, Any]]) -> Timed:
     return Timed(statistics.mean(r["seconds"] for r in runs), statistics.mean(r["cpu_seconds"] for r in runs))
 
 
+def _speed() -> float:
+    """CPU-seconds of a fixed 10-million-step Python loop, in this process while it serves nothing: the
+    same work takes more CPU when this shared machine's CPU runs slow, so CPU-s figures of different
+    runs compare only beside it."""
+    started, total = time.process_time(), 0
+    for step in range(10_000_000):
+        total += step
+    return time.process_time() - started
+
+
 def _paired(these: list[Timed], those: list[Timed], measure: str) -> float:
     """The median of each repeat's ratio: the two were measured a minute apart at most. The CPU of
     this shared machine is not equally fast from one minute to the next (the same import took 0.38
@@ -210,7 +222,7 @@ def measure(
     from standins.stack import ARGOCD_NAMESPACE, LocalStack
 
     clusters = {f"cluster-{i:05d}": {"env": "prod", "team": "bench"} for i in range(size)}
-    load_before = os.getloadavg()[0]
+    load_before, speed_before = os.getloadavg()[0], _speed()
     with (
         LocalStack(clusters=clusters, kube_latency=latency_ms / 1000, admission=False) as stack,
         tempfile.TemporaryDirectory() as tmp,
@@ -277,6 +289,7 @@ def measure(
         dynamodb_seconds_warm=_median_by_key(waits["warm"]),
         peak_mb=max(peaks),
         load_average=(load_before, os.getloadavg()[0]),
+        speed=(speed_before, _speed()),
         runs=runs,
         by_memory=[
             MemoryRow(
@@ -340,7 +353,9 @@ def markdown(rows: list[Row], repeat: int, workers: int) -> str:
         f"{FUNCTION_TIMEOUT:.0f} s timeout. Load average "
         "(1 min) before and after each size: "
         + ", ".join(f"{r.clusters:,}: {r.load_average[0]:.1f} → {r.load_average[1]:.1f}" for r in rows)
-        + f" ({os.cpu_count()} CPUs).",
+        + f" ({os.cpu_count()} CPUs). A fixed 10-million-step loop, CPU-s before and after: "
+        + ", ".join(f"{r.clusters:,}: {r.speed[0]:.2f} → {r.speed[1]:.2f}" for r in rows)
+        + ".",
     ]
     if rows[0].by_memory:
         lines += ["", memory_markdown(rows)]
