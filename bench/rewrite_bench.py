@@ -26,9 +26,9 @@ reload functions (outputs run inside the invocation), through this sequence, `--
 Each step's Secrets are read from the Kubernetes stand-in before and after: how many it wrote, how
 many of them got a different `config`, how many changed only in labels or annotations. How often
 each trigger fires per day is `bench/cost.py`'s arithmetic; this bench measures what one firing does.
-It also reports the registration items' size in the state table as DynamoDB counts it (the write
-and read units each renewal's registry write-back and read cost, which `bench/cost.py` reads from
-`--save`'s JSON).
+It also reports the size of the registration items and of the renewal ledgers in the state table
+as DynamoDB counts it (the write and read units a renewal's write-back and a registry read cost,
+which `bench/cost.py` reads from `--save`'s JSON).
 """
 
 from __future__ import annotations
@@ -103,11 +103,12 @@ def _value_bytes(value: dict[str, Any]) -> int:
     return 1  # BOOL, NULL
 
 
-def registration_sizes(stack: LocalStack) -> list[int]:
-    """The size of every registration item (sort key `reg#…`) in the state table."""
+def item_sizes(stack: LocalStack, prefix: str) -> list[int]:
+    """The size of every item of the state table whose sort key starts with `prefix`: `reg#` for
+    the registrations, `renewed#` for the renewal ledgers."""
     pages = stack.aws.client("dynamodb").get_paginator("scan").paginate(TableName=STATE_TABLE)
     items = [item for page in pages for item in page["Items"]]
-    return sorted(item_bytes(i) for i in items if i.get("sk", {}).get("S", "").startswith("reg#"))
+    return sorted(item_bytes(i) for i in items if i.get("sk", {}).get("S", "").startswith(prefix))
 
 
 def _certificate(secret: dict[str, Any]) -> str:
@@ -119,6 +120,7 @@ def _certificate(secret: dict[str, Any]) -> str:
 class Result:
     steps: list[Step]
     registration_bytes: list[int]  # every registration item's size at the end, sorted
+    ledger_bytes: list[int]  # every renewal ledger's size at the end (after renewals of every cluster)
 
 
 def measure(size: int, repeat: int, latency_ms: float = 0.0) -> Result:
@@ -179,7 +181,7 @@ def measure(size: int, repeat: int, latency_ms: float = 0.0) -> Result:
             step("reload, forced, credential_ttl = renewal_interval", "reload", event("reload.json"))
             for _ in range(repeat):
                 step("scheduled renewal, every certificate due", "renew", event("schedule.json"))
-        return Result(steps, registration_sizes(stack))
+        return Result(steps, item_sizes(stack, "reg#"), item_sizes(stack, "renewed#"))
 
 
 def markdown(result: Result, size: int) -> str:
@@ -197,6 +199,8 @@ def markdown(result: Result, size: int) -> str:
         f"{size} clusters at the start; each step in order, as the stand-in's Secrets showed it. "
         f"Registration items: {sizes[0]} to {sizes[-1]} bytes (median {sizes[len(sizes) // 2]}) as DynamoDB "
         "counts them.",
+        f"Renewal ledgers: {len(result.ledger_bytes)} items, {sum(result.ledger_bytes)} bytes in all "
+        f"({sum(result.ledger_bytes) / max(1, len(sizes)):.0f} per registration).",
     ]
     return "\n".join(lines)
 

@@ -211,9 +211,13 @@ def pruning(stack: DeployedStack, outputs: list[dict[str, Any]]) -> None:
 
 
 def reload(stack: DeployedStack, names: list[str]) -> None:
+    """A dry run, then a forced reload: every certificate renewed (recorded in the renewal ledgers,
+    PutItem) and one cluster whose labels changed since (its registration written whole,
+    BatchWriteItem), then a status report."""
     function = stack.function("ReloadFunction")
     dry = function.invoke(event("reload_dry_run.json"))
     assert [o["output"] for o in dry["outputs"]] == names
+    stack.teleport.update_kube_cluster("prod-eu-west", labels={**CLUSTERS["prod-eu-west"], "tier": "1"})
     applied = function.invoke(event("reload.json"))
     assert [o["status"] for o in applied["outputs"]] == ["completed"] * len(names), applied
     status = function.invoke({"status_only": True})

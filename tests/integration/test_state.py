@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,11 +22,13 @@ from standins.aws import MotoServer
 from standins.template import create_tables
 from teleport_argocd.errors import StateError
 from teleport_argocd.model import Absence, Registration, SecretVersion
-from teleport_argocd.state import REGISTRY_MAX_AGE, Lease, RunRecord, StateStore
+from teleport_argocd.state import REGISTRY_MAX_AGE, Lease, RunRecord, StateStore, registry
+from teleport_argocd.state.renewals import LEDGERS, bucket_of
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=5)
 CERT_EXPIRES = T0 + timedelta(hours=1)
+WHOLE_READ = 2  # Queries that read a whole registry: its registrations, then its renewal ledgers
 
 
 @pytest.fixture
@@ -496,7 +502,7 @@ def test_a_named_read_is_never_kept_as_the_whole_registry(table: str, dynamodb: 
     regs = {r.kube_cluster: r for r in fresh.registrations("main")}
 
     assert regs == {"a": a, "b": registration("b", last_error="403 Forbidden")}
-    assert client.calls["query"] == 1
+    assert client.calls["query"] == WHOLE_READ
 
 
 # -- runs -------------------------------------------------------------------------------
@@ -614,7 +620,7 @@ def test_a_warm_process_rereads_registrations_only_after_a_run_wrote_them(
     other.finish(lease)
 
     assert [r.kube_cluster for r in store.registrations("main")] == ["a", "b"]
-    assert client.calls["query"] == 1
+    assert client.calls["query"] == WHOLE_READ
 
 
 def test_a_warm_process_sees_a_hand_edit_of_the_registry_once_its_copy_is_old(
@@ -698,4 +704,226 @@ def test_a_run_does_not_cache_what_it_wrote_when_another_run_released_meanwhile(
     client.calls.clear()
 
     assert [r.kube_cluster for r in store.registrations("main")] == ["ours", "theirs"]
-    assert client.calls["query"] == 1
+    assert client.calls["query"] == WHOLE_READ
+
+
+# -- renewal ledgers -----------------------------------------------------------------
+
+
+def renewal(reg: Registration, at: datetime, rv: str = "43", cert: str = "c" * 32) -> Registration:
+    """`reg` after a run wrote its Secret again at `at` with the certificate `cert`, as outcomes
+    records it (each certificate has its own expiry)."""
+    assert reg.version is not None
+    return replace(
+        reg,
+        last_written=at,
+        last_attempt=at,
+        cert_expires=T0 + timedelta(hours=2, minutes=ord(cert[0])),
+        cert_id=cert,
+        version=SecretVersion(reg.version.uid, rv),
+    )
+
+
+def run(store: StateStore, run_id: str, writes: Callable[[list[Registration]], list[Registration]]) -> None:
+    """One run under the output's lease: read the registry, write back `writes(read)`, release."""
+    lease = store.try_acquire("main", run_id=run_id, duration=LEASE, reason="schedule")
+    assert lease
+    store.put_registrations(writes(store.registrations("main")))
+    store.finish(lease)
+
+
+def ledger_items(dynamodb: Any, table: str) -> list[dict[str, Any]]:
+    items = dynamodb.query(
+        TableName=table,
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+        ExpressionAttributeValues={":pk": {"S": "output#main"}, ":prefix": {"S": "renewed#"}},
+    )["Items"]
+    return list(items)
+
+
+def test_renewals_are_recorded_in_a_few_ledger_items_and_read_back_as_written(
+    table: str, dynamodb: Any, clock: Clock
+) -> None:
+    """A renewal of 60 registrations writes at most `LEDGERS` items, not 60 registration items;
+    a cold reader (whole registry) and an event's reader (named clusters) see exactly what was
+    written, resourceVersion and certificate included."""
+    initial = [registration(f"c{i:02d}") for i in range(60)]
+    StateStore(table, client=dynamodb, clock=clock).put_registrations(initial)
+    client = CountingClient(dynamodb)
+    store = StateStore(table, client=client, clock=clock)
+    clock.advance(timedelta(minutes=20))
+    renewed = [renewal(r, clock() + timedelta(milliseconds=i)) for i, r in enumerate(initial)]
+    client.calls.clear()
+
+    run(store, "renew", lambda read: renewed)
+
+    assert client.calls["batch_write_item"] == 0
+    assert 1 <= client.calls["put_item"] <= LEDGERS
+    assert len(ledger_items(dynamodb, table)) == client.calls["put_item"]
+    cold = StateStore(table, client=dynamodb, clock=clock)
+    assert cold.registrations("main") == renewed
+    named = cold.named_registrations(["main"], "example.teleport.sh", {"c07", "c42"})["main"]
+    assert named == [renewed[7], renewed[42]]
+
+
+def test_a_registration_written_whole_after_its_renewal_is_read_as_written(
+    table: str, dynamodb: Any, clock: Clock
+) -> None:
+    """A ledger entry applies only while it is newer than the item's last attempt: a later whole
+    write (a failure here, by an event's run that read only its cluster) is what readers see."""
+    store = StateStore(table, client=dynamodb, clock=clock)
+    store.put_registrations([registration("a"), registration("b")])
+    clock.advance(timedelta(minutes=20))
+    run(store, "renew", lambda read: [renewal(r, clock()) for r in read])
+    clock.advance(timedelta(minutes=1))
+    event = StateStore(table, client=dynamodb, clock=clock)
+    [a] = event.named_registrations(["main"], "example.teleport.sh", {"a"})["main"]
+    assert a.version == SecretVersion("uid-a", "43")
+    failed = replace(a, last_error="403 Forbidden", last_error_at=clock(), last_attempt=clock())
+    event.put_registrations([failed])  # written whole: the event read no ledger to record in
+
+    regs = StateStore(table, client=dynamodb, clock=clock).registrations("main")
+
+    assert regs == [failed, renewal(registration("b"), T0 + timedelta(minutes=20))]
+
+
+def test_a_whole_write_drops_the_entry_a_later_ledger_write_would_carry(
+    table: str, dynamodb: Any, clock: Clock
+) -> None:
+    store = StateStore(table, client=dynamodb, clock=clock)
+    store.put_registrations([registration("a"), registration("b")])
+    clock.advance(timedelta(minutes=20))
+    run(store, "renew-1", lambda read: [renewal(r, clock()) for r in read])
+    before = {k for i in ledger_items(dynamodb, table) for k in i["entries"]["M"]}
+    clock.advance(timedelta(minutes=20))
+
+    def relabeled(read: list[Registration]) -> list[Registration]:
+        now = clock()
+        relabel = replace(read[0], labels={"env": "staging"}, last_attempt=now, last_written=now)
+        return [relabel, *(renewal(r, now, rv="44", cert="d" * 32) for r in read[1:])]
+
+    run(StateStore(table, client=dynamodb, clock=clock), "renew-2", relabeled)
+
+    after = {k for i in ledger_items(dynamodb, table) for k in i["entries"]["M"]}
+    assert before == {"example.teleport.sh#a", "example.teleport.sh#b"}
+    regs = {r.kube_cluster: r for r in StateStore(table, client=dynamodb, clock=clock).registrations("main")}
+    assert regs["a"].labels == {"env": "staging"} and regs["a"].version == SecretVersion("uid-a", "43")
+    assert regs["b"].cert_id == "d" * 32 and regs["b"].version == SecretVersion("uid-b", "44")
+    if bucket_of("example.teleport.sh", "a") == bucket_of("example.teleport.sh", "b"):
+        assert after == {"example.teleport.sh#b"}  # written with b's: a's entry dropped
+    else:
+        assert after == before  # a's ledger not written again: its entry is older than the item
+
+
+def test_concurrent_runs_merge_into_a_ledger_they_both_write(table: str, dynamodb: Any, clock: Clock) -> None:
+    """Two shards' runs (each under its own lease) renew clusters that share a ledger: the second
+    write finds the revision moved, reads the ledger again and merges; nothing is lost."""
+    names = [f"c{i:03d}" for i in range(200)]
+    bucket = bucket_of("example.teleport.sh", names[0])
+    x, y = [n for n in names if bucket_of("example.teleport.sh", n) == bucket][:2]
+    StateStore(table, client=dynamodb, clock=clock).put_registrations([registration(x), registration(y)])
+    clock.advance(timedelta(minutes=20))
+    run(
+        StateStore(table, client=dynamodb, clock=clock),
+        "renew",
+        lambda read: [renewal(r, clock()) for r in read],
+    )
+    clock.advance(timedelta(minutes=20))
+    client = CountingClient(dynamodb)
+    first = StateStore(table, client=dynamodb, clock=clock)
+    second = StateStore(table, client=client, clock=clock)
+    leases = [
+        store.try_acquire("main", run_id=f"s{i}", duration=LEASE, reason="schedule", shard=f"{i}/2")
+        for i, store in enumerate((first, second))
+    ]
+    read = [{r.kube_cluster: r for r in store.registrations("main")} for store in (first, second)]
+    seconds_copy = copy.deepcopy(registry._LEDGERS)  # what the second run's environment read
+    first.put_registrations([renewal(read[0][x], clock(), rv="50")])
+    second.put_registrations([renewal(read[1][y], clock(), rv="60")])
+    assert leases[0] and leases[1]
+    with another_environment():
+        first.finish(leases[0])
+    registry._LEDGERS.update(seconds_copy)
+    client.calls.clear()
+    second.finish(leases[1])
+
+    assert (client.calls["put_item"], client.calls["get_item"]) == (2, 1)  # refused, read, merged
+
+    regs = {r.kube_cluster: r for r in StateStore(table, client=dynamodb, clock=clock).registrations("main")}
+    assert (regs[x].version, regs[y].version) == (
+        SecretVersion(f"uid-{x}", "50"),
+        SecretVersion(f"uid-{y}", "60"),
+    )
+    [item] = [i for i in ledger_items(dynamodb, table) if i["sk"]["S"] == f"renewed#{bucket}"]
+    assert item["revision"]["N"] == "3"
+
+
+def test_renewals_a_ledger_cannot_hold_are_written_whole(
+    table: str, dynamodb: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under DynamoDB's item size limit with room to spare: past it, renewals are written whole."""
+    monkeypatch.setattr(registry, "MAX_LEDGER_BYTES", 1_000)
+    initial = [registration(f"c{i:02d}") for i in range(40)]
+    StateStore(table, client=dynamodb, clock=clock).put_registrations(initial)
+    clock.advance(timedelta(minutes=20))
+    client = CountingClient(dynamodb)
+
+    run(
+        StateStore(table, client=client, clock=clock),
+        "renew",
+        lambda read: [renewal(r, clock()) for r in read],
+    )
+
+    assert client.calls["batch_write_item"] >= 1
+    assert all(len(json.dumps(i)) < 1_500 for i in ledger_items(dynamodb, table))
+    regs = StateStore(table, client=dynamodb, clock=clock).registrations("main")
+    assert regs == [renewal(r, T0 + timedelta(minutes=20)) for r in initial]
+
+
+@contextmanager
+def another_environment() -> Iterator[None]:
+    """Run as another execution environment would: with warm copies of its own (none), leaving
+    this one's as they were."""
+    saved = dict(registry._REGISTRY), dict(registry._LEDGERS)
+    registry._REGISTRY.clear()
+    registry._LEDGERS.clear()
+    try:
+        yield
+    finally:
+        registry._REGISTRY.clear()
+        registry._LEDGERS.clear()
+        registry._REGISTRY.update(saved[0])
+        registry._LEDGERS.update(saved[1])
+
+
+def test_a_warm_process_reads_the_renewals_another_environment_recorded_and_keeps_them(
+    table: str, dynamodb: Any, clock: Clock
+) -> None:
+    """The world changes between two warm runs: another environment renews some clusters. The
+    warm process reads them (the release stamp moved) and its own renewals keep theirs."""
+    initial = [registration(f"c{i:02d}") for i in range(30)]
+    StateStore(table, client=dynamodb, clock=clock).put_registrations(initial)
+    clock.advance(timedelta(minutes=20))
+    run(
+        StateStore(table, client=dynamodb, clock=clock),
+        "warm-1",
+        lambda read: [renewal(r, clock(), rv="1") for r in read],
+    )
+    clock.advance(timedelta(minutes=20))
+    with another_environment():
+        run(
+            StateStore(table, client=dynamodb, clock=clock),
+            "other",
+            lambda read: [renewal(r, clock(), rv="2") for r in read[:10]],
+        )
+    clock.advance(timedelta(minutes=20))
+
+    run(
+        StateStore(table, client=dynamodb, clock=clock),
+        "warm-2",
+        lambda read: [renewal(r, clock(), rv="3") for r in read[20:]],
+    )
+
+    with another_environment():
+        regs = StateStore(table, client=dynamodb, clock=clock).registrations("main")
+    assert [r.version.resource_version for r in regs if r.version] == ["2"] * 10 + ["1"] * 10 + ["3"] * 10

@@ -46,6 +46,16 @@ output's registrations once and writes back only those that changed, whole, in b
     cluster_name     S     the Secret's Argo CD cluster name as last written (Applications may name it)
     held_by          L     Argo CD Applications (namespace/name, of S) that held its pruning at the last check
 
+``sk = "renewed#<bucket>"`` (bucket 0-7, a hash of the registration's two names) holds the
+renewals of the registrations that fall in it (`state.renewals`). A renewal changes only when a
+Secret was written, its certificate and its resourceVersion, so a run records those here, a few
+items per output, instead of rewriting each registration item. Readers lay an entry over its
+registration item while the entry is newer than the item's `last_attempt`:
+
+    revision         N     each write adds one, on the condition that it has not moved meanwhile
+    entries          M     "<teleport cluster>#<kube cluster>" -> "<written at>|<cert id>|<resourceVersion>"
+    certs            M     cert id -> its expiry (S)
+
 ``sk = "run#<start>#<run id>"`` summarizes one run; the start time sorts, so newest
 first is a reverse Query:
 

@@ -140,7 +140,11 @@ class Leases(Registry):
         its last length. Race-free without a read: a concurrent `try_acquire` either set
         `pending` before our release (the release's condition fails and we consume the flag)
         or finds the lease free and takes it. Returns False if the lease was lost.
+
+        The run's renewals are recorded first (`record_renewals`), while the lease still keeps
+        other runs of the output from reading the registry before they are.
         """
+        self.record_renewals(lease.output)
         now = self._clock()
         run = s(lease.run_id)
         released = {":run": run, ":at": s(iso(now))}

@@ -1,8 +1,9 @@
 """Registrations: what a run reads of an output's registry, writes back, and a warm process keeps.
 
-A run reads all of an output's registrations once and writes back only those that changed,
-whole, in batches. What a process read last is kept (`_REGISTRY`) and trusted while the output's
-lease shows no run released it since.
+A run reads all of an output's registrations once and writes back only those that changed:
+whole, in batches, except renewals, which go to the output's renewal ledgers when the run
+releases its lease (`state.renewals`). What a process read last is kept (`_REGISTRY`) and trusted
+while the output's lease shows no run released it since.
 """
 
 from __future__ import annotations
@@ -12,8 +13,23 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from teleport_argocd.model import Registration
-from teleport_argocd.state.encoding import LEASE, key, pk, string
+from teleport_argocd.state.encoding import LEASE, key, n, pk, string
 from teleport_argocd.state.items import reg_item, reg_key, reg_sk, registration
+from teleport_argocd.state.renewals import (
+    MAX_LEDGER_BYTES,
+    Ledger,
+    bucket_of,
+    entry_key,
+    entry_size,
+    forget,
+    ledger_item,
+    ledger_of,
+    ledger_sk,
+    recorded,
+    renewal_only,
+    renewed,
+    without_unused_certs,
+)
 from teleport_argocd.state.table import BATCH, Table, utcnow
 
 # What this process last read of each output's registrations, with the lease release it was
@@ -23,6 +39,12 @@ _REGISTRY: dict[tuple[str, str], tuple[str, datetime, tuple[Registration, ...]]]
 # Registrations are written under the lease by runs, but an operator may edit an item by hand (or
 # restore a backup into the table): a warm process re-reads at least this often to see such a change.
 REGISTRY_MAX_AGE = timedelta(minutes=10)
+# The renewal ledgers this process last read or wrote, by (table, output) and bucket. Never trusted
+# as they are: each write is conditional on the revision kept here, and read again when it moved.
+_LEDGERS: dict[tuple[str, str], dict[int, Ledger]] = {}
+# Writes of one ledger that meet a revision moved by a concurrent run (another shard's) before
+# the renewals they carry are written whole instead.
+_LEDGER_ATTEMPTS = 4
 
 
 class Registry(Table):
@@ -33,6 +55,10 @@ class Registry(Table):
         # What this store read of each output's registrations (with the release stamp it was read
         # after) and has written since: on release, the next run's cache (see `finish`).
         self._seen: dict[str, tuple[str | None, datetime, dict[str, Registration]]] = {}
+        # Of those written since, the renewals that go to the ledgers at the lease's release, and
+        # the registrations written whole (whose ledger entries are then dropped).
+        self._renewals: dict[str, dict[str, Registration]] = {}
+        self._whole: dict[str, dict[str, Registration]] = {}
 
     def registrations(self, output: str) -> list[Registration]:
         """Every registration of `output`: a run reads them once.
@@ -56,10 +82,14 @@ class Registry(Table):
             read_at, registrations = cached[1], list(cached[2])
         else:
             read_at = now
-            registrations = [registration(output, item) for item in self._query(output, "reg#")]
+            items = [registration(output, item) for item in self._query(output, "reg#")]
+            ledgers = {ledger.bucket: ledger for ledger in map(ledger_of, self._query(output, "renewed#"))}
+            _LEDGERS[cache_key] = ledgers
+            registrations = [renewed(reg, ledgers) for reg in items]
             if stamp is not None:
                 _REGISTRY[cache_key] = (stamp, read_at, tuple(registrations))
         self._seen[output] = (stamp, read_at, {reg_sk(r): r for r in registrations})
+        self._renewals[output], self._whole[output] = {}, {}
         return registrations
 
     def named_registrations(
@@ -72,15 +102,26 @@ class Registry(Table):
         whole registry, so it is neither cached nor handed to the next run (see `_keep_for_next_run`).
         """
         names = sorted(kube_clusters)
-        keys = [key(output, reg_key(teleport_cluster, kube)) for output in outputs for kube in names]
+        buckets = sorted({bucket_of(teleport_cluster, kube) for kube in names})
+        keys = [
+            key(output, sk)
+            for output in outputs
+            for sk in [*(reg_key(teleport_cluster, kube) for kube in names), *map(ledger_sk, buckets)]
+        ]
         by_pk = {pk(output): output for output in outputs}
-        found: dict[str, list[Registration]] = {output: [] for output in outputs}
+        items: dict[str, list[Registration]] = {output: [] for output in outputs}
+        ledgers: dict[str, dict[int, Ledger]] = {output: {} for output in outputs}
         for item in self._batch_get(keys):
             output = by_pk[item["pk"]["S"]]
-            found[output].append(registration(output, item))
-        for regs in found.values():
-            regs.sort(key=reg_sk)
-        return found
+            if item["sk"]["S"].startswith("reg#"):
+                items[output].append(registration(output, item))
+            else:
+                ledger = ledger_of(item)
+                ledgers[output][ledger.bucket] = ledger
+        return {
+            output: sorted((renewed(reg, ledgers[output]) for reg in regs), key=reg_sk)
+            for output, regs in items.items()
+        }
 
     def _keep_for_next_run(self, output: str, released: Mapping[str, Any], stamp: str) -> None:
         """After releasing the output's lease, cache what this run read and wrote, if that is the
@@ -105,11 +146,90 @@ class Registry(Table):
         return f"{string(item, 'last_run_id')}@{string(item, 'last_finished')}"
 
     def put_registrations(self, registrations: Sequence[Registration]) -> None:
-        """Store whole registrations, 25 to a `BatchWriteItem`, retrying what DynamoDB leaves unprocessed.
+        """Store registrations: a renewal of one this run read whole is held for the ledgers
+        (`record_renewals`); the others are written whole, 25 to a `BatchWriteItem`, retrying what
+        DynamoDB leaves unprocessed.
 
         Whole items rather than updates: the lease makes this run the only writer of its
         output's items, and the run read them at its start, so nothing is lost by replacing them.
         """
+        whole: list[Registration] = []
+        for reg in registrations:
+            seen = self._seen.get(reg.output)
+            if seen is None:  # a run over named clusters: it read no ledger to record in
+                whole.append(reg)
+                continue
+            sk = reg_sk(reg)
+            before = seen[2].get(sk)
+            if before is not None and renewal_only(before, reg):
+                self._renewals.setdefault(reg.output, {})[sk] = reg
+                seen[2][sk] = reg
+            else:
+                self._renewals.get(reg.output, {}).pop(sk, None)
+                self._whole.setdefault(reg.output, {})[sk] = reg
+                whole.append(reg)
+        self._put_whole(whole)
+
+    def record_renewals(self, output: str) -> None:
+        """Write the renewals held for `output` to its ledgers, one conditional `PutItem` per
+        bucket they fall in. Called under the lease, before its release: the next run to read
+        the registry finds them. Entries of registrations this run wrote whole are dropped from
+        the ledgers written. A ledger another run moved meanwhile is read again and merged; what
+        still does not fit or cannot be written is written whole, as before."""
+        held, whole = self._renewals.pop(output, {}), self._whole.pop(output, {})
+        by_bucket: dict[int, list[Registration]] = {}
+        for reg in held.values():
+            by_bucket.setdefault(bucket_of(reg.teleport_cluster, reg.kube_cluster), []).append(reg)
+        leftover: list[Registration] = []
+        for bucket, regs in sorted(by_bucket.items()):
+            written = [r for r in whole.values() if bucket_of(r.teleport_cluster, r.kube_cluster) == bucket]
+            leftover += self._record(output, bucket, regs, written)
+        self._put_whole(leftover)
+
+    def _record(
+        self, output: str, bucket: int, regs: Sequence[Registration], written: Sequence[Registration]
+    ) -> list[Registration]:
+        """Merge `regs` into one ledger and write it; the registrations it could not carry."""
+        known = _LEDGERS.setdefault((self._table, output), {})
+        current = known.get(bucket)
+        for _ in range(_LEDGER_ATTEMPTS):
+            if current is None:
+                current = self._read_ledger(output, bucket)
+            merged = Ledger(bucket, current.revision + 1, dict(current.entries), dict(current.certs))
+            for reg in written:
+                forget(merged, reg)
+            for reg in regs:
+                recorded(merged, reg)
+            carried, size = list(regs), merged.size()
+            while size > MAX_LEDGER_BYTES and carried:  # the last ones are written whole instead
+                dropped = carried.pop()
+                size -= entry_size(entry_key(dropped), merged)
+                merged.entries.pop(entry_key(dropped), None)
+            without_unused_certs(merged)
+            if self._put_ledger(output, merged, current.revision):
+                known[bucket] = merged
+                return list(regs[len(carried) :])
+            known.pop(bucket, None)
+            current = None
+        return list(regs)
+
+    def _read_ledger(self, output: str, bucket: int) -> Ledger:
+        item = self._read("get_item", Key=key(output, ledger_sk(bucket)), ConsistentRead=True).get("Item")
+        return ledger_of(item) if item else Ledger(bucket)
+
+    def _put_ledger(self, output: str, ledger: Ledger, revision: int) -> bool:
+        """Write `ledger` if the item is still at `revision` (absent for 0); False if it moved."""
+        condition = (
+            {"ConditionExpression": "attribute_not_exists(pk)"}
+            if revision == 0
+            else {
+                "ConditionExpression": "revision = :revision",
+                "ExpressionAttributeValues": {":revision": n(revision)},
+            }
+        )
+        return self._write("put_item", Item=ledger_item(output, ledger), **condition)
+
+    def _put_whole(self, registrations: Sequence[Registration]) -> None:
         for start in range(0, len(registrations), BATCH):
             requests = [{"PutRequest": {"Item": reg_item(r)}} for r in registrations[start : start + BATCH]]
             self._batch_write(requests)

@@ -103,20 +103,24 @@ class Table:
 
     def _write_returning_old(self, operation: str, **kwargs: Any) -> dict[str, Any] | None:
         """Issue one conditional write; the item as it was before it, or None when the condition failed."""
-        self.writes += 1
+        response = self._conditional(operation, ReturnValues="ALL_OLD", **kwargs)
+        return None if response is None else dict(response.get("Attributes", {}))
+
+    def _write(self, operation: str, **kwargs: Any) -> bool:
+        """Issue one write request; False when its condition did not hold."""
+        return self._conditional(operation, **kwargs) is not None
+
+    def _conditional(self, operation: str, **kwargs: Any) -> dict[str, Any] | None:
+        with self._writes_lock:
+            self.writes += 1
         try:
-            response = self._request(operation, ReturnValues="ALL_OLD", **kwargs)
+            return self._request(operation, **kwargs)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 return None
             raise self._error(operation, exc) from exc
         except BotoCoreError as exc:
             raise self._error(operation, exc) from exc
-        return dict(response.get("Attributes", {}))
-
-    def _write(self, operation: str, **kwargs: Any) -> bool:
-        """Issue one write request; False when its condition did not hold."""
-        return self._write_returning_old(operation, **kwargs) is not None
 
     def _request(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         response: dict[str, Any] = getattr(self._client, operation)(TableName=self._table, **kwargs)

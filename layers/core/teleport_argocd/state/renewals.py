@@ -1,0 +1,150 @@
+"""Renewal ledgers: renewals recorded a few items per output, not one item per registration.
+
+A renewal rewrites a Secret with a new certificate and nothing else. What its registration learns
+is when the Secret was written, which certificate it holds (its expiry and digest) and the
+Secret's new resourceVersion. Writing each registration item whole again for that costs most of
+a kilobyte of DynamoDB writes per cluster and per renewal, and most of the CPU a warm renewal
+spends beyond its Kubernetes writes. So a run keeps those changes in `LEDGERS` items per output
+(`sk = "renewed#<bucket>"`, the bucket a hash of the cluster's names) and readers lay them over
+the registration items they read.
+
+An entry applies to a registration item only while it is newer than the item's `last_attempt`:
+every write, failure or deletion stamps that, so a later whole write of the item needs no change
+to the ledger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from teleport_argocd.model import Registration, SecretVersion
+from teleport_argocd.state.encoding import iso, key, n, s
+
+# Buckets per output: an event reads the one of its cluster; a renewal writes each it touches.
+LEDGERS = 8
+# Under DynamoDB's 400 KB item limit with room to spare; what would not fit is written whole.
+MAX_LEDGER_BYTES = 300_000
+# What a renewal changes in a registration; anything else changed means a whole write.
+_RENEWED = ("last_written", "last_attempt", "cert_expires", "cert_id", "version")
+
+
+@dataclass
+class Ledger:
+    """One bucket: each registration's last renewal, and the expiry of each certificate they name."""
+
+    bucket: int
+    revision: int = 0  # 0: no item yet; each write adds one, on the condition that it had not moved
+    # "<teleport cluster>#<kube cluster>" -> "<written at>|<cert id>|<resourceVersion>"
+    entries: dict[str, str] = field(default_factory=dict)
+    certs: dict[str, str] = field(default_factory=dict)  # cert id -> expiry
+
+    def size(self) -> int:
+        """An upper bound of the item's size as DynamoDB counts it (names and values, in bytes)."""
+        return 200 + sum(_pair_size(k, v) for k, v in [*self.entries.items(), *self.certs.items()])
+
+
+def entry_size(name: str, ledger: Ledger) -> int:
+    """What the entry `name` adds to `ledger`'s size (0 when it has none)."""
+    value = ledger.entries.get(name)
+    return 0 if value is None else _pair_size(name, value)
+
+
+def _pair_size(name: str, value: str) -> int:
+    return len(name.encode()) + len(value.encode()) + 4
+
+
+def entry_key(reg: Registration) -> str:
+    return f"{reg.teleport_cluster}#{reg.kube_cluster}"
+
+
+def bucket_of(teleport_cluster: str, kube_cluster: str) -> int:
+    """A stable bucket for a cluster (the same in every process, unlike `hash`)."""
+    digest = hashlib.sha256(f"{teleport_cluster}#{kube_cluster}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % LEDGERS
+
+
+def ledger_sk(bucket: int) -> str:
+    return f"renewed#{bucket}"
+
+
+def renewal_only(before: Registration, after: Registration) -> bool:
+    """Whether `after` is `before` with the same Secret written again, and nothing else changed
+    but what a renewal changes."""
+    return (
+        before.version is not None
+        and after.version is not None
+        and before.version.uid == after.version.uid
+        and after.last_written is not None
+        and after.last_written == after.last_attempt
+        and after.cert_expires is not None
+        and bool(after.cert_id)
+        and "|" not in after.version.resource_version
+        and replace(after, **{name: getattr(before, name) for name in _RENEWED}) == before
+    )
+
+
+def recorded(ledger: Ledger, reg: Registration) -> None:
+    """Enter `reg`'s renewal in `ledger`, unless the ledger holds a later one."""
+    assert reg.last_written is not None and reg.cert_expires is not None and reg.version is not None
+    name = entry_key(reg)
+    current = ledger.entries.get(name)
+    if current is not None and current.split("|", 1)[0] > iso(reg.last_written):
+        return
+    ledger.entries[name] = f"{iso(reg.last_written)}|{reg.cert_id}|{reg.version.resource_version}"
+    ledger.certs[reg.cert_id] = iso(reg.cert_expires)
+
+
+def forget(ledger: Ledger, reg: Registration) -> None:
+    """Drop the entry of a registration written whole after it."""
+    name, attempt = entry_key(reg), reg.last_attempt
+    current = ledger.entries.get(name)
+    if current is not None and attempt is not None and current.split("|", 1)[0] <= iso(attempt):
+        del ledger.entries[name]
+
+
+def without_unused_certs(ledger: Ledger) -> None:
+    named = {value.split("|", 2)[1] for value in ledger.entries.values()}
+    ledger.certs = {cert: expiry for cert, expiry in ledger.certs.items() if cert in named}
+
+
+def renewed(reg: Registration, ledgers: Mapping[int, Ledger]) -> Registration:
+    """`reg` as its latest renewal left it: the item, with the ledger's entry laid over it when
+    the entry is newer than the item's last attempt."""
+    ledger = ledgers.get(bucket_of(reg.teleport_cluster, reg.kube_cluster))
+    value = ledger.entries.get(entry_key(reg)) if ledger else None
+    if ledger is None or value is None or reg.version is None:
+        return reg
+    at_text, cert_id, resource_version = value.split("|", 2)
+    at, expiry = datetime.fromisoformat(at_text), ledger.certs.get(cert_id)
+    if expiry is None or (reg.last_attempt is not None and at <= reg.last_attempt):
+        return reg
+    return replace(
+        reg,
+        last_written=at,
+        last_attempt=at,
+        cert_expires=datetime.fromisoformat(expiry),
+        cert_id=cert_id,
+        version=SecretVersion(reg.version.uid, resource_version),
+    )
+
+
+def ledger_item(output: str, ledger: Ledger) -> dict[str, Any]:
+    return {
+        **key(output, ledger_sk(ledger.bucket)),
+        "revision": n(ledger.revision),
+        "entries": {"M": {k: s(v) for k, v in ledger.entries.items()}},
+        "certs": {"M": {k: s(v) for k, v in ledger.certs.items()}},
+    }
+
+
+def ledger_of(item: Mapping[str, Any]) -> Ledger:
+    return Ledger(
+        bucket=int(item["sk"]["S"].removeprefix("renewed#")),
+        revision=int(item["revision"]["N"]),
+        entries={k: v["S"] for k, v in item.get("entries", {}).get("M", {}).items()},
+        certs={k: v["S"] for k, v in item.get("certs", {}).get("M", {}).items()},
+    )
