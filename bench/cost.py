@@ -41,12 +41,14 @@ sys.path[:0] = [str(ROOT / "layers" / "core")]
 from teleport_argocd.config import load_config  # noqa: E402
 from teleport_argocd.config.types import OutputConfig  # noqa: E402
 from teleport_argocd.renewal import renewal_due  # noqa: E402
+from teleport_argocd.state.renewals import LEDGERS  # noqa: E402
 
 MINUTES_PER_MONTH = 730 * 60  # AWS bills a month as 730 hours
 RENEWAL_SCHEDULE_MINUTES = 20  # template.yaml RenewalIntervalMinutes default
 DISCOVERY_MINUTES = 2  # template.yaml DiscoveryIntervalMinutes default
 REGISTRY_MAX_AGE_MINUTES = 10  # teleport_argocd.state.REGISTRY_MAX_AGE: a warm copy is read again this old
 SHARD_SIZE = 5000  # registrations per worker invocation (teleport_argocd SHARD_SIZE default)
+CHECK_EVERY_MINUTES = 60  # teleport_argocd.probe.CHECK_EVERY: a connection check per cluster an hour
 
 # us-east-1 list prices (USD), as published on these pages on 2026-12-06.
 PRICES = {
@@ -160,7 +162,12 @@ class Line:
 
 
 def monthly(
-    m: Measured, sizes: list[int], renewal: dict[str, Any], item_bytes: int, per_day: float
+    m: Measured,
+    sizes: list[int],
+    renewal: dict[str, Any],
+    item_bytes: int,
+    per_day: float,
+    ledger_bytes: float,
 ) -> list[Line]:
     """One month's cost, line by line, for each fleet size at memory size `m`."""
     gb = m.memory_mb / 1024
@@ -171,7 +178,11 @@ def monthly(
     discoveries = MINUTES_PER_MONTH / DISCOVERY_MINUTES
     renewals_per_cluster = per_day * MINUTES_PER_MONTH / 1440
     write_units = math.ceil(item_bytes / 1024)
-    read_units_per_item = item_bytes / 4096
+    # A renewal that carries a connection check (hourly) is written whole; the others go to the
+    # renewal ledgers, about `ledger_bytes` a registration, each of `LEDGERS` items rounded up.
+    checked = min(1.0, RENEWAL_SCHEDULE_MINUTES / CHECK_EVERY_MINUTES)
+    renewal_units = checked * write_units + (1 - checked) * ledger_bytes / 1024
+    read_units_per_item = (item_bytes + ledger_bytes) / 4096  # a registry read reads both
     queries = MINUTES_PER_MONTH / REGISTRY_MAX_AGE_MINUTES
     p = PRICES
     lines: list[Line] = []
@@ -237,13 +248,15 @@ def monthly(
     )
     add(
         "DynamoDB writes",
-        f"each renewal rewrites each registration ({item_bytes} B: {write_units} WRU; "
-        f"{renewal['dynamodb_writes_per_cluster']:.3f} write requests per cluster measured), "
+        f"a renewal with its hourly connection check ({checked:.0%}) rewrites the registration "
+        f"({item_bytes} B: {write_units} WRU), the others add {ledger_bytes:.0f} B to a renewal ledger "
+        f"({LEDGERS} a shard, each rounded up to 1 KB); "
+        f"{renewal['dynamodb_writes_per_cluster']:.3f} write requests per cluster measured, "
         f"{RUN_WRITE_UNITS} WRU a run, {EVENT_WRITE_UNITS} an event",
         lambda n: (
             (
-                renewals_per_cluster * n * write_units
-                + ticks * shards(n) * RUN_WRITE_UNITS
+                renewals_per_cluster * n * renewal_units
+                + ticks * shards(n) * (RUN_WRITE_UNITS + LEDGERS * (1 - checked))
                 + events(n) * EVENT_WRITE_UNITS
             )
             * p["dynamodb_write_unit"]
@@ -251,7 +264,8 @@ def monthly(
     )
     add(
         "DynamoDB reads",
-        f"registry Query every {REGISTRY_MAX_AGE_MINUTES} min (strongly consistent, 4 KB units), "
+        f"registry Queries (registrations and ledgers) every {REGISTRY_MAX_AGE_MINUTES} min "
+        "(strongly consistent, 4 KB units), "
         "2 GetItem per run and per event",
         lambda n: (
             (
@@ -278,7 +292,9 @@ def tbot_pod() -> float:
     return max(cpu / 2, gib / 8) * PRICES["m7g_large_hour"] * 730
 
 
-def memory_table(found: dict[int, Measured], sizes: list[int], renewal: dict[str, Any], item: int) -> str:
+def memory_table(
+    found: dict[int, Measured], sizes: list[int], renewal: dict[str, Any], item: int, ledger: float
+) -> str:
     per_day = renewals_per_day("1h", "20m", RENEWAL_SCHEDULE_MINUTES)
     lines = [
         "| memory MB | vCPU | warm renewal s per 1,000 (runs) | its CPU-s, ÷ vCPU | cold s (runs) "
@@ -288,7 +304,7 @@ def memory_table(found: dict[int, Measured], sizes: list[int], renewal: dict[str
     ]
     for mb, m in found.items():
         cpu = statistics.median(m.warm_cpu)
-        total = sum(line.dollars[1000] for line in monthly(m, [1000], renewal, item, per_day))
+        total = sum(line.dollars[1000] for line in monthly(m, [1000], renewal, item, per_day, ledger))
         warm = statistics.median(m.warm)
         each = lambda xs: ", ".join(f"{x:.2f}" for x in xs)  # noqa: E731
         lines.append(
@@ -300,9 +316,9 @@ def memory_table(found: dict[int, Measured], sizes: list[int], renewal: dict[str
     return "\n".join(lines)
 
 
-def cost_table(m: Measured, sizes: list[int], renewal: dict[str, Any], item: int) -> str:
+def cost_table(m: Measured, sizes: list[int], renewal: dict[str, Any], item: int, ledger: float) -> str:
     per_day = renewals_per_day("1h", "20m", RENEWAL_SCHEDULE_MINUTES)
-    lines_ = monthly(m, sizes, renewal, item, per_day)
+    lines_ = monthly(m, sizes, renewal, item, per_day, ledger)
     head = " | ".join(f"{n:,} clusters" for n in sizes)
     out = [f"| $/month at {m.memory_mb} MB | {head} | basis |", "|---|" + "---:|" * len(sizes) + "---|"]
     for line in lines_:
@@ -370,6 +386,7 @@ def main() -> None:
     rewrite = json.loads(Path(args.rewrite).read_text())
     sizes_b = rewrite["registration_bytes"]
     item = sizes_b[len(sizes_b) // 2]
+    ledger = sum(rewrite.get("ledger_bytes", [])) / len(sizes_b)
     renewal = next(row for run in renewals for row in run if row["clusters"] == 1000)
     found = measured(renewals, _load(args.discovery))
     per_day = renewals_per_day("1h", "20m", RENEWAL_SCHEDULE_MINUTES)
@@ -377,7 +394,7 @@ def main() -> None:
     def score(mb: int) -> float:
         m = found[mb]
         return sum(
-            line.dollars[1000] for line in monthly(m, [1000], renewal, item, per_day)
+            line.dollars[1000] for line in monthly(m, [1000], renewal, item, per_day, ledger)
         ) * statistics.median(m.warm)
 
     chosen = args.memory_mb or min(found, key=score)
@@ -385,12 +402,13 @@ def main() -> None:
         "Requests per cluster per renewal (renewal bench): Kubernetes "
         f"{renewal['kube_requests_per_cluster']:.2f} "
         f"({', '.join(f'{k} {v:.2f}' for k, v in renewal['kube_requests_by_method'].items())}), DynamoDB "
-        f"write requests {renewal['dynamodb_writes_per_cluster']:.3f}; registration item {item} B; "
+        f"write requests {renewal['dynamodb_writes_per_cluster']:.3f}; registration item {item} B, "
+        f"renewal ledger {ledger:.0f} B a registration; "
         f"{len(renewals)} renewal result file(s).\n"
     )
-    print(memory_table(found, sizes, renewal, item))
+    print(memory_table(found, sizes, renewal, item, ledger))
     print(f"\nLeast $ * warm s: {min(found, key=score)} MB.\n")
-    print(cost_table(found[chosen], sizes, renewal, item))
+    print(cost_table(found[chosen], sizes, renewal, item, ledger))
     print()
     print(rewrites_table(rewrite["steps"], sizes))
 

@@ -1,12 +1,12 @@
 """Renewal ledgers: renewals recorded a few items per output, not one item per registration.
 
 A renewal rewrites a Secret with a new certificate and nothing else. What its registration learns
-is when the Secret was written, which certificate it holds (its expiry and digest) and the
-Secret's new resourceVersion. Writing each registration item whole again for that costs most of
-a kilobyte of DynamoDB writes per cluster and per renewal, and most of the CPU a warm renewal
-spends beyond its Kubernetes writes. So a run keeps those changes in `LEDGERS` items per output
-(`sk = "renewed#<bucket>"`, the bucket a hash of the cluster's names) and readers lay them over
-the registration items they read.
+is when the Secret was written, which certificate it holds (its expiry and digest), the Secret's
+new resourceVersion and, about once an hour, a connection check that passed. Writing each
+registration item whole again for that costs most of a kilobyte of DynamoDB writes per cluster and
+per renewal, and most of the CPU a warm renewal spends beyond its Kubernetes writes. So a run
+keeps those changes in `LEDGERS` items per output (`sk = "renewed#<bucket>"`, the bucket a hash
+of the cluster's names) and readers lay them over the registration items they read.
 
 An entry applies to a registration item only while it is newer than the item's `last_attempt`:
 every write, failure or deletion stamps that, so a later whole write of the item needs no change
@@ -28,8 +28,10 @@ from teleport_argocd.state.encoding import iso, key, n, s
 LEDGERS = 8
 # Under DynamoDB's 400 KB item limit with room to spare; what would not fit is written whole.
 MAX_LEDGER_BYTES = 300_000
-# What a renewal changes in a registration; anything else changed means a whole write.
+# What a renewal changes in a registration; anything else changed means a whole write. The
+# connection check may change too when it left no message (it passed, or none was made).
 _RENEWED = ("last_written", "last_attempt", "cert_expires", "cert_id", "version")
+_CHECKED = ("connection", "connection_at", "connection_message")
 
 
 @dataclass
@@ -38,7 +40,8 @@ class Ledger:
 
     bucket: int
     revision: int = 0  # 0: no item yet; each write adds one, on the condition that it had not moved
-    # "<teleport cluster>#<kube cluster>" -> "<written at>|<cert id>|<resourceVersion>"
+    # "<teleport cluster>#<kube cluster>" -> "<written at>|<cert id>|<resourceVersion>", then
+    # "|<checked at>|<connection>" when the check left no message (`checked at` empty: none made)
     entries: dict[str, str] = field(default_factory=dict)
     certs: dict[str, str] = field(default_factory=dict)  # cert id -> expiry
 
@@ -72,19 +75,26 @@ def ledger_sk(bucket: int) -> str:
 
 
 def renewal_only(before: Registration, after: Registration) -> bool:
-    """Whether `after` is `before` with the same Secret written again, and nothing else changed
-    but what a renewal changes."""
+    """Whether `after` is `before` with the same Secret written again later, and nothing else
+    changed but what a renewal changes."""
+    changed = (*_RENEWED, *_CHECKED) if _check_recorded(after) else _RENEWED
     return (
         before.version is not None
         and after.version is not None
         and before.version.uid == after.version.uid
         and after.last_written is not None
         and after.last_written == after.last_attempt
+        and (before.last_attempt is None or after.last_attempt > before.last_attempt)
         and after.cert_expires is not None
         and bool(after.cert_id)
         and "|" not in after.version.resource_version
-        and replace(after, **{name: getattr(before, name) for name in _RENEWED}) == before
+        and replace(after, **{name: getattr(before, name) for name in changed}) == before
     )
+
+
+def _check_recorded(reg: Registration) -> bool:
+    """Whether an entry carries `reg`'s connection check: one that left no message."""
+    return not reg.connection_message and "|" not in reg.connection
 
 
 def recorded(ledger: Ledger, reg: Registration) -> None:
@@ -94,7 +104,10 @@ def recorded(ledger: Ledger, reg: Registration) -> None:
     current = ledger.entries.get(name)
     if current is not None and current.split("|", 1)[0] > iso(reg.last_written):
         return
-    ledger.entries[name] = f"{iso(reg.last_written)}|{reg.cert_id}|{reg.version.resource_version}"
+    value = f"{iso(reg.last_written)}|{reg.cert_id}|{reg.version.resource_version}"
+    if _check_recorded(reg):
+        value += f"|{iso(reg.connection_at) if reg.connection_at else ''}|{reg.connection}"
+    ledger.entries[name] = value
     ledger.certs[reg.cert_id] = iso(reg.cert_expires)
 
 
@@ -118,17 +131,25 @@ def renewed(reg: Registration, ledgers: Mapping[int, Ledger]) -> Registration:
     value = ledger.entries.get(entry_key(reg)) if ledger else None
     if ledger is None or value is None or reg.version is None:
         return reg
-    at_text, cert_id, resource_version = value.split("|", 2)
+    uid = reg.version.uid
+    at_text, cert_id, resource_version, *checked = value.split("|")
     at, expiry = datetime.fromisoformat(at_text), ledger.certs.get(cert_id)
     if expiry is None or (reg.last_attempt is not None and at <= reg.last_attempt):
         return reg
+    if len(checked) == 2:
+        reg = replace(
+            reg,
+            connection=checked[1],
+            connection_at=datetime.fromisoformat(checked[0]) if checked[0] else None,
+            connection_message="",
+        )
     return replace(
         reg,
         last_written=at,
         last_attempt=at,
         cert_expires=datetime.fromisoformat(expiry),
         cert_id=cert_id,
-        version=SecretVersion(reg.version.uid, resource_version),
+        version=SecretVersion(uid, resource_version),
     )
 
 
