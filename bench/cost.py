@@ -48,7 +48,6 @@ RENEWAL_SCHEDULE_MINUTES = 20  # template.yaml RenewalIntervalMinutes default
 DISCOVERY_MINUTES = 2  # template.yaml DiscoveryIntervalMinutes default
 REGISTRY_MAX_AGE_MINUTES = 10  # teleport_argocd.state.REGISTRY_MAX_AGE: a warm copy is read again this old
 SHARD_SIZE = 5000  # registrations per worker invocation (teleport_argocd SHARD_SIZE default)
-CHECK_EVERY_MINUTES = 60  # teleport_argocd.probe.CHECK_EVERY: a connection check per cluster an hour
 
 # us-east-1 list prices (USD), as published on these pages on 2026-12-06.
 PRICES = {
@@ -178,10 +177,9 @@ def monthly(
     discoveries = MINUTES_PER_MONTH / DISCOVERY_MINUTES
     renewals_per_cluster = per_day * MINUTES_PER_MONTH / 1440
     write_units = math.ceil(item_bytes / 1024)
-    # A renewal that carries a connection check (hourly) is written whole; the others go to the
-    # renewal ledgers, about `ledger_bytes` a registration, each of `LEDGERS` items rounded up.
-    checked = min(1.0, RENEWAL_SCHEDULE_MINUTES / CHECK_EVERY_MINUTES)
-    renewal_units = checked * write_units + (1 - checked) * ledger_bytes / 1024
+    # A renewal (with its hourly connection check, when that passes) goes to the renewal ledgers:
+    # about `ledger_bytes` a registration, each of `LEDGERS` items rounded up to 1 KB.
+    renewal_units = ledger_bytes / 1024
     read_units_per_item = (item_bytes + ledger_bytes) / 4096  # a registry read reads both
     queries = MINUTES_PER_MONTH / REGISTRY_MAX_AGE_MINUTES
     p = PRICES
@@ -248,15 +246,14 @@ def monthly(
     )
     add(
         "DynamoDB writes",
-        f"a renewal with its hourly connection check ({checked:.0%}) rewrites the registration "
-        f"({item_bytes} B: {write_units} WRU), the others add {ledger_bytes:.0f} B to a renewal ledger "
-        f"({LEDGERS} a shard, each rounded up to 1 KB); "
+        f"a renewal adds {ledger_bytes:.0f} B to a renewal ledger ({LEDGERS} an output, each rounded "
+        f"up to 1 KB), not a registration rewrite ({item_bytes} B: {write_units} WRU); "
         f"{renewal['dynamodb_writes_per_cluster']:.3f} write requests per cluster measured, "
         f"{RUN_WRITE_UNITS} WRU a run, {EVENT_WRITE_UNITS} an event",
         lambda n: (
             (
                 renewals_per_cluster * n * renewal_units
-                + ticks * shards(n) * (RUN_WRITE_UNITS + LEDGERS * (1 - checked))
+                + ticks * shards(n) * (RUN_WRITE_UNITS + LEDGERS)
                 + events(n) * EVENT_WRITE_UNITS
             )
             * p["dynamodb_write_unit"]
@@ -266,12 +263,12 @@ def monthly(
         "DynamoDB reads",
         f"registry Queries (registrations and ledgers) every {REGISTRY_MAX_AGE_MINUTES} min "
         "(strongly consistent, 4 KB units), "
-        "2 GetItem per run and per event",
+        "2 GetItem per run and per event, an event's ledger bucket (an eighth of the ledgers)",
         lambda n: (
             (
                 queries * shards(n) * math.ceil(n * read_units_per_item)
                 + (ticks + discoveries) * shards(n) * 2
-                + events(n) * EVENT_READ_UNITS
+                + events(n) * (EVENT_READ_UNITS + math.ceil(n * ledger_bytes / LEDGERS / 4096))
             )
             * p["dynamodb_read_unit"]
         ),

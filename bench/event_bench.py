@@ -3,15 +3,15 @@
     .venv/bin/python bench/event_bench.py [--sizes 10,100,1000] [--latency-ms 5] [--repeat 3] [--json]
 
 For each size, one local stack whose Kubernetes API waits `--latency-ms` per request. A discovery
-run (the renew function, in a process of its own) registers every cluster first, as a deployment
-that has been running would have. Then a child process acts as a warm audit function: it loads
-`functions/audit_event/app.py` once, takes one unmeasured event for an existing cluster, and then,
-`--repeat` times, the parent enrols a new cluster in the Teleport stand-in and sends its
-`kube.create` envelope (from `events/kube_create.json`, fresh `uid`, `name` and `kube_labels`).
-Then, `--repeat` times, a cold one: a new cluster's event is the first invocation of a fresh child
-(the package imported before the clock, as in the warm child: the import is `import_time.py`'s to
-measure), so it creates its clients, reads the configuration, joins Teleport and reads the state
-table with nothing kept from an earlier invocation.
+run (the renew function, in a process of its own) registers every cluster first and a forced reload
+renews them all, as a deployment that has been running would have. Then a child process acts as a
+warm audit function: it loads `functions/audit_event/app.py` once, takes one unmeasured event for an
+existing cluster, and then, `--repeat` times, the parent enrols a new cluster in the Teleport
+stand-in and sends its `kube.create` envelope (from `events/kube_create.json`, fresh `uid`, `name` and
+`kube_labels`). Then, `--repeat` times, a cold one: a new cluster's event is the first invocation of
+a fresh child (the package imported before the clock, as in the warm child: the import is
+`import_time.py`'s to measure), so it creates its clients, reads the configuration, joins Teleport
+and reads the state table with nothing kept from an earlier invocation.
 
 Goal per event: ≤ 1 s at every size, one Kubernetes write and one registration written. Reports
 the child's wall time of the invocation (and, cold, from its start to the stand-in's answer to the
@@ -81,12 +81,16 @@ class Row:
 
 
 def register_all(env: dict[str, str], size: int) -> float:
-    """One discovery run of the renew function in its own process; refuses a partial registration."""
-    with WarmFunction(env, ["renew"]) as renew:
+    """One discovery run of the renew function in its own process, then a forced reload, so each
+    renewal ledger holds its share of the fleet as a running deployment's do (an event reads the
+    ledger its cluster falls in); refuses a partial registration."""
+    with WarmFunction(env, ["renew", "reload"]) as renew:
         result = renew.invoke("renew", event("discovery.json"))
-    written = sum(o["counts"].get("written", 0) for o in result["answer"]["outputs"])
-    if written != size:
-        raise RuntimeError(f"registering {size} clusters wrote {written}: {result['answer']}")
+        reloaded = renew.invoke("reload", event("reload.json"))
+    for name, answer in (("registering", result), ("renewing", reloaded)):
+        written = sum(o["counts"].get("written", 0) for o in answer["answer"]["outputs"])
+        if written != size:
+            raise RuntimeError(f"{name} {size} clusters wrote {written}: {answer['answer']}")
     return float(result["seconds"])
 
 

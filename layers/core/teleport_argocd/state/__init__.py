@@ -23,7 +23,8 @@ releasing one also stamps `last_run_id`/`last_finished` on the output's own leas
 
 ``sk = "reg#<teleport cluster>#<kube cluster>"`` is what we wrote for one cluster (the
 names are attributes too; they are never parsed back out of the key). A run reads all of an
-output's registrations once and writes back only those that changed, whole, in batches:
+output's registrations once and writes back only those that changed, whole, in batches (a
+renewal alone goes to a renewal ledger instead, below):
 
     teleport_cluster, kube_cluster, secret_namespace, secret_name, server         S
     labels           M     the cluster's labels when last planned
@@ -55,6 +56,9 @@ registration item while the entry is newer than the item's `last_attempt`:
     revision         N     each write adds one, on the condition that it has not moved meanwhile
     entries          M     "<teleport cluster>#<kube cluster>" -> "<written at>|<cert id>|<resourceVersion>"
     certs            M     cert id -> its expiry (S)
+
+A hand edit of a registration item's certificate, resourceVersion or connection check is hidden
+by its ledger entry while that is newer: set the item's `last_attempt` to now with the edit.
 
 ``sk = "run#<start>#<run id>"`` summarizes one run; the start time sorts, so newest
 first is a reverse Query:
