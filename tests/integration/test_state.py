@@ -23,7 +23,7 @@ from standins.template import create_tables
 from teleport_argocd.errors import StateError
 from teleport_argocd.model import Absence, Registration, SecretVersion
 from teleport_argocd.state import REGISTRY_MAX_AGE, Lease, RunRecord, StateStore, registry
-from teleport_argocd.state.renewals import LEDGERS, bucket_of
+from teleport_argocd.state.renewals import LEDGERS, bucket_of, entry_name
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=5)
@@ -809,7 +809,7 @@ def test_a_whole_write_drops_the_entry_a_later_ledger_write_would_carry(
     regs = {r.kube_cluster: r for r in StateStore(table, client=dynamodb, clock=clock).registrations("main")}
     assert regs["a"].labels == {"env": "staging"} and regs["a"].version == SecretVersion("uid-a", "43")
     assert regs["b"].cert_id == "d" * 32 and regs["b"].version == SecretVersion("uid-b", "44")
-    if bucket_of("example.teleport.sh", "a") == bucket_of("example.teleport.sh", "b"):
+    if bucket_of(entry_name("example.teleport.sh", "a")) == bucket_of(entry_name("example.teleport.sh", "b")):
         assert after == {"example.teleport.sh#b"}  # written with b's: a's entry dropped
     else:
         assert after == before  # a's ledger not written again: its entry is older than the item
@@ -819,8 +819,8 @@ def test_concurrent_runs_merge_into_a_ledger_they_both_write(table: str, dynamod
     """Two shards' runs (each under its own lease) renew clusters that share a ledger: the second
     write finds the revision moved, reads the ledger again and merges; nothing is lost."""
     names = [f"c{i:03d}" for i in range(200)]
-    bucket = bucket_of("example.teleport.sh", names[0])
-    x, y = [n for n in names if bucket_of("example.teleport.sh", n) == bucket][:2]
+    bucket = bucket_of(entry_name("example.teleport.sh", names[0]))
+    x, y = [n for n in names if bucket_of(entry_name("example.teleport.sh", n)) == bucket][:2]
     StateStore(table, client=dynamodb, clock=clock).put_registrations([registration(x), registration(y)])
     clock.advance(timedelta(minutes=20))
     run(

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from teleport_argocd.model import Registration, SecretVersion
-from teleport_argocd.state.renewals import Ledger, bucket_of, recorded, renewal_only, renewed
+from teleport_argocd.state.renewals import Ledger, bucket_of, entry_key, recorded, renewal_only, renewed
 
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 LATER = T0 + timedelta(minutes=20)
@@ -43,7 +43,7 @@ RENEWED = replace(
 def ledger_with(*regs: Registration) -> dict[int, Ledger]:
     ledgers: dict[int, Ledger] = {}
     for reg in regs:
-        bucket = bucket_of(reg.teleport_cluster, reg.kube_cluster)
+        bucket = bucket_of(entry_key(reg))
         recorded(ledgers.setdefault(bucket, Ledger(bucket)), reg)
     return ledgers
 

@@ -48,6 +48,13 @@ def is_reserved_annotation(key: str) -> bool:
     return key in RESERVED_ANNOTATIONS
 
 
+def shard_of(name: str, count: int) -> int:
+    """A stable shard of `count` for a name (the same in every process, unlike `hash`): a
+    schedule's shard of a cluster (`plan.Scope`), a registration's renewal ledger (`state.renewals`)."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % count
+
+
 @dataclass(frozen=True)
 class KubeCluster:
     """A Kubernetes cluster enrolled in Teleport, with static and dynamic labels merged."""

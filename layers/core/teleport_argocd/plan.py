@@ -8,7 +8,6 @@ run shows them. Both use this one function, so what a dry run promises is what a
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -24,6 +23,7 @@ from teleport_argocd.model import (
     Outcome,
     Registration,
     SecretVersion,
+    shard_of,
 )
 from teleport_argocd.pruning import (
     absent_for,
@@ -77,12 +77,6 @@ class Scope:
         """The shard's name in state ("" for a whole output)."""
         index, count = self.shard
         return "" if count == 1 else f"{index}/{count}"
-
-
-def shard_of(kube_cluster: str, count: int) -> int:
-    """A stable shard for a cluster name (the same in every process, unlike `hash`)."""
-    digest = hashlib.sha256(kube_cluster.encode()).digest()
-    return int.from_bytes(digest[:8], "big") % count
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,12 @@ from teleport_argocd.model import Registration
 from teleport_argocd.state.encoding import LEASE, key, n, pk, string
 from teleport_argocd.state.items import reg_item, reg_key, reg_sk, registration
 from teleport_argocd.state.renewals import (
+    LEDGER_PREFIX,
     MAX_LEDGER_BYTES,
     Ledger,
     bucket_of,
     entry_key,
+    entry_name,
     entry_size,
     forget,
     ledger_item,
@@ -83,7 +85,7 @@ class Registry(Table):
         else:
             read_at = now
             items = [registration(output, item) for item in self._query(output, "reg#")]
-            ledgers = {ledger.bucket: ledger for ledger in map(ledger_of, self._query(output, "renewed#"))}
+            ledgers = {ledger.bucket: ledger for ledger in map(ledger_of, self._query(output, LEDGER_PREFIX))}
             _LEDGERS[cache_key] = ledgers
             registrations = [renewed(reg, ledgers) for reg in items]
             if stamp is not None:
@@ -102,7 +104,7 @@ class Registry(Table):
         whole registry, so it is neither cached nor handed to the next run (see `_keep_for_next_run`).
         """
         names = sorted(kube_clusters)
-        buckets = sorted({bucket_of(teleport_cluster, kube) for kube in names})
+        buckets = sorted({bucket_of(entry_name(teleport_cluster, kube)) for kube in names})
         keys = [
             key(output, sk)
             for output in outputs
@@ -179,11 +181,13 @@ class Registry(Table):
         held, whole = self._renewals.pop(output, {}), self._whole.pop(output, {})
         by_bucket: dict[int, list[Registration]] = {}
         for reg in held.values():
-            by_bucket.setdefault(bucket_of(reg.teleport_cluster, reg.kube_cluster), []).append(reg)
+            by_bucket.setdefault(bucket_of(entry_key(reg)), []).append(reg)
+        written: dict[int, list[Registration]] = {}
+        for reg in whole.values():
+            written.setdefault(bucket_of(entry_key(reg)), []).append(reg)
         leftover: list[Registration] = []
         for bucket, regs in sorted(by_bucket.items()):
-            written = [r for r in whole.values() if bucket_of(r.teleport_cluster, r.kube_cluster) == bucket]
-            leftover += self._record(output, bucket, regs, written)
+            leftover += self._record(output, bucket, regs, written.get(bucket, []))
         self._put_whole(leftover)
 
     def _record(

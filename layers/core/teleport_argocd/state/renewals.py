@@ -15,18 +15,18 @@ to the ledger.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from operator import attrgetter
 from typing import Any
 
-from teleport_argocd.model import Registration, SecretVersion
+from teleport_argocd.model import Registration, SecretVersion, shard_of
 from teleport_argocd.state.encoding import iso, key, n, s
 
 # Buckets per output: an event reads the one of its cluster; a renewal writes each it touches.
 LEDGERS = 8
+LEDGER_PREFIX = "renewed#"  # the ledgers' sort keys: "renewed#<bucket>"
 # Under DynamoDB's 400 KB item limit with room to spare; what would not fit is written whole.
 MAX_LEDGER_BYTES = 300_000
 # What a renewal changes in a registration; anything else changed means a whole write. The
@@ -66,18 +66,22 @@ def _pair_size(name: str, value: str) -> int:
     return len(name.encode()) + len(value.encode()) + 4
 
 
+def entry_name(teleport_cluster: str, kube_cluster: str) -> str:
+    """A cluster's name in the ledgers: the key of its entry, and what its bucket is a hash of."""
+    return f"{teleport_cluster}#{kube_cluster}"
+
+
 def entry_key(reg: Registration) -> str:
-    return f"{reg.teleport_cluster}#{reg.kube_cluster}"
+    return entry_name(reg.teleport_cluster, reg.kube_cluster)
 
 
-def bucket_of(teleport_cluster: str, kube_cluster: str) -> int:
-    """A stable bucket for a cluster (the same in every process, unlike `hash`)."""
-    digest = hashlib.sha256(f"{teleport_cluster}#{kube_cluster}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") % LEDGERS
+def bucket_of(name: str) -> int:
+    """The ledger holding the entry `name` (`entry_name`)."""
+    return shard_of(name, LEDGERS)
 
 
 def ledger_sk(bucket: int) -> str:
-    return f"renewed#{bucket}"
+    return f"{LEDGER_PREFIX}{bucket}"
 
 
 def renewal_only(before: Registration, after: Registration) -> bool:
@@ -106,11 +110,11 @@ def _check_recorded(reg: Registration) -> bool:
 def recorded(ledger: Ledger, reg: Registration) -> None:
     """Enter `reg`'s renewal in `ledger`, unless the ledger holds a later one."""
     assert reg.last_written is not None and reg.cert_expires is not None and reg.version is not None
-    name = entry_key(reg)
+    name, at = entry_key(reg), iso(reg.last_written)
     current = ledger.entries.get(name)
-    if current is not None and current.split("|", 1)[0] > iso(reg.last_written):
+    if current is not None and _written_at(current) > at:
         return
-    value = f"{iso(reg.last_written)}|{reg.cert_id}|{reg.version.resource_version}"
+    value = f"{at}|{reg.cert_id}|{reg.version.resource_version}"
     if _check_recorded(reg):
         value += f"|{iso(reg.connection_at) if reg.connection_at else ''}|{reg.connection}"
     ledger.entries[name] = value
@@ -121,8 +125,13 @@ def forget(ledger: Ledger, reg: Registration) -> None:
     """Drop the entry of a registration written whole after it."""
     name, attempt = entry_key(reg), reg.last_attempt
     current = ledger.entries.get(name)
-    if current is not None and attempt is not None and current.split("|", 1)[0] <= iso(attempt):
+    if current is not None and attempt is not None and _written_at(current) <= iso(attempt):
         del ledger.entries[name]
+
+
+def _written_at(value: str) -> str:
+    """When an entry's Secret was written, as the ISO text that sorts as time."""
+    return value.split("|", 1)[0]
 
 
 def without_unused_certs(ledger: Ledger) -> None:
@@ -133,9 +142,12 @@ def without_unused_certs(ledger: Ledger) -> None:
 def renewed(reg: Registration, ledgers: Mapping[int, Ledger]) -> Registration:
     """`reg` as its latest renewal left it: the item, with the ledger's entry laid over it when
     the entry is newer than the item's last attempt."""
-    ledger = ledgers.get(bucket_of(reg.teleport_cluster, reg.kube_cluster))
-    value = ledger.entries.get(entry_key(reg)) if ledger else None
-    if ledger is None or value is None or reg.version is None:
+    if not ledgers or reg.version is None:
+        return reg
+    name = entry_key(reg)
+    ledger = ledgers.get(bucket_of(name))
+    value = ledger.entries.get(name) if ledger else None
+    if ledger is None or value is None:
         return reg
     uid = reg.version.uid
     at_text, cert_id, resource_version, *checked = value.split("|")
@@ -170,7 +182,7 @@ def ledger_item(output: str, ledger: Ledger) -> dict[str, Any]:
 
 def ledger_of(item: Mapping[str, Any]) -> Ledger:
     return Ledger(
-        bucket=int(item["sk"]["S"].removeprefix("renewed#")),
+        bucket=int(item["sk"]["S"].removeprefix(LEDGER_PREFIX)),
         revision=int(item["revision"]["N"]),
         entries={k: v["S"] for k, v in item.get("entries", {}).get("M", {}).items()},
         certs={k: v["S"] for k, v in item.get("certs", {}).get("M", {}).items()},
