@@ -7,17 +7,18 @@
 - tbot's pattern (`writeSecret`, reference/tbot-argocd.md §1.7): one Secret after another,
   GET, then POST when absent or PUT with the existing annotations merged in.
 
-The parent (`renewal_bench.py`, which hosts the stand-ins) starts
+The parent (`renewal_bench.py` or `http2_bench.py`, which host the stand-ins) starts
 
     python bench/kube_patterns.py floor|tbot TARGET_JSON PREFIX COUNT [--workers 16] [--client urllib3]
 
 and reads one JSON line: the pattern's wall time and the child's own CPU time, measured in the
 child, so neither shares an interpreter (or its lock) with the Kubernetes stand-in. `--client
-httpx` replays the floor with one shared httpx client instead, to compare clients on the same bench;
-`--client store` with the project's own writer
-(`teleport_argocd.destination.secrets.SecretStore.write`, one conditional PUT each, after an
-unmeasured pass that takes the Secrets over and learns their versions), which tells the writer's
-cost per write from the rest of a renewal's.
+httpx` replays the floor with one shared httpx client instead, to compare clients on the same bench
+(`apply` and `httpx-apply` send each as a forced server-side apply; `httpx-h2` does so over HTTP/2;
+`async-h1` and `async-h2` from one asyncio loop with a semaphore); `--client store` with the
+project's own writer (`teleport_argocd.destination.secrets.SecretStore.write`, one conditional
+PUT each, after an unmeasured pass that takes the Secrets over and learns their versions), which
+tells the writer's cost per write from the rest of a renewal's.
 Requests are counted from the stand-in's own log, by the parent.
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import hashlib
 import json
 import ssl
@@ -157,8 +159,9 @@ def urllib3_client(target: Target, connections: int) -> Send:
     return send
 
 
-def httpx_client(target: Target, connections: int) -> Send:
-    """One httpx client (one connection pool) shared by every thread."""
+def httpx_client(target: Target, connections: int, *, apply: bool = False, http2: bool = False) -> Send:
+    """One httpx client (one connection pool) shared by every thread; with `apply`, each PUT sent as
+    `apply_client` sends it; with `http2`, over HTTP/2 (one connection, a stream per request)."""
     import httpx
 
     http = httpx.Client(
@@ -166,22 +169,36 @@ def httpx_client(target: Target, connections: int) -> Send:
         verify=target.ssl_context(),
         timeout=TIMEOUT_S,
         limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        http2=http2,
     )
     extensions = {"sni_hostname": target.hostname}
 
     def send(method: str, path: str, body: Mapping[str, Any] | None) -> tuple[int, bytes]:
-        content = json.dumps(body).encode() if body is not None else None
+        method, query, content_type = _request(method, apply)
         response = http.request(
             method,
-            path,
-            content=content,
-            params={"fieldManager": "tbot"},
-            headers={"Content-Type": "application/json"},
+            path + query,
+            content=json.dumps(body).encode() if body is not None else None,
+            headers={"Content-Type": content_type},
             extensions=extensions,
         )
+        _check_protocol(response.http_version, http2)
         return response.status_code, response.content
 
     return send
+
+
+def _request(method: str, apply: bool) -> tuple[str, str, str]:
+    """Method, query and content type: a PUT as itself, or (`apply`) as a forced server-side apply."""
+    if apply and method == "PUT":
+        return "PATCH", "?fieldManager=bench-floor&force=true", "application/apply-patch+yaml"
+    return method, "?fieldManager=tbot", "application/json"
+
+
+def _check_protocol(version: str, http2: bool) -> None:
+    """Refuse a measurement whose connection did not speak the protocol asked for (ALPN falls back)."""
+    if (version == "HTTP/2") != http2:
+        raise RuntimeError(f"asked for {'HTTP/2' if http2 else 'HTTP/1.1'}, the connection speaks {version}")
 
 
 def apply_client(target: Target, connections: int) -> Send:
@@ -190,10 +207,7 @@ def apply_client(target: Target, connections: int) -> Send:
     pool = _urllib3_pool(target, connections)
 
     def apply(method: str, path: str, body: Mapping[str, Any] | None) -> tuple[int, bytes]:
-        query, content_type = "?fieldManager=tbot", "application/json"
-        if method == "PUT":
-            method, query = "PATCH", "?fieldManager=bench-floor&force=true"
-            content_type = "application/apply-patch+yaml"
+        method, query, content_type = _request(method, apply=True)
         response = pool.urlopen(
             method,
             path + query,
@@ -209,7 +223,11 @@ CLIENTS: dict[str, Callable[[Target, int], Send]] = {
     "urllib3": urllib3_client,
     "httpx": httpx_client,
     "apply": apply_client,
+    "httpx-apply": functools.partial(httpx_client, apply=True),
+    "httpx-h2": functools.partial(httpx_client, apply=True, http2=True),
 }
+# asyncio: one httpx AsyncClient, at most `workers` requests in flight (a semaphore), forced applies.
+ASYNC_CLIENTS = {"async-h1": False, "async-h2": True}
 
 
 # -- the patterns --------------------------------------------------------------------------------
@@ -226,6 +244,45 @@ def floor(send: Send, target: Target, names: Sequence[str], workers: int) -> Non
 
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(put, names))
+
+
+def async_floor(target: Target, names: Sequence[str], workers: int, http2: bool) -> Callable[[], None]:
+    """The floor's applies from one event loop, `workers` in flight at once, through one httpx
+    AsyncClient; returns the run to measure (its connections opened within it, as the threaded
+    floors' are)."""
+    import asyncio
+
+    import httpx
+
+    loop = asyncio.new_event_loop()
+    http = httpx.AsyncClient(
+        base_url=target.url,
+        verify=target.ssl_context(),
+        timeout=TIMEOUT_S,
+        limits=httpx.Limits(max_connections=workers, max_keepalive_connections=workers),
+        http2=http2,
+    )
+    extensions = {"sni_hostname": target.hostname}
+    method, query, content_type = _request("PUT", apply=True)
+
+    async def put(name: str, stamp: str, slots: asyncio.Semaphore) -> None:
+        async with slots:
+            response = await http.request(
+                method,
+                target.secret_path(name) + query,
+                content=json.dumps(secret_body(target, name, stamp)).encode(),
+                headers={"Content-Type": content_type},
+                extensions=extensions,
+            )
+        _check_protocol(response.http_version, http2)
+        if response.status_code != 200:
+            raise RuntimeError(f"apply {name}: {response.status_code} {response.content[:200]!r}")
+
+    async def run_all(batch: Sequence[str]) -> None:
+        slots, stamp = asyncio.Semaphore(workers), str(time.time_ns())
+        await asyncio.gather(*(put(name, stamp, slots) for name in batch))
+
+    return lambda: loop.run_until_complete(run_all(names))
 
 
 def tbot_pattern(send: Send, target: Target, names: Sequence[str]) -> None:
@@ -299,12 +356,14 @@ def main() -> None:
     parser.add_argument("prefix")
     parser.add_argument("count", type=int)
     parser.add_argument("--workers", type=int, default=16)
-    parser.add_argument("--client", choices=[*sorted(CLIENTS), "store"], default="urllib3")
+    parser.add_argument("--client", choices=[*sorted(CLIENTS), *ASYNC_CLIENTS, "store"], default="urllib3")
     args = parser.parse_args()
     target = Target(**json.loads(args.target.read_text()))
     names = secret_names(args.prefix, args.count)
     if args.pattern == "floor" and args.client == "store":
         outcome = measure(store_floor(target, names, args.workers))
+    elif args.pattern == "floor" and args.client in ASYNC_CLIENTS:
+        outcome = measure(async_floor(target, names, args.workers, ASYNC_CLIENTS[args.client]))
     elif args.pattern == "floor":
         send = CLIENTS[args.client](target, args.workers)
         outcome = measure(lambda: floor(send, target, names, args.workers))
