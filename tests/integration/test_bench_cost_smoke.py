@@ -13,6 +13,7 @@ import pytest
 
 from bench import cost
 from bench.cpu_share import CPU_HIERARCHY, CpuShare
+from standins.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 BURN = "import time\nc = time.process_time()\nwhile time.process_time() - c < 0.3: pass"
@@ -121,7 +122,9 @@ def test_the_rewrite_bench_sees_which_trigger_changes_config() -> None:
 def test_the_readme_cost_tables_are_what_the_cost_script_prints(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sys, "argv", ["cost.py"])
+    """The month is priced at the memory size the template deploys."""
+    deployed = load_template()["Globals"]["Function"]["MemorySize"]
+    monkeypatch.setattr(sys, "argv", ["cost.py", "--memory-mb", str(deployed)])
     cost.main()
     tables = [block for block in capsys.readouterr().out.strip().split("\n\n") if block.startswith("|")]
     readme = (ROOT / "README.md").read_text()
