@@ -164,13 +164,7 @@ def httpx_client(target: Target, connections: int, *, apply: bool = False, http2
     `apply_client` sends it; with `http2`, over HTTP/2 (one connection, a stream per request)."""
     import httpx
 
-    http = httpx.Client(
-        base_url=target.url,
-        verify=target.ssl_context(),
-        timeout=TIMEOUT_S,
-        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-        http2=http2,
-    )
+    http = httpx.Client(**_httpx_options(target, connections, http2))
     extensions = {"sni_hostname": target.hostname}
 
     def send(method: str, path: str, body: Mapping[str, Any] | None) -> tuple[int, bytes]:
@@ -186,6 +180,19 @@ def httpx_client(target: Target, connections: int, *, apply: bool = False, http2
         return response.status_code, response.content
 
     return send
+
+
+def _httpx_options(target: Target, connections: int, http2: bool) -> dict[str, Any]:
+    """An httpx client's (threaded or asyncio) options: the target's TLS, `connections` kept alive."""
+    import httpx
+
+    return {
+        "base_url": target.url,
+        "verify": target.ssl_context(),
+        "timeout": TIMEOUT_S,
+        "limits": httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        "http2": http2,
+    }
 
 
 def _request(method: str, apply: bool) -> tuple[str, str, str]:
@@ -255,13 +262,7 @@ def async_floor(target: Target, names: Sequence[str], workers: int, http2: bool)
     import httpx
 
     loop = asyncio.new_event_loop()
-    http = httpx.AsyncClient(
-        base_url=target.url,
-        verify=target.ssl_context(),
-        timeout=TIMEOUT_S,
-        limits=httpx.Limits(max_connections=workers, max_keepalive_connections=workers),
-        http2=http2,
-    )
+    http = httpx.AsyncClient(**_httpx_options(target, workers, http2))
     extensions = {"sni_hostname": target.hostname}
     method, query, content_type = _request("PUT", apply=True)
 
