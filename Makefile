@@ -38,6 +38,7 @@ test: lint typecheck proto-check unit sam-check
 
 bench: venv
 	$(PY) bench/renewal_bench.py --sizes 10,100,1000
+	$(PY) bench/http2_bench.py --clusters 1000
 	$(PY) bench/event_bench.py --sizes 10,100,1000
 	$(PY) bench/discovery_bench.py --clusters 1000
 	$(PY) bench/rotation_bench.py --clusters 1000
