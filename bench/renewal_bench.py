@@ -23,6 +23,9 @@ interleaved, each a fresh child process that measures itself:
   discovery schedule keeps a worker (the first of them often carries the full garbage collection
   the cold run's survivors cause, which a warm environment pays about once in eight runs; a
   mean of three weighs it more, not less). A first, unreported-in-the-ratios child creates the Secrets.
+- the first floor once more after the worker: the CPU ratio is also given against the mean of the
+  floor's runs before and after it, which takes most of this machine's drift in CPU speed (the
+  same work takes more or less CPU from one minute to the next) out of the ratio.
 
 With `--memory-mb`, each repeat also runs the worker's cold and warm invocations once per memory
 size with the CPU share Lambda gives that size (`cpu_share.py`: a cgroup CPU quota of M / 1,769 of
@@ -106,6 +109,10 @@ class Row:
     cold_over_floor: float
     tbot_over_warm: float
     warm_cpu_over_floor_cpu: float
+    # The same, against the mean of the floor's run before the worker and another one after it: this
+    # machine's CPU speed drifts from minute to minute, and a floor on both sides of the worker
+    # takes most of that drift out of the ratio.
+    warm_cpu_over_bracketing_floor_cpu: float
     kube_requests_per_cluster: float
     kube_requests_by_method: dict[str, float]
     dynamodb_writes_per_cluster: float
@@ -193,6 +200,14 @@ def _paired(these: list[Timed], those: list[Timed], measure: str) -> float:
     )
 
 
+def _means(these: list[Timed], those: list[Timed]) -> list[Timed]:
+    """Each repeat's mean of two measurements of the same thing."""
+    return [
+        Timed((a.seconds + b.seconds) / 2, (a.cpu_seconds + b.cpu_seconds) / 2)
+        for a, b in zip(these, those, strict=True)
+    ]
+
+
 def _median(timings: list[Timed]) -> Timed:
     return Timed(
         statistics.median(t.seconds for t in timings), statistics.median(t.cpu_seconds for t in timings)
@@ -240,7 +255,7 @@ def measure(
         env.pop("PYTHONPATH", None)
         create = _worker(env, kube, size, runs=1)
         runs: dict[str, list[Timed]] = {f"floor {c}": [] for c in clients}
-        runs.update({"tbot": [], "cold": [], "cold import": [], "warm": []})
+        runs.update({"floor after": [], "tbot": [], "cold": [], "cold import": [], "warm": []})
         kube_counts, dynamodb, peaks = [], [], [create["peak_mb"]]
         waits: dict[str, list[dict[str, float]]] = {"cold": [], "warm": []}
         at_memory: dict[int, dict[str, list[Timed]]] = {mb: {"cold": [], "warm": []} for mb in memory}
@@ -252,6 +267,9 @@ def measure(
                 )
             runs["tbot"].append(_pattern("tbot", target_file, "bench-tbot", size, workers, "urllib3"))
             report = _worker(env, kube, size, runs=1 + WARM_RUNS)
+            runs["floor after"].append(
+                _pattern("floor", target_file, "bench-floor", size, workers, clients[0])
+            )
             cold, *warm = report["runs"]
             runs["cold"].append(Timed(cold["seconds"], cold["cpu_seconds"]))
             runs["cold import"].append(Timed(report["import_seconds"], report["import_cpu_seconds"]))
@@ -282,6 +300,9 @@ def measure(
         cold_over_floor=_paired(runs["cold"], runs[f"floor {clients[0]}"], "seconds"),
         tbot_over_warm=_paired(runs["tbot"], runs["warm"], "seconds"),
         warm_cpu_over_floor_cpu=_paired(runs["warm"], runs[f"floor {clients[0]}"], "cpu_seconds"),
+        warm_cpu_over_bracketing_floor_cpu=_paired(
+            runs["warm"], _means(runs[f"floor {clients[0]}"], runs["floor after"]), "cpu_seconds"
+        ),
         kube_requests_per_cluster=statistics.median(c.total() for c in kube_counts) / renewals,
         kube_requests_by_method={m: statistics.median(c[m] for c in kube_counts) / renewals for m in methods},
         dynamodb_writes_per_cluster=statistics.median(dynamodb) / size,
@@ -330,15 +351,17 @@ def markdown(rows: list[Row], repeat: int, workers: int) -> str:
         "",
         "| clusters | CPU-s per 1,000 clusters: "
         + " | ".join(f"floor ({c})" for c in clients)
-        + " | tbot's pattern | worker cold (import) | worker warm | warm ÷ floor (≤ 1.5) |",
-        "|---:|" + "---:|" * (len(clients) + 4),
+        + " | tbot's pattern | worker cold (import) | worker warm | warm ÷ floor (≤ 1.5) "
+        + "| warm ÷ floor before and after |",
+        "|---:|" + "---:|" * (len(clients) + 5),
     ]
     for r in rows:
         floors = " | ".join(f"{per_k(t, r.clusters):.2f}" for t in r.floors_by_client.values())
         lines.append(
             f"| {r.clusters:,} | {floors} | {per_k(r.tbot, r.clusters):.2f} "
             f"| {per_k(r.cold, r.clusters):.2f} ({r.cold_import.cpu_seconds:.2f} s) "
-            f"| {per_k(r.warm, r.clusters):.2f} | **{r.warm_cpu_over_floor_cpu:.2f}** |"
+            f"| {per_k(r.warm, r.clusters):.2f} | **{r.warm_cpu_over_floor_cpu:.2f}** "
+            f"| {r.warm_cpu_over_bracketing_floor_cpu:.2f} |"
         )
     largest = max(rows, key=lambda r: r.clusters)
     lines += [
