@@ -98,7 +98,9 @@ def start_front(tmp: Path, kube: KubeApiServer, user: str) -> Iterator[int]:
         files["server-key"],
         kube.url,
         kube.hostname,
-        *list(files.values())[2:],
+        files["ca"],
+        files["client-cert"],
+        files["client-key"],
     ]
     with subprocess.Popen(
         [str(binary), *map(str, arguments)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True

@@ -27,7 +27,7 @@ func main() {
 	if len(os.Args) != 8 {
 		log.Fatalf("usage: %s SERVER_CERT SERVER_KEY UPSTREAM_URL UPSTREAM_NAME UPSTREAM_CA CLIENT_CERT CLIENT_KEY", os.Args[0])
 	}
-	serverCert, upstream, upstreamName := os.Args[1:3], os.Args[3], os.Args[4]
+	certFile, keyFile, upstream, upstreamName := os.Args[1], os.Args[2], os.Args[3], os.Args[4]
 	caPEM, err := os.ReadFile(os.Args[5])
 	if err != nil {
 		log.Fatal(err)
@@ -59,5 +59,5 @@ func main() {
 		os.Exit(0)
 	}()
 	// ServeTLS offers h2 and http/1.1 by ALPN, as the API server does.
-	log.Fatal((&http.Server{Handler: proxy}).ServeTLS(listener, serverCert[0], serverCert[1]))
+	log.Fatal((&http.Server{Handler: proxy}).ServeTLS(listener, certFile, keyFile))
 }
