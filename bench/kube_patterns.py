@@ -202,6 +202,12 @@ def _request(method: str, apply: bool) -> tuple[str, str, str]:
     return method, "?fieldManager=tbot", "application/json"
 
 
+def _refusal(status: int, answer: bytes) -> str:
+    """The start of an answer for an error message: only a refusal's (a Status object); a Secret's
+    would carry its certificate and key."""
+    return repr(answer[:200]) if status >= 400 else "(a Secret, not shown)"
+
+
 def _check_protocol(version: str, http2: bool) -> None:
     """Refuse a measurement whose connection did not speak the protocol asked for (ALPN falls back)."""
     if (version == "HTTP/2") != http2:
@@ -247,7 +253,7 @@ def floor(send: Send, target: Target, names: Sequence[str], workers: int) -> Non
     def put(name: str) -> None:
         status, answer = send("PUT", target.secret_path(name), secret_body(target, name, stamp))
         if status != 200:
-            raise RuntimeError(f"PUT {name}: {status} {answer[:200]!r}")
+            raise RuntimeError(f"PUT {name}: {status} {_refusal(status, answer)}")
 
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(put, names))
@@ -277,7 +283,9 @@ def async_floor(target: Target, names: Sequence[str], workers: int, http2: bool)
             )
         _check_protocol(response.http_version, http2)
         if response.status_code != 200:
-            raise RuntimeError(f"apply {name}: {response.status_code} {response.content[:200]!r}")
+            raise RuntimeError(
+                f"apply {name}: {response.status_code} {_refusal(response.status_code, response.content)}"
+            )
 
     async def run_all(batch: Sequence[str]) -> None:
         slots, stamp = asyncio.Semaphore(workers), str(time.time_ns())
@@ -299,7 +307,7 @@ def tbot_pattern(send: Send, target: Target, names: Sequence[str]) -> None:
             rendered["metadata"]["annotations"] = {**existing, **rendered["metadata"]["annotations"]}
             status, answer = send("PUT", target.secret_path(name), rendered)
         if status not in (200, 201):
-            raise RuntimeError(f"writing {name}: {status} {answer[:200]!r}")
+            raise RuntimeError(f"writing {name}: {status} {_refusal(status, answer)}")
 
 
 def store_floor(target: Target, names: Sequence[str], workers: int) -> Callable[[], None]:
