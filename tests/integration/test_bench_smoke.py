@@ -62,8 +62,9 @@ def test_the_writers_floor_is_one_request_per_secret_after_taking_them_over(kube
 def test_the_front_offers_http2_and_http11_and_passes_requests_on(
     kube: KubeApiServer, tmp_path: Path
 ) -> None:
-    """Go's net/http, as an API server is, negotiates h2 or http/1.1 by ALPN: what the HTTP/2 bench
-    relies on to measure each client against the same server."""
+    """Go's net/http, as an API server is, negotiates h2 or http/1.1 by ALPN (the API server offers
+    both unless HTTP/2 is turned off: k8s.io/apiserver pkg/server/secure_serving.go, NextProtos):
+    what the HTTP/2 bench relies on to measure each client against the same server."""
     direct = Target.of(kube, WRITER, "argocd")
     names = secret_names("bench-h2", 4)
     precreate(kube, direct, names)
