@@ -2,10 +2,10 @@
 //
 // The stand-in (Python's http.server) speaks HTTP/1.1 alone; a real API server is Go's net/http,
 // which offers h2 and http/1.1 over TLS by ALPN unless HTTP/2 is turned off (k8s.io/apiserver,
-// pkg/server/secure_serving.go: the serving tls.Config's NextProtos). This front is that server: it terminates TLS with
-// both protocols and passes each request on to the stand-in over keep-alive HTTP/1.1, as the
-// bench's own Kubernetes user (a client certificate), so every client measured through it meets the
-// same server, whichever protocol it speaks. It prints the port it listens on, then serves until
+// pkg/server/secure_serving.go: the serving tls.Config's NextProtos). This front is that server:
+// it terminates TLS with both protocols and passes each request on to the stand-in over keep-alive
+// HTTP/1.1, as the bench's own Kubernetes user (a client certificate), so every client measured
+// through it meets the same server, whichever protocol it speaks. It prints the port it listens on, then serves until
 // its standard input closes.
 //
 //	h2front SERVER_CERT SERVER_KEY UPSTREAM_URL UPSTREAM_NAME UPSTREAM_CA CLIENT_CERT CLIENT_KEY
